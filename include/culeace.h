@@ -1,0 +1,264 @@
+/* culeace.h — the one public C API of culeace.
+ *
+ * Linear concept erasure (LEACE) over neural-network activations.
+ * Conventions (see docs/DESIGN.md):
+ *   - every function returns culeace_status (0 = OK, negative = error) and
+ *     writes results through out-parameters;
+ *   - handles are opaque; constructors are culeace_X_create(..., &out),
+ *     destructors culeace_X_free (NULL-safe);
+ *   - the context keeps a detailed message for the last error
+ *     (culeace_ctx_last_error);
+ *   - option structs are filled with defaults by culeace_X_opts_init so that
+ *     fields can be added later without breaking callers;
+ *   - matrices are row-major; "x: (n, d), stride ldx >= d" means row i starts
+ *     at x + i*ldx elements.
+ */
+#ifndef CULEACE_H
+#define CULEACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CULEACE_VERSION_MAJOR 0
+#define CULEACE_VERSION_MINOR 1
+#define CULEACE_VERSION_PATCH 0
+#define CULEACE_VERSION_STRING "0.1.0"
+
+/* ---- status codes: one X-macro table (name, value, description) -------- */
+#define CULEACE_STATUS_MAP(X)                                                  \
+  X(OK, 0, "success")                                                          \
+  X(ERR_INVALID_ARG, -1, "invalid argument")                                   \
+  X(ERR_OUT_OF_MEMORY, -2, "out of memory")                                    \
+  X(ERR_IO, -3, "file input/output error")                                     \
+  X(ERR_NOT_FOUND, -4, "file, dataset or attribute not found")                 \
+  X(ERR_FORMAT, -5, "unexpected file format or contents")                      \
+  X(ERR_SHAPE, -6, "shape mismatch")                                           \
+  X(ERR_DTYPE, -7, "unsupported data type")                                    \
+  X(ERR_NONFINITE, -8, "non-finite value (NaN or Inf) in input")               \
+  X(ERR_DEGENERATE, -9, "degenerate input (too few rows or classes)")          \
+  X(ERR_NOT_BUILT, -10, "feature not compiled into this build")                \
+  X(ERR_NO_DEVICE, -11, "no usable GPU")                                       \
+  X(ERR_HDF5, -12, "HDF5 library error")                                       \
+  X(ERR_LAPACK, -13, "LAPACK routine failed")                                  \
+  X(ERR_CUDA, -14, "CUDA runtime error")                                       \
+  X(ERR_CUBLAS, -15, "cuBLAS error")                                           \
+  X(ERR_CUSOLVER, -16, "cuSOLVER error")                                       \
+  X(ERR_MPI, -17, "MPI error")                                                 \
+  X(ERR_EXISTS, -18, "output already exists or would overwrite the input")     \
+  X(ERR_STATE, -19, "operation not valid in the current state")               \
+  X(ERR_INTERNAL, -20, "internal error")
+
+typedef enum {
+#define CULEACE_STATUS_ENUM_(name, value, text) CULEACE_##name = value,
+  CULEACE_STATUS_MAP(CULEACE_STATUS_ENUM_)
+#undef CULEACE_STATUS_ENUM_
+} culeace_status;
+
+/* "CULEACE_ERR_SHAPE" etc.; "CULEACE_UNKNOWN" for values outside the table. */
+const char *culeace_status_name(culeace_status s);
+/* One-line description of the code (not of the particular failure: see
+ * culeace_ctx_last_error for that). */
+const char *culeace_strerror(culeace_status s);
+
+/* ---- version and build ---------------------------------------------------- */
+const char *culeace_version(void);
+/* Space-separated list of compiled-in backends, e.g. "cpu" or "cpu cuda". */
+const char *culeace_backends_compiled(void);
+
+/* ---- element types ---------------------------------------------------------- */
+typedef enum {
+  CULEACE_F32 = 0,
+  CULEACE_F16 = 1,  /* IEEE binary16 */
+  CULEACE_BF16 = 2, /* bfloat16 */
+  CULEACE_F64 = 3
+} culeace_dtype;
+
+size_t culeace_dtype_size(culeace_dtype t); /* 0 for an unknown type */
+const char *culeace_dtype_name(culeace_dtype t); /* "float16", ... */
+
+/* ---- context -------------------------------------------------------------- */
+typedef enum {
+  CULEACE_DEVICE_AUTO = 0, /* CUDA when a usable GPU exists, else CPU */
+  CULEACE_DEVICE_CPU = 1,
+  CULEACE_DEVICE_CUDA = 2
+} culeace_device;
+
+typedef struct {
+  culeace_device device;
+  int device_index; /* CUDA device ordinal when device is CUDA */
+  int n_threads;    /* CPU threads for BLAS; 0 = library default */
+} culeace_ctx_opts;
+
+typedef struct culeace_ctx culeace_ctx;
+
+void culeace_ctx_opts_init(culeace_ctx_opts *opts);
+/* On failure *out is NULL; where the failure has a message beyond the status
+ * code (e.g. "not built with CUDA"), it is written to errbuf (may be NULL). */
+culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
+                                  culeace_ctx **out, char *errbuf,
+                                  size_t errbuf_len);
+void culeace_ctx_free(culeace_ctx *ctx);
+/* Message of the last error on this context ("" when none). Valid until the
+ * next call on the context. */
+const char *culeace_ctx_last_error(const culeace_ctx *ctx);
+/* "cpu" or "cuda:N": the backend the context runs on. */
+const char *culeace_ctx_backend_name(const culeace_ctx *ctx);
+/* One line saying which backend was picked and why (for AUTO). */
+const char *culeace_ctx_device_note(const culeace_ctx *ctx);
+
+/* ---- LEACE fitter ------------------------------------------------------------ */
+typedef enum {
+  CULEACE_METHOD_LEACE = 0, /* whitened (oblique) projection: LEACE */
+  CULEACE_METHOD_ORTH = 1   /* orthogonal projection onto ker(Sigma_xz^T) */
+} culeace_method;
+
+typedef enum {
+  CULEACE_PRECISION_F64 = 0, /* block moments in float64 (reference) */
+  CULEACE_PRECISION_F32 = 1  /* block moments in float32 after centring on
+                                the block mean, merged into float64 */
+} culeace_precision;
+
+typedef struct {
+  culeace_method method;
+  int affine;              /* 1: keep the mean (bias = mean_x); 0: linear */
+  int shrinkage;           /* 1: optimal linear shrinkage of Sigma_xx */
+  int constrain_cov_trace; /* 1: never let the trace of Cov(x') exceed
+                              Cov(x) (concept-erasure's default) */
+  double svd_tol;          /* singular values of W Sigma_xz <= svd_tol are
+                              dropped; must be > 0 (default 0.01) */
+  culeace_precision precision;
+} culeace_fit_opts;
+
+void culeace_fit_opts_init(culeace_fit_opts *opts);
+
+/* How z is given to the fitter. */
+typedef enum {
+  CULEACE_Z_CLASSES = 0,   /* class indices 0..k-1; binary (k = 2) uses one
+                              indicator column, k >= 3 one-hot k columns */
+  CULEACE_Z_CONTINUOUS = 1 /* (n, k) float64 columns */
+} culeace_z_kind;
+
+typedef struct culeace_fitter culeace_fitter;
+
+/* d: feature width; k: number of classes (CLASSES, k >= 2) or number of
+ * continuous columns (CONTINUOUS, k >= 1). */
+culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
+                                     culeace_z_kind z_kind,
+                                     const culeace_fit_opts *opts,
+                                     culeace_fitter **out);
+void culeace_fitter_free(culeace_fitter *f);
+
+/* Adds n rows. x: (n, d) of type xtype, row stride ldx >= d (elements).
+ * Blocks of any size may be given any number of times; the result equals the
+ * one-pass float64 moments (Chan et al. merge). Rows with NaN/Inf are
+ * rejected (CULEACE_ERR_NONFINITE, message names the row within the block)
+ * and nothing is added. */
+culeace_status culeace_fitter_update_classes(culeace_fitter *f, const void *x,
+                                             culeace_dtype xtype, int64_t n,
+                                             int64_t ldx,
+                                             const int32_t *classes /* (n) */);
+culeace_status culeace_fitter_update_continuous(culeace_fitter *f,
+                                                const void *x,
+                                                culeace_dtype xtype, int64_t n,
+                                                int64_t ldx,
+                                                const double *z /* (n, k) */,
+                                                int64_t ldz);
+
+/* Number of rows seen. */
+int64_t culeace_fitter_rows(const culeace_fitter *f);
+/* Width of the z matrix the moments use (1 for binary classes). */
+int64_t culeace_fitter_z_dim(const culeace_fitter *f);
+
+/* Moments (float64, population-free: co-moments divided by n - 1).
+ * Any output may be NULL. mean_x: (d); mean_z: (z_dim);
+ * sigma_xz: (d, z_dim) row-major; sigma_xx: (d, d) (without shrinkage). */
+culeace_status culeace_fitter_moments(const culeace_fitter *f, double *mean_x,
+                                      double *mean_z, double *sigma_xz,
+                                      double *sigma_xx);
+/* Per-class means and counts (CLASSES only). means: (k, d); counts: (k). */
+culeace_status culeace_fitter_class_means(const culeace_fitter *f,
+                                          double *means, int64_t *counts);
+
+/* ---- eraser ------------------------------------------------------------------ */
+typedef struct culeace_eraser culeace_eraser;
+
+/* Finalises the fitter's moments into an eraser (the fitter stays usable). */
+culeace_status culeace_fitter_finalize(culeace_fitter *f,
+                                       culeace_eraser **out);
+void culeace_eraser_free(culeace_eraser *e);
+
+typedef struct {
+  int64_t d;       /* feature width */
+  int64_t rank;    /* rank r of the edit: x' = x - ((x - bias) R^T) L^T */
+  int64_t z_dim;   /* width of z used to fit */
+  int64_t n_seen;  /* rows the moments were fitted on */
+  int64_t n_classes; /* 0 for continuous z */
+  culeace_method method;
+  int affine, shrinkage, constrain_cov_trace;
+  double svd_tol;
+} culeace_eraser_info;
+
+culeace_status culeace_eraser_info_get(const culeace_eraser *e,
+                                       culeace_eraser_info *info);
+/* Copies out the factors (float64). L: (d, r); R: (r, d); bias: (d) (zeros
+ * when not affine). Any may be NULL. */
+culeace_status culeace_eraser_factors(const culeace_eraser *e, double *L,
+                                      double *R, double *bias);
+/* Builds an eraser from factors (as loaded from elsewhere). */
+culeace_status culeace_eraser_from_factors(culeace_ctx *ctx, int64_t d,
+                                           int64_t rank, const double *L,
+                                           const double *R,
+                                           const double *bias /* NULL ok */,
+                                           culeace_eraser **out);
+
+/* Edits rows in place: x <- x - ((x - bias) R^T) L^T, one pass over the
+ * rows. x: (n, d) of type xtype, stride ldx >= d. float16/bfloat16 results
+ * are rounded to nearest even. */
+culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
+                                    void *x, culeace_dtype xtype, int64_t n,
+                                    int64_t ldx);
+
+/* ---- eraser files (HDF5, see docs/FORMAT.md) ---------------------------- */
+typedef struct {
+  const char *source_file;    /* may be NULL */
+  const char *source_dataset; /* may be NULL */
+  int64_t layer;              /* -1 when not a layer of a stack */
+  const char *layer_name;     /* may be NULL */
+  const char *label_dataset;  /* may be NULL */
+  const char *class_values;   /* "v0,v1,..." label values of classes 0..k-1 */
+} culeace_eraser_meta;
+
+void culeace_eraser_meta_init(culeace_eraser_meta *m);
+
+typedef struct culeace_eraser_file culeace_eraser_file;
+
+/* Creates FILE.tmp and writes erasers into it; commit renames it to FILE
+ * atomically. Without commit (or on error) nothing is left behind. */
+culeace_status culeace_eraser_file_create(culeace_ctx *ctx, const char *path,
+                                          culeace_eraser_file **out);
+culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
+                                       const culeace_eraser *e,
+                                       const culeace_eraser_meta *meta);
+culeace_status culeace_eraser_file_commit(culeace_eraser_file *f);
+/* Aborts an uncommitted file (removes the temp file) and frees. */
+void culeace_eraser_file_free(culeace_eraser_file *f);
+
+/* Opens an eraser file for reading; validates the format version and every
+ * field before allocating. */
+culeace_status culeace_eraser_file_open(culeace_ctx *ctx, const char *path,
+                                        culeace_eraser_file **out);
+int64_t culeace_eraser_file_count(const culeace_eraser_file *f);
+/* Loads eraser i (0-based, in file order). meta strings stay owned by the
+ * file handle. */
+culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
+                                        culeace_eraser **out,
+                                        culeace_eraser_meta *meta);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* CULEACE_H */

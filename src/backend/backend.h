@@ -1,0 +1,64 @@
+/* backend.h — the backend operations table (CPU now, CUDA behind the same
+ * seam). A backend is a const table of function pointers plus a state
+ * pointer owned by the context; the core never calls BLAS/LAPACK/cuBLAS for
+ * bulk work except through this table. */
+#ifndef CULEACE_BACKEND_H
+#define CULEACE_BACKEND_H
+
+#include <stdint.h>
+
+#include "culeace.h"
+
+/* The eraser's factors in the precisions the backends use.
+ * L: (d, r), R: (r, d), bias: (d) or NULL when not affine. */
+typedef struct culeace_apply_factors {
+  int64_t d, r;
+  const double *L, *R, *bias;
+  const float *L32, *R32, *bias32;
+} culeace_apply_factors;
+
+typedef struct culeace_backend {
+  const char *name;
+
+  culeace_status (*init)(culeace_ctx *ctx, void **state);
+  void (*destroy)(void *state);
+
+  /* Moments of one block, centred on the block's own mean.
+   * x: (n, d) of xtype, stride ldx; z: (n, k) float64 stride ldz (may be
+   * NULL when k == 0). Outputs (float64):
+   *   mean_x (d), mean_z (k),
+   *   cxx (d, d): sum_i (x_i - mean_x)(x_i - mean_x)^T, upper triangle
+   *              (row-major, i <= j) filled; may be NULL to skip,
+   *   cxz (d, k): sum_i (x_i - mean_x)(z_i - mean_z)^T.
+   * precision F32 does the products in float32 after centring. */
+  culeace_status (*block_moments)(culeace_ctx *ctx, const void *x,
+                                  culeace_dtype xtype, int64_t n, int64_t d,
+                                  int64_t ldx, const double *z, int64_t k,
+                                  int64_t ldz, culeace_precision precision,
+                                  double *mean_x, double *mean_z, double *cxx,
+                                  double *cxz);
+
+  /* Symmetric eigendecomposition (float64): a (d, d) symmetric in; out, row
+   * j of a is eigenvector j (a = V^T, row-major); w (d) eigenvalues
+   * ascending. */
+  culeace_status (*eigh)(culeace_ctx *ctx, double *a, double *w, int64_t d);
+
+  /* C (m, n) = alpha * op(A) op(B) + beta * C, float64 row-major. */
+  culeace_status (*gemm)(culeace_ctx *ctx, int trans_a, int trans_b,
+                         int64_t m, int64_t n, int64_t k, double alpha,
+                         const double *a, int64_t lda, const double *b,
+                         int64_t ldb, double beta, double *c, int64_t ldc);
+
+  /* In-place rank-r edit of rows: x <- x - ((x - bias) R^T) L^T.
+   * x: (n, d) of xtype, stride ldx; factors as described below. */
+  culeace_status (*apply)(culeace_ctx *ctx, void *x, culeace_dtype xtype,
+                          int64_t n, int64_t ldx,
+                          const struct culeace_apply_factors *f);
+} culeace_backend;
+
+extern const culeace_backend culeace__backend_cpu;
+#ifdef CULEACE_HAVE_CUDA
+extern const culeace_backend culeace__backend_cuda;
+#endif
+
+#endif

@@ -1,0 +1,264 @@
+/* cpu.c — the CPU backend: the readable reference for every backend
+ * operation, on OpenBLAS (CBLAS) and LAPACKE. Scratch buffers live in the
+ * backend state and grow as needed, so no operation allocates per block once
+ * warm. */
+#include <cblas.h>
+#include <float.h>
+#include <lapacke.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/convert.h"
+#include "core/ctx.h"
+
+typedef struct {
+  void *buf;
+  size_t cap;
+} scratch;
+
+typedef struct {
+  scratch x;  /* block of rows converted to float32/float64 */
+  scratch xc; /* centred rows (apply) */
+  scratch z;  /* centred label block */
+  scratch c;  /* float32 products before widening / apply coefficients */
+} cpu_state;
+
+static culeace_status cpu_init(culeace_ctx *ctx, void **state) {
+  cpu_state *s = calloc(1, sizeof *s);
+  if (!s)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory allocating the CPU backend state");
+  *state = s;
+  return CULEACE_OK;
+}
+
+static void cpu_destroy(void *state) {
+  cpu_state *s = state;
+  if (!s) return;
+  free(s->x.buf);
+  free(s->xc.buf);
+  free(s->z.buf);
+  free(s->c.buf);
+  free(s);
+}
+
+/* Grows b to hold count*size bytes (contents not kept). */
+static culeace_status grow(culeace_ctx *ctx, scratch *b, size_t count,
+                           size_t size, const char *what) {
+  size_t bytes;
+  if (!culeace__mul_size(count, size, &bytes))
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "size of %s overflows", what);
+  if (bytes <= b->cap) return CULEACE_OK;
+  free(b->buf);
+  b->buf = malloc(bytes);
+  b->cap = b->buf ? bytes : 0;
+  if (!b->buf)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory allocating %s (%zu bytes)", what,
+                          bytes);
+  return CULEACE_OK;
+}
+
+static cpu_state *state_of(culeace_ctx *ctx) { return ctx->backend_state; }
+
+/* Centred z block (n, k) into zc and its mean into mean_z. */
+static void centre_z(const double *z, int64_t n, int64_t k, int64_t ldz,
+                     double *zc, double *mean_z) {
+  for (int64_t c = 0; c < k; c++) mean_z[c] = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c = 0; c < k; c++) mean_z[c] += z[i * ldz + c];
+  for (int64_t c = 0; c < k; c++) mean_z[c] /= (double)n;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c = 0; c < k; c++) zc[i * k + c] = z[i * ldz + c] - mean_z[c];
+}
+
+static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
+                                        culeace_dtype xtype, int64_t n,
+                                        int64_t d, int64_t ldx,
+                                        const double *z, int64_t k,
+                                        int64_t ldz,
+                                        culeace_precision precision,
+                                        double *mean_x, double *mean_z,
+                                        double *cxx, double *cxz) {
+  cpu_state *s = state_of(ctx);
+  size_t es = culeace_dtype_size(xtype);
+  int f32 = precision == CULEACE_PRECISION_F32;
+  size_t nd;
+  if (!culeace__mul_size((size_t)n, (size_t)d, &nd))
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "block too large");
+  culeace_status st = grow(ctx, &s->x, nd, f32 ? 4 : 8, "moment block");
+  if (!st) st = grow(ctx, &s->z, (size_t)n * (size_t)k, 8, "label block");
+  if (!st && f32)
+    st = grow(ctx, &s->c, (size_t)d * (size_t)(cxx ? d : k) +
+                              (size_t)n * (size_t)k, 4, "float32 products");
+  if (st) return st;
+
+  double *zc = s->z.buf;
+  if (k > 0) centre_z(z, n, k, ldz, zc, mean_z);
+  for (int64_t j = 0; j < d; j++) mean_x[j] = 0;
+
+  if (!f32) {
+    double *xb = s->x.buf;
+    for (int64_t i = 0; i < n; i++)
+      culeace__to_f64((const char *)x + (size_t)i * (size_t)ldx * es, xtype,
+                      d, xb + i * d);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
+    for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = 0; j < d; j++) xb[i * d + j] -= mean_x[j];
+    if (cxx)
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0,
+                  xb, (int)d, 0.0, cxx, (int)d);
+    if (k > 0)
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
+                  (int)n, 1.0, xb, (int)d, zc, (int)k, 0.0, cxz, (int)k);
+    return CULEACE_OK;
+  }
+
+  /* float32 products after centring on the block mean (kept in float64),
+   * widened into the float64 outputs. */
+  float *xb = s->x.buf;
+  for (int64_t i = 0; i < n; i++)
+    culeace__to_f32((const char *)x + (size_t)i * (size_t)ldx * es, xtype, d,
+                    xb + i * d);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
+  for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++)
+      xb[i * d + j] = (float)((double)xb[i * d + j] - mean_x[j]);
+  float *c32 = s->c.buf;
+  if (cxx) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0f,
+                xb, (int)d, 0.0f, c32, (int)d);
+    for (int64_t i = 0; i < d; i++)
+      for (int64_t j = i; j < d; j++) cxx[i * d + j] = c32[i * d + j];
+  }
+  if (k > 0) {
+    float *z32 = c32 + (size_t)d * (size_t)(cxx ? d : k);
+    for (int64_t i = 0; i < n * k; i++) z32[i] = (float)zc[i];
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
+                (int)n, 1.0f, xb, (int)d, z32, (int)k, 0.0f, c32, (int)k);
+    for (int64_t i = 0; i < d * k; i++) cxz[i] = c32[i];
+  }
+  return CULEACE_OK;
+}
+
+static culeace_status cpu_eigh(culeace_ctx *ctx, double *a, double *w,
+                               int64_t d) {
+  /* LAPACKE_dsyevd's own workspace query is wrong for large n in OpenBLAS
+   * 0.3.21 (see docs/DESIGN.md): size the workspace ourselves. */
+  size_t lwork = 1 + 6 * (size_t)d + 2 * (size_t)d * (size_t)d;
+  size_t liwork = 3 + 5 * (size_t)d;
+  double *work = culeace__alloc(ctx, lwork, sizeof(double), "eigh workspace");
+  lapack_int *iwork =
+      culeace__alloc(ctx, liwork, sizeof(lapack_int), "eigh workspace");
+  culeace_status st = CULEACE_OK;
+  if (!work || !iwork) {
+    st = CULEACE_ERR_OUT_OF_MEMORY;
+    goto cleanup;
+  }
+  /* A symmetric matrix is its own transpose: column-major call, and the
+   * column-major eigenvector matrix read row-major is V^T. */
+  lapack_int info =
+      LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', (lapack_int)d, a,
+                          (lapack_int)d, w, work, (lapack_int)lwork, iwork,
+                          (lapack_int)liwork);
+  if (info != 0)
+    st = culeace__error(ctx, CULEACE_ERR_LAPACK,
+                        "dsyevd failed on a %lldx%lld matrix (info = %d)",
+                        (long long)d, (long long)d, (int)info);
+cleanup:
+  free(work);
+  free(iwork);
+  return st;
+}
+
+static culeace_status cpu_gemm(culeace_ctx *ctx, int trans_a, int trans_b,
+                               int64_t m, int64_t n, int64_t k, double alpha,
+                               const double *a, int64_t lda, const double *b,
+                               int64_t ldb, double beta, double *c,
+                               int64_t ldc) {
+  (void)ctx;
+  cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+              trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
+              alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+  return CULEACE_OK;
+}
+
+enum { APPLY_CHUNK = 256 }; /* rows per pass: a chunk stays in cache */
+
+/* One chunk in float64: t = (x - bias) R^T ; x -= t L^T. */
+static void apply_chunk_f64(cpu_state *s, double *rows, int64_t m,
+                            int64_t ldx, const culeace_apply_factors *f) {
+  int64_t d = f->d, r = f->r;
+  double *xc = s->xc.buf, *t = s->c.buf;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < d; j++)
+      xc[i * d + j] = rows[i * ldx + j] - (f->bias ? f->bias[j] : 0.0);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)r, (int)d,
+              1.0, xc, (int)d, f->R, (int)d, 0.0, t, (int)r);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)d, (int)r,
+              -1.0, t, (int)r, f->L, (int)r, 1.0, rows, (int)ldx);
+}
+
+/* One chunk in float32; xf: (m, d) rows with stride ldf (the data itself
+ * for float32, a converted copy for 2-byte types). */
+static void apply_chunk_f32(cpu_state *s, float *xf, int64_t m, int64_t ldf,
+                            const culeace_apply_factors *f) {
+  int64_t d = f->d, r = f->r;
+  float *xc = s->xc.buf, *t = s->c.buf;
+  for (int64_t i = 0; i < m; i++)
+    for (int64_t j = 0; j < d; j++)
+      xc[i * d + j] = xf[i * ldf + j] - (f->bias32 ? f->bias32[j] : 0.0f);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)r, (int)d,
+              1.0f, xc, (int)d, f->R32, (int)d, 0.0f, t, (int)r);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)d, (int)r,
+              -1.0f, t, (int)r, f->L32, (int)r, 1.0f, xf, (int)ldf);
+}
+
+static culeace_status cpu_apply(culeace_ctx *ctx, void *x,
+                                culeace_dtype xtype, int64_t n, int64_t ldx,
+                                const culeace_apply_factors *f) {
+  cpu_state *s = state_of(ctx);
+  int64_t d = f->d, r = f->r;
+  if (r == 0 || n == 0) return CULEACE_OK;
+  size_t es = culeace_dtype_size(xtype);
+  size_t vs = xtype == CULEACE_F64 ? 8 : 4;
+  size_t chunk = (size_t)APPLY_CHUNK * (size_t)d;
+  culeace_status st = grow(ctx, &s->xc, chunk, vs, "apply block");
+  if (!st) st = grow(ctx, &s->c, (size_t)APPLY_CHUNK * (size_t)r, vs,
+                     "apply coefficients");
+  if (!st && es == 2) st = grow(ctx, &s->x, chunk, 4, "apply block");
+  if (st) return st;
+
+  for (int64_t i0 = 0; i0 < n; i0 += APPLY_CHUNK) {
+    int64_t m = n - i0 < APPLY_CHUNK ? n - i0 : APPLY_CHUNK;
+    char *rows = (char *)x + (size_t)i0 * (size_t)ldx * es;
+    if (xtype == CULEACE_F64) {
+      apply_chunk_f64(s, (double *)rows, m, ldx, f);
+    } else if (xtype == CULEACE_F32) {
+      apply_chunk_f32(s, (float *)rows, m, ldx, f);
+    } else { /* 2-byte rows: convert, edit in float32, round back (RNE) */
+      float *xf = s->x.buf;
+      for (int64_t i = 0; i < m; i++)
+        culeace__to_f32(rows + (size_t)i * ldx * es, xtype, d, xf + i * d);
+      apply_chunk_f32(s, xf, m, d, f);
+      for (int64_t i = 0; i < m; i++)
+        culeace__from_f32(xf + i * d, d, xtype, rows + (size_t)i * ldx * es);
+    }
+  }
+  return CULEACE_OK;
+}
+
+const culeace_backend culeace__backend_cpu = {
+    .name = "cpu",
+    .init = cpu_init,
+    .destroy = cpu_destroy,
+    .block_moments = cpu_block_moments,
+    .eigh = cpu_eigh,
+    .gemm = cpu_gemm,
+    .apply = cpu_apply,
+};

@@ -1,0 +1,468 @@
+/* eraser_file.c — eraser files (HDF5, docs/FORMAT.md "Eraser files"):
+ * written to a temporary file and renamed on commit; read back with every
+ * field validated before anything is allocated. */
+#include <errno.h>
+#include <fcntl.h>
+#include <hdf5.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/fitter.h"
+
+#define ERASER_FORMAT "culeace-erasers"
+#define ERASER_FORMAT_VERSION 1
+#define META_STR_MAX 4096
+
+struct culeace_eraser_file {
+  culeace_ctx *ctx;
+  hid_t fid;
+  int writing;
+  int committed;
+  int64_t count;
+  char *path;
+  char *tmp_path;
+  /* strings of the last loaded meta (owned) */
+  char meta_strs[5][META_STR_MAX];
+};
+
+void culeace_eraser_meta_init(culeace_eraser_meta *m) {
+  memset(m, 0, sizeof *m);
+  m->layer = -1;
+}
+
+/* ---- small attribute helpers ------------------------------------------- */
+static int attr_i64(hid_t obj, const char *name, int64_t v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc < 0 ? -1 : 0;
+}
+
+static int attr_f64(hid_t obj, const char *name, double v) {
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  return rc < 0 ? -1 : 0;
+}
+
+static int attr_str(hid_t obj, const char *name, const char *v) {
+  if (!v) v = "";
+  hid_t t = H5Tcopy(H5T_C_S1);
+  H5Tset_size(t, strlen(v) + 1);
+  H5Tset_cset(t, H5T_CSET_UTF8);
+  hid_t sp = H5Screate(H5S_SCALAR);
+  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
+  herr_t rc = a < 0 ? -1 : H5Awrite(a, t, v);
+  if (a >= 0) H5Aclose(a);
+  H5Sclose(sp);
+  H5Tclose(t);
+  return rc < 0 ? -1 : 0;
+}
+
+static int read_i64(hid_t obj, const char *name, int64_t *v) {
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t sp = H5Aget_space(a);
+  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
+           H5Tget_class(H5Aget_type(a)) == H5T_INTEGER &&
+           H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+  H5Sclose(sp);
+  H5Aclose(a);
+  return ok ? 0 : -1;
+}
+
+static int read_f64(hid_t obj, const char *name, double *v) {
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t sp = H5Aget_space(a);
+  hid_t t = H5Aget_type(a);
+  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
+           H5Tget_class(t) == H5T_FLOAT && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
+  H5Tclose(t);
+  H5Sclose(sp);
+  H5Aclose(a);
+  return ok ? 0 : -1;
+}
+
+/* Fixed-length string attribute into buf (at most len-1 chars). */
+static int read_str(hid_t obj, const char *name, char *buf, size_t len) {
+  buf[0] = 0;
+  if (H5Aexists(obj, name) <= 0) return -1;
+  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
+  if (a < 0) return -1;
+  hid_t ft = H5Aget_type(a);
+  int ok = 0;
+  if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
+    size_t sz = H5Tget_size(ft);
+    if (sz < len) {
+      hid_t mt = H5Tcopy(H5T_C_S1);
+      H5Tset_size(mt, sz + 1);
+      ok = H5Aread(a, mt, buf) >= 0;
+      buf[sz] = 0;
+      H5Tclose(mt);
+    }
+  } else if (H5Tget_class(ft) == H5T_STRING) { /* variable length */
+    hid_t mt = H5Tcopy(H5T_C_S1);
+    H5Tset_size(mt, H5T_VARIABLE);
+    char *p = NULL;
+    if (H5Aread(a, mt, &p) >= 0 && p) {
+      snprintf(buf, len, "%s", p);
+      ok = strlen(p) < len;
+      H5free_memory(p);
+    }
+    H5Tclose(mt);
+  }
+  H5Tclose(ft);
+  H5Aclose(a);
+  return ok ? 0 : -1;
+}
+
+static int write_matrix(hid_t g, const char *name, const double *v,
+                        hsize_t rows, hsize_t cols, int rank) {
+  hsize_t dims[2] = {rows, cols};
+  hid_t sp = H5Screate_simple(rank, dims, NULL);
+  hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
+                        H5P_DEFAULT);
+  herr_t rc = ds < 0 ? -1
+              : (rows * cols == 0)
+                  ? 0
+                  : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                             H5P_DEFAULT, v);
+  if (ds >= 0) H5Dclose(ds);
+  H5Sclose(sp);
+  return rc < 0 ? -1 : 0;
+}
+
+/* ---- writing -------------------------------------------------------------- */
+culeace_status culeace_eraser_file_create(culeace_ctx *ctx, const char *path,
+                                          culeace_eraser_file **out) {
+  if (!ctx || !path || !out) return CULEACE_ERR_INVALID_ARG;
+  *out = NULL;
+  culeace_eraser_file *f = calloc(1, sizeof *f);
+  size_t plen = strlen(path);
+  char *p = f ? malloc(plen + 1) : NULL, *tmp = f ? malloc(plen + 32) : NULL;
+  if (!f || !p || !tmp) {
+    free(f);
+    free(p);
+    free(tmp);
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  memcpy(p, path, plen + 1);
+  snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
+  f->ctx = ctx;
+  f->path = p;
+  f->tmp_path = tmp;
+  f->writing = 1;
+  f->fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  if (f->fid < 0) {
+    culeace_status st = culeace__error(
+        ctx, CULEACE_ERR_IO, "cannot create eraser file %s (temporary %s): %s",
+        path, tmp, errno ? strerror(errno) : "HDF5 error");
+    free(f->path);
+    free(f->tmp_path);
+    free(f);
+    return st;
+  }
+  hid_t g = H5Gcreate2(f->fid, "erasers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  int bad = g < 0 || attr_str(f->fid, "format", ERASER_FORMAT) ||
+            attr_i64(f->fid, "format_version", ERASER_FORMAT_VERSION) ||
+            attr_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
+  if (g >= 0) H5Gclose(g);
+  if (bad) {
+    culeace_eraser_file_free(f);
+    return culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "cannot write the header of eraser file %s", path);
+  }
+  *out = f;
+  return CULEACE_OK;
+}
+
+culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
+                                       const culeace_eraser *e,
+                                       const culeace_eraser_meta *meta) {
+  if (!f || !e || !f->writing || f->committed) return CULEACE_ERR_INVALID_ARG;
+  culeace_eraser_meta dm;
+  if (!meta) {
+    culeace_eraser_meta_init(&dm);
+    meta = &dm;
+  }
+  char name[32];
+  snprintf(name, sizeof name, "erasers/%04lld", (long long)f->count);
+  const culeace_eraser_info *in = &e->info;
+  hid_t g = H5Gcreate2(f->fid, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  int bad = g < 0;
+  if (!bad) {
+    bad = attr_i64(g, "d", in->d) || attr_i64(g, "rank", in->rank) ||
+          attr_i64(g, "z_dim", in->z_dim) || attr_i64(g, "n_seen", in->n_seen) ||
+          attr_i64(g, "n_classes", in->n_classes) ||
+          attr_str(g, "method",
+                   in->method == CULEACE_METHOD_ORTH ? "orth" : "leace") ||
+          attr_i64(g, "affine", in->affine) ||
+          attr_i64(g, "shrinkage", in->shrinkage) ||
+          attr_i64(g, "constrain_cov_trace", in->constrain_cov_trace) ||
+          attr_f64(g, "svd_tol", in->svd_tol) ||
+          attr_str(g, "source_file", meta->source_file) ||
+          attr_str(g, "source_dataset", meta->source_dataset) ||
+          attr_i64(g, "layer", meta->layer) ||
+          attr_str(g, "layer_name", meta->layer_name) ||
+          attr_str(g, "label_dataset", meta->label_dataset) ||
+          attr_str(g, "class_values", meta->class_values) ||
+          write_matrix(g, "L", e->L, (hsize_t)in->d, (hsize_t)in->rank, 2) ||
+          write_matrix(g, "R", e->R, (hsize_t)in->rank, (hsize_t)in->d, 2) ||
+          write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1);
+    H5Gclose(g);
+  }
+  if (bad)
+    return culeace__error(f->ctx, CULEACE_ERR_HDF5,
+                          "cannot write eraser %lld to %s", (long long)f->count,
+                          f->path);
+  f->count++;
+  return CULEACE_OK;
+}
+
+culeace_status culeace_eraser_file_commit(culeace_eraser_file *f) {
+  if (!f || !f->writing || f->committed) return CULEACE_ERR_INVALID_ARG;
+  culeace_ctx *ctx = f->ctx;
+  if (attr_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
+    f->fid = -1;
+    return culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "cannot finish eraser file %s", f->tmp_path);
+  }
+  f->fid = -1;
+  int fd = open(f->tmp_path, O_RDONLY);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+  if (rename(f->tmp_path, f->path) != 0)
+    return culeace__error(ctx, CULEACE_ERR_IO,
+                          "cannot rename %s to %s: %s", f->tmp_path, f->path,
+                          strerror(errno));
+  f->committed = 1;
+  return CULEACE_OK;
+}
+
+void culeace_eraser_file_free(culeace_eraser_file *f) {
+  if (!f) return;
+  if (f->fid >= 0) H5Fclose(f->fid);
+  if (f->writing && !f->committed && f->tmp_path) unlink(f->tmp_path);
+  free(f->path);
+  free(f->tmp_path);
+  free(f);
+}
+
+/* ---- reading ----------------------------------------------------------------- */
+culeace_status culeace_eraser_file_open(culeace_ctx *ctx, const char *path,
+                                        culeace_eraser_file **out) {
+  if (!ctx || !path || !out) return CULEACE_ERR_INVALID_ARG;
+  *out = NULL;
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return culeace__error(ctx, CULEACE_ERR_NOT_FOUND,
+                          "eraser file %s not found: %s", path,
+                          strerror(errno));
+  if (H5Fis_hdf5(path) <= 0)
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "eraser file %s is not an HDF5 file", path);
+  hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (fid < 0)
+    return culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "cannot open eraser file %s", path);
+  char fmt[64];
+  int64_t ver = 0, count = -1;
+  culeace_status st = CULEACE_OK;
+  if (read_str(fid, "format", fmt, sizeof fmt) || strcmp(fmt, ERASER_FORMAT))
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "%s is not a culeace eraser file (attribute 'format' "
+                        "missing or not '%s')", path, ERASER_FORMAT);
+  else if (read_i64(fid, "format_version", &ver) ||
+           ver != ERASER_FORMAT_VERSION)
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s has format_version %lld; this culeace "
+                        "reads version %d", path, (long long)ver,
+                        ERASER_FORMAT_VERSION);
+  else if (read_i64(fid, "count", &count) || count < 0 || count > 1000000)
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s: attribute 'count' missing or out of "
+                        "range (file not committed?)", path);
+  if (st) {
+    H5Fclose(fid);
+    return st;
+  }
+  culeace_eraser_file *f = calloc(1, sizeof *f);
+  char *p = f ? strdup(path) : NULL;
+  if (!f || !p) {
+    free(f);
+    H5Fclose(fid);
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  f->ctx = ctx;
+  f->fid = fid;
+  f->count = count;
+  f->path = p;
+  *out = f;
+  return CULEACE_OK;
+}
+
+int64_t culeace_eraser_file_count(const culeace_eraser_file *f) {
+  return f ? f->count : 0;
+}
+
+/* Checks that dataset `name` in g has exactly the given dims (rank 1 or 2). */
+static int check_dims(hid_t g, const char *name, int rank, hsize_t d0,
+                      hsize_t d1) {
+  if (H5Lexists(g, name, H5P_DEFAULT) <= 0) return -1;
+  hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+  if (ds < 0) return -1;
+  hid_t sp = H5Dget_space(ds);
+  hid_t t = H5Dget_type(ds);
+  hsize_t dims[2] = {0, 0};
+  int ok = H5Sget_simple_extent_ndims(sp) == rank &&
+           H5Sget_simple_extent_dims(sp, dims, NULL) == rank &&
+           dims[0] == d0 && (rank == 1 || dims[1] == d1) &&
+           H5Tget_class(t) == H5T_FLOAT;
+  H5Tclose(t);
+  H5Sclose(sp);
+  H5Dclose(ds);
+  return ok ? 0 : -1;
+}
+
+static int read_matrix(hid_t g, const char *name, double *v, size_t count) {
+  if (count == 0) return 0;
+  hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
+  if (ds < 0) return -1;
+  herr_t rc = H5Dread(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+  H5Dclose(ds);
+  return rc < 0 ? -1 : 0;
+}
+
+culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
+                                        culeace_eraser **out,
+                                        culeace_eraser_meta *meta) {
+  if (!f || !out || f->writing) return CULEACE_ERR_INVALID_ARG;
+  culeace_ctx *ctx = f->ctx;
+  *out = NULL;
+  if (i < 0 || i >= f->count)
+    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "eraser index %lld out of range (file %s holds %lld)",
+                          (long long)i, f->path, (long long)f->count);
+  char name[32];
+  snprintf(name, sizeof name, "erasers/%04lld", (long long)i);
+  if (H5Lexists(f->fid, "erasers", H5P_DEFAULT) <= 0 ||
+      H5Lexists(f->fid, name, H5P_DEFAULT) <= 0)
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "eraser file %s: group /%s is missing", f->path,
+                          name);
+  hid_t g = H5Gopen2(f->fid, name, H5P_DEFAULT);
+  if (g < 0)
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "eraser file %s: /%s is not a group", f->path, name);
+  culeace_eraser_info in;
+  memset(&in, 0, sizeof in);
+  int64_t affine = -1, shrink = -1, ctr = -1;
+  char method[16];
+  culeace_status st = CULEACE_OK;
+  culeace_eraser *e = NULL;
+  const char *missing = NULL;
+  if (read_i64(g, "d", &in.d)) missing = "d";
+  else if (read_i64(g, "rank", &in.rank)) missing = "rank";
+  else if (read_i64(g, "z_dim", &in.z_dim)) missing = "z_dim";
+  else if (read_i64(g, "n_seen", &in.n_seen)) missing = "n_seen";
+  else if (read_i64(g, "n_classes", &in.n_classes)) missing = "n_classes";
+  else if (read_str(g, "method", method, sizeof method)) missing = "method";
+  else if (read_i64(g, "affine", &affine)) missing = "affine";
+  else if (read_i64(g, "shrinkage", &shrink)) missing = "shrinkage";
+  else if (read_i64(g, "constrain_cov_trace", &ctr))
+    missing = "constrain_cov_trace";
+  else if (read_f64(g, "svd_tol", &in.svd_tol)) missing = "svd_tol";
+  if (missing) {
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s: /%s lacks attribute '%s' (or it has "
+                        "the wrong type)", f->path, name, missing);
+    goto cleanup;
+  }
+  if (in.d < 1 || in.d > (int64_t)1 << 20 || in.rank < 0 || in.rank > in.d ||
+      in.z_dim < 1 || in.n_seen < 0 || in.n_classes < 0 ||
+      (affine != 0 && affine != 1) || (shrink != 0 && shrink != 1) ||
+      (ctr != 0 && ctr != 1) || !(in.svd_tol > 0) || !isfinite(in.svd_tol) ||
+      (strcmp(method, "leace") && strcmp(method, "orth"))) {
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s: /%s has inconsistent fields (d = "
+                        "%lld, rank = %lld, z_dim = %lld, method = '%s', "
+                        "affine = %lld)", f->path, name, (long long)in.d,
+                        (long long)in.rank, (long long)in.z_dim, method,
+                        (long long)affine);
+    goto cleanup;
+  }
+  in.method = strcmp(method, "orth") ? CULEACE_METHOD_LEACE : CULEACE_METHOD_ORTH;
+  in.affine = (int)affine;
+  in.shrinkage = (int)shrink;
+  in.constrain_cov_trace = (int)ctr;
+  if (check_dims(g, "L", 2, (hsize_t)in.d, (hsize_t)in.rank) ||
+      check_dims(g, "R", 2, (hsize_t)in.rank, (hsize_t)in.d) ||
+      check_dims(g, "bias", 1, (hsize_t)in.d, 0)) {
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s: /%s: datasets L (%lld x %lld), R "
+                        "(%lld x %lld) and bias (%lld) missing or of the "
+                        "wrong shape or type", f->path, name, (long long)in.d,
+                        (long long)in.rank, (long long)in.rank,
+                        (long long)in.d, (long long)in.d);
+    goto cleanup;
+  }
+  CULEACE_TRY(culeace__eraser_alloc(ctx, in.d, in.rank, &e));
+  size_t dr = (size_t)in.d * (size_t)in.rank;
+  if (read_matrix(g, "L", e->L, dr) || read_matrix(g, "R", e->R, dr) ||
+      read_matrix(g, "bias", e->bias, (size_t)in.d)) {
+    st = culeace__error(ctx, CULEACE_ERR_HDF5,
+                        "eraser file %s: cannot read the matrices of /%s",
+                        f->path, name);
+    goto cleanup;
+  }
+  for (size_t j = 0; j < dr; j++)
+    if (!isfinite(e->L[j]) || !isfinite(e->R[j])) {
+      st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                          "eraser file %s: /%s has a non-finite value in L "
+                          "or R", f->path, name);
+      goto cleanup;
+    }
+  for (int64_t j = 0; j < in.d; j++)
+    if (!isfinite(e->bias[j])) {
+      st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                          "eraser file %s: /%s has a non-finite bias", f->path,
+                          name);
+      goto cleanup;
+    }
+  e->info = in;
+  culeace__eraser_sync(e);
+  if (meta) {
+    culeace_eraser_meta_init(meta);
+    static const char *keys[5] = {"source_file", "source_dataset",
+                                  "layer_name", "label_dataset",
+                                  "class_values"};
+    for (int s = 0; s < 5; s++)
+      if (read_str(g, keys[s], f->meta_strs[s], META_STR_MAX))
+        f->meta_strs[s][0] = 0;
+    meta->source_file = f->meta_strs[0];
+    meta->source_dataset = f->meta_strs[1];
+    meta->layer_name = f->meta_strs[2];
+    meta->label_dataset = f->meta_strs[3];
+    meta->class_values = f->meta_strs[4];
+    if (read_i64(g, "layer", &meta->layer)) meta->layer = -1;
+  }
+  *out = e;
+  e = NULL;
+cleanup:
+  culeace_eraser_free(e);
+  H5Gclose(g);
+  return st;
+}

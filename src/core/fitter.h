@@ -1,0 +1,48 @@
+/* fitter.h — private bodies of the fitter and the eraser. */
+#ifndef CULEACE_CORE_FITTER_H
+#define CULEACE_CORE_FITTER_H
+
+#include "backend/backend.h"
+#include "core/ctx.h"
+
+struct culeace_fitter {
+  culeace_ctx *ctx;
+  culeace_fit_opts opts;
+  culeace_z_kind z_kind;
+  int64_t d;
+  int64_t k;     /* classes (CLASSES) or columns (CONTINUOUS) */
+  int64_t z_dim; /* columns of the z matrix in the moments */
+  int64_t n;     /* rows seen */
+  double *mean_x;  /* (d) */
+  double *mean_z;  /* (z_dim) */
+  double *cxx;     /* (d, d) co-moment, upper triangle; NULL for orth */
+  double *cxz;     /* (d, z_dim) co-moment */
+  int64_t *class_counts; /* (k) for CLASSES */
+  /* per-block scratch: block moments and the dense z block */
+  double *b_mean_x, *b_mean_z, *b_cxx, *b_cxz, *zblock;
+  int64_t zblock_rows;
+};
+
+struct culeace_eraser {
+  culeace_eraser_info info;
+  double *L;    /* (d, r) */
+  double *R;    /* (r, d) */
+  double *bias; /* (d), zeros when not affine */
+  float *L32, *R32, *bias32;
+};
+
+/* Allocates an eraser with room for rank r (factors zeroed) and fills info's
+ * d and rank. */
+culeace_status culeace__eraser_alloc(culeace_ctx *ctx, int64_t d, int64_t r,
+                                     culeace_eraser **out);
+/* Refreshes the float32 copies from the float64 factors. */
+void culeace__eraser_sync(culeace_eraser *e);
+
+/* Builds the LEACE/orth eraser from finished moments (leace.c). */
+culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out);
+
+/* Optimal linear shrinkage (concept-erasure / Bodnar-Gupta-Parolya) of the
+ * sample covariance S_n (d, d) for sample size n, in place (shrinkage.c). */
+void culeace__optimal_linear_shrinkage(double *s, int64_t d, double n);
+
+#endif

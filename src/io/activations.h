@@ -1,0 +1,115 @@
+/* activations.h — streaming reader/writer of activation dumps in HDF5.
+ *
+ * One "activation source" is a file plus a spec naming where the activations
+ * live. Accepted layouts (docs/FORMAT.md):
+ *   - one dataset (n, d)                       -> 1 layer
+ *   - one dataset with a layer axis: (L, n, d) layer_axis 0, (n, L, d)
+ *     layer_axis 1                              -> L layers
+ *   - a group of per-layer datasets, each (n, d) or (n, t, d), ordered
+ *     naturally by name ("2" < "10", "layer_2" < "layer_10")
+ *   - token-level (n, t, d) (tokens = 1), also (L, n, t, d) / (n, L, t, d)
+ *     with a layer axis; rows are (example, token) pairs in row-major order,
+ *     optionally filtered by a mask (n, t) (nonzero = keep).
+ * dtypes: float16 (h5py's 2-byte IEEE type), bfloat16 (2-byte IEEE custom
+ * type, 8-bit exponent), float32, float64, little-endian; contiguous or
+ * chunked with any filter HDF5 ships. 2-byte floats are read raw (no HDF5
+ * conversion) and returned in their own encoding.
+ *
+ * Memory is bounded by the block the caller asks for; the mask (n*t bytes) is
+ * the only per-row state kept. All errors name the file and dataset.
+ */
+#ifndef CULEACE_IO_ACTIVATIONS_H
+#define CULEACE_IO_ACTIVATIONS_H
+
+#include <stdint.h>
+
+#include "culeace.h"
+
+typedef struct {
+  const char *x_path;    /* dataset or group path inside the file */
+  int layer_axis;        /* -1: no layer axis; 0 or 1: index of the layer
+                            axis of a single dataset */
+  int tokens;            /* 1: the axis after the example axis is tokens */
+  const char *mask_path; /* NULL or (n, t) integer/bool dataset */
+} culeace_act_spec;
+
+void culeace__act_spec_init(culeace_act_spec *s); /* -1, 0, NULL */
+
+typedef struct culeace_act culeace_act;
+
+/* Opens file (read-only, or read-write when writable) and validates the spec:
+ * every layer has the same (n, [t,] d) and dtype; d >= 1; n >= 1. */
+culeace_status culeace__act_open(culeace_ctx *ctx, const char *file,
+                                 const culeace_act_spec *spec, int writable,
+                                 culeace_act **out);
+/* Flushes (when writable) and closes. Returns the flush/close status. */
+culeace_status culeace__act_close(culeace_act *a);
+
+int64_t culeace__act_layers(const culeace_act *a);   /* L >= 1 */
+int64_t culeace__act_examples(const culeace_act *a); /* n */
+int64_t culeace__act_tokens(const culeace_act *a);   /* t (1 if no tokens) */
+int64_t culeace__act_width(const culeace_act *a);    /* d */
+culeace_dtype culeace__act_dtype(const culeace_act *a);
+/* Display name of layer l: the dataset name within the group, or the
+ * index for a stacked dataset ("0", "1", ...). */
+const char *culeace__act_layer_name(const culeace_act *a, int64_t l);
+/* Full dataset path of layer l (the one dataset for a stacked layout). */
+const char *culeace__act_dataset_path(const culeace_act *a, int64_t l);
+/* Mask (n * t bytes, 1 = keep) or NULL when no mask was given. */
+const uint8_t *culeace__act_mask(const culeace_act *a);
+/* Whether the layer's dataset uses filters (compression/checksums); such
+ * datasets cannot be rewritten in place crash-safely. */
+int culeace__act_filtered(const culeace_act *a);
+
+/* Reads examples [ex0, ex0 + nex) of layer l into buf as (nex * t, d) raw
+ * elements of culeace__act_dtype (contiguous, row stride d). */
+culeace_status culeace__act_read(culeace_act *a, int64_t l, int64_t ex0,
+                                 int64_t nex, void *buf);
+/* Writes the same selection back (file opened writable). */
+culeace_status culeace__act_write(culeace_act *a, int64_t l, int64_t ex0,
+                                  int64_t nex, const void *buf);
+/* Flushes HDF5 buffers and fsyncs the file (writable only). */
+culeace_status culeace__act_flush(culeace_act *a);
+
+/* ---- labels -------------------------------------------------------------- */
+typedef struct {
+  int64_t n;          /* rows: examples, or examples * tokens */
+  int continuous;     /* 0: classes; 1: continuous columns */
+  /* classes */
+  int32_t *classes;   /* (n) values 0..n_classes-1 */
+  int64_t n_classes;
+  int64_t *class_values; /* (n_classes) original label value of each class,
+                            ascending */
+  int64_t *class_counts; /* (n_classes) */
+  /* continuous */
+  double *z;          /* (n, k) */
+  int64_t k;
+} culeace_labels;
+
+/* Reads a label dataset: integer (n,) or (n, t) -> classes (values mapped to
+ * 0..K-1 in ascending order); float (n,) or (n, k) -> continuous. When the
+ * labels are per example (n,) and the activations have t tokens, each label
+ * is repeated for the example's t rows (expand_tokens = t). n_examples is the
+ * activation's n, checked against the dataset ("labels /y have 999 rows but
+ * activations /x have 1000"). x_desc names the activations for that message. */
+culeace_status culeace__labels_read(culeace_ctx *ctx, const char *file,
+                                    const char *path, int64_t n_examples,
+                                    int64_t tokens, const char *x_desc,
+                                    culeace_labels *out);
+void culeace__labels_free(culeace_labels *l);
+
+/* Reads integer group ids (n,) (e.g. prompt ids), expanded over tokens like
+ * labels. *out: (n * tokens) int64, caller frees. */
+culeace_status culeace__groups_read(culeace_ctx *ctx, const char *file,
+                                    const char *path, int64_t n_examples,
+                                    int64_t tokens, int64_t **out);
+
+/* ---- inspection ------------------------------------------------------------ */
+/* Walks every object of the file and prints a human-readable table of
+ * datasets (path, shape, dtype, layout/chunks/filters) with guesses of which
+ * are activations and which labels (class counts for small integer
+ * datasets), to fp; as JSON when json != 0. */
+culeace_status culeace__inspect(culeace_ctx *ctx, const char *file, int json,
+                                void *fp /* FILE* */);
+
+#endif

@@ -1,0 +1,159 @@
+/* test_moments.c — streaming moments equal the two-pass float64 result for
+ * random block splits, for every input dtype, class and continuous z, and
+ * the float32 block precision stays within its error bound. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/convert.h"
+#include "culeace.h"
+#include "testutil.h"
+
+/* Two-pass reference: mean, Sigma_xx, Sigma_xz (Bessel). */
+static void two_pass(const double *x, const double *z, int64_t n, int64_t d,
+                     int64_t k, double *mx, double *sxx, double *sxz) {
+  double *mz = calloc((size_t)k, 8);
+  memset(mx, 0, (size_t)d * 8);
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < d; j++) mx[j] += x[i * d + j] / (double)n;
+    for (int64_t c = 0; c < k; c++) mz[c] += z[i * k + c] / (double)n;
+  }
+  memset(sxx, 0, (size_t)(d * d) * 8);
+  memset(sxz, 0, (size_t)(d * k) * 8);
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t a = 0; a < d; a++) {
+      double xa = x[i * d + a] - mx[a];
+      for (int64_t b = 0; b < d; b++)
+        sxx[a * d + b] += xa * (x[i * d + b] - mx[b]) / (double)(n - 1);
+      for (int64_t c = 0; c < k; c++)
+        sxz[a * k + c] += xa * (z[i * k + c] - mz[c]) / (double)(n - 1);
+    }
+  free(mz);
+}
+
+/* Feeds x (n, d) (already rounded to dtype t, stored as t with stride ldx)
+ * in random blocks. */
+static void feed(culeace_ctx *ctx, culeace_fitter *f, const void *xt,
+                 culeace_dtype t, int64_t n, int64_t ldx, const int32_t *cls,
+                 const double *z, int64_t k, tu_rng *rng) {
+  size_t es = culeace_dtype_size(t);
+  for (int64_t i0 = 0; i0 < n;) {
+    int64_t b = tu_randint(rng, 1, n / 3 + 1);
+    if (i0 + b > n) b = n - i0;
+    const char *rows = (const char *)xt + (size_t)i0 * ldx * es;
+    if (cls)
+      CHECK_OK(ctx, culeace_fitter_update_classes(f, rows, t, b, ldx, cls + i0));
+    else
+      CHECK_OK(ctx, culeace_fitter_update_continuous(f, rows, t, b, ldx,
+                                                     z + i0 * k, k));
+    i0 += b;
+  }
+}
+
+static void one_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
+                     int classes, int64_t k, culeace_precision prec) {
+  int64_t n = tu_randint(rng, 5, 400), d = tu_randint(rng, 1, 40);
+  int64_t ldx = d + tu_randint(rng, 0, 3);
+  size_t es = culeace_dtype_size(t);
+  int64_t zd = classes ? (k == 2 ? 1 : k) : k;
+  double *x = malloc((size_t)(n * d) * 8), *z = calloc((size_t)(n * zd), 8);
+  double *tmp = malloc((size_t)ldx * 8);
+  int32_t *cls = classes ? malloc((size_t)n * 4) : NULL;
+  char *xt = calloc((size_t)(n * ldx), es);
+  double offset = 100.0 * tu_normal(rng); /* large mean: tests centring */
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < d; j++) tmp[j] = offset + tu_normal(rng) * (1 + j);
+    culeace__from_f64(tmp, d, t, xt + (size_t)i * ldx * es);
+    culeace__to_f64(xt + (size_t)i * ldx * es, t, d, x + i * d);
+    if (classes) {
+      cls[i] = (int32_t)tu_randint(rng, 0, k - 1);
+      if (zd == 1) z[i] = cls[i] == 1;
+      else z[i * zd + cls[i]] = 1;
+    } else {
+      for (int64_t c = 0; c < k; c++) z[i * k + c] = tu_normal(rng) + x[i * d];
+    }
+  }
+  culeace_fit_opts o;
+  culeace_fit_opts_init(&o);
+  o.precision = prec;
+  culeace_fitter *f = NULL;
+  CHECK_OK(ctx, culeace_fitter_create(ctx, d, k, classes ? CULEACE_Z_CLASSES
+                                                         : CULEACE_Z_CONTINUOUS,
+                                      &o, &f));
+  if (!f) return;
+  feed(ctx, f, xt, t, n, ldx, cls, z, k, rng);
+  CHECK(culeace_fitter_rows(f) == n, "rows %lld", (long long)culeace_fitter_rows(f));
+  CHECK(culeace_fitter_z_dim(f) == zd, "z_dim");
+  double *mx = malloc((size_t)d * 8), *sxx = malloc((size_t)(d * d) * 8),
+         *sxz = malloc((size_t)(d * zd) * 8);
+  double *gmx = malloc((size_t)d * 8), *gsxx = malloc((size_t)(d * d) * 8),
+         *gsxz = malloc((size_t)(d * zd) * 8);
+  two_pass(x, z, n, d, zd, mx, sxx, sxz);
+  CHECK_OK(ctx, culeace_fitter_moments(f, gmx, NULL, gsxz, gsxx));
+  double tol = prec == CULEACE_PRECISION_F64 ? 1e-10 : 2e-5;
+  double e1 = tu_rel_err(gmx, mx, d), e2 = tu_rel_err(gsxx, sxx, d * d),
+         e3 = tu_rel_err(gsxz, sxz, d * zd);
+  CHECK(e1 < tol && e2 < tol && e3 < tol,
+        "dtype %s classes %d k %lld prec %d n %lld d %lld: rel err mean %.2e "
+        "xx %.2e xz %.2e", culeace_dtype_name(t), classes, (long long)k,
+        (int)prec, (long long)n, (long long)d, e1, e2, e3);
+  if (classes) { /* class means against direct averages */
+    double *cm = malloc((size_t)(k * d) * 8), *ref = calloc((size_t)(k * d), 8);
+    int64_t *cnt = malloc((size_t)k * 8), *rc = calloc((size_t)k, 8);
+    CHECK_OK(ctx, culeace_fitter_class_means(f, cm, cnt));
+    for (int64_t i = 0; i < n; i++) {
+      rc[cls[i]]++;
+      for (int64_t j = 0; j < d; j++) ref[cls[i] * d + j] += x[i * d + j];
+    }
+    for (int64_t c = 0; c < k; c++) {
+      CHECK(cnt[c] == rc[c], "class %lld count %lld vs %lld", (long long)c,
+            (long long)cnt[c], (long long)rc[c]);
+      if (rc[c] == 0) continue;
+      for (int64_t j = 0; j < d; j++) ref[c * d + j] /= (double)rc[c];
+      double e = tu_rel_err(cm + c * d, ref + c * d, d);
+      CHECK(e < tol * 10, "class %lld mean rel err %.2e", (long long)c, e);
+    }
+    free(cm); free(ref); free(cnt); free(rc);
+  }
+  culeace_fitter_free(f);
+  free(x); free(z); free(tmp); free(cls); free(xt);
+  free(mx); free(sxx); free(sxz); free(gmx); free(gsxx); free(gsxz);
+}
+
+int main(void) {
+  culeace_ctx *ctx = NULL;
+  culeace_ctx_opts co;
+  culeace_ctx_opts_init(&co);
+  co.device = CULEACE_DEVICE_CPU;
+  CHECK_OK(ctx, culeace_ctx_create(&co, &ctx, NULL, 0));
+  tu_rng rng;
+  tu_seed(&rng, 42);
+  culeace_dtype types[4] = {CULEACE_F64, CULEACE_F32, CULEACE_F16, CULEACE_BF16};
+  for (int rep = 0; rep < 6; rep++)
+    for (int ti = 0; ti < 4; ti++) {
+      one_case(ctx, &rng, types[ti], 1, 2, CULEACE_PRECISION_F64);
+      one_case(ctx, &rng, types[ti], 1, 5, CULEACE_PRECISION_F64);
+      one_case(ctx, &rng, types[ti], 0, 3, CULEACE_PRECISION_F64);
+      one_case(ctx, &rng, types[ti], 1, 3, CULEACE_PRECISION_F32);
+    }
+  /* Errors: bad class, non-finite row, stride too small. */
+  culeace_fitter *f = NULL;
+  CHECK_OK(ctx, culeace_fitter_create(ctx, 3, 2, CULEACE_Z_CLASSES, NULL, &f));
+  double xb[6] = {1, 2, 3, 4, NAN, 6};
+  int32_t cb[2] = {0, 1}, cbad[2] = {0, 7};
+  CHECK(culeace_fitter_update_classes(f, xb, CULEACE_F64, 2, 3, cb) ==
+            CULEACE_ERR_NONFINITE, "NaN row accepted");
+  CHECK(strstr(culeace_ctx_last_error(ctx), "row 1") != NULL, "msg: %s",
+        culeace_ctx_last_error(ctx));
+  xb[4] = 5;
+  CHECK(culeace_fitter_update_classes(f, xb, CULEACE_F64, 2, 3, cbad) ==
+            CULEACE_ERR_INVALID_ARG, "class 7 accepted");
+  CHECK(culeace_fitter_update_classes(f, xb, CULEACE_F64, 2, 2, cb) ==
+            CULEACE_ERR_INVALID_ARG, "ldx < d accepted");
+  CHECK(culeace_fitter_rows(f) == 0, "rejected blocks were counted");
+  culeace_fitter_free(f);
+  CHECK(culeace_fitter_create(ctx, 3, 1, CULEACE_Z_CLASSES, NULL, &f) ==
+            CULEACE_ERR_DEGENERATE, "one class accepted");
+  culeace_ctx_free(ctx);
+  return tu_finish("test_moments");
+}
