@@ -1,4 +1,38 @@
-/* main.c — entry point of the `culeace` command: dispatches subcommands. */
+/* main.c — entry point of the `culeace` command: dispatches subcommands,
+ * prints the version and the top-level help. */
 #include <stdio.h>
-#include "culeace.h"
-int main(void) { printf("%s\n", culeace_version()); return 0; }
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *usage =
+    "usage: culeace COMMAND [options]   (culeace COMMAND --help for more)\n"
+    "\n"
+    "LEACE concept erasure over neural-network activations in HDF5.\n"
+    "\n"
+    "Commands:\n"
+    "  inspect FILE                      what a dump holds\n"
+    "  fit FILE --x P --z P -o E.h5      fit one eraser per layer\n"
+    "  apply E.h5 FILE --x P -o OUT      edit activations (or --in-place)\n"
+    "  check E.h5 FILE --x P --z P       measure the erasure guarantee\n"
+    "\n"
+    "  --version                         version and compiled backends\n";
+
+int main(int argc, char **argv) {
+  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    printf("%s", usage);
+    return argc < 2 ? EXIT_USAGE : 0;
+  }
+  if (!strcmp(argv[1], "--version")) {
+    printf("culeace %s (backends: %s)\n", culeace_version(),
+           culeace_backends_compiled());
+    return 0;
+  }
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "inspect")) return cmd_inspect(argc - 1, argv + 1);
+  if (!strcmp(cmd, "fit")) return cmd_fit(argc - 1, argv + 1);
+  if (!strcmp(cmd, "apply")) return cmd_apply(argc - 1, argv + 1);
+  if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+  fprintf(stderr, "culeace: unknown command '%s'\n\n%s", cmd, usage);
+  return EXIT_USAGE;
+}

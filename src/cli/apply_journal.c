@@ -1,0 +1,164 @@
+/* apply_journal.c — checkpoint and journal files for `apply --in-place`
+ * (see apply_journal.h for the protocol). */
+#include "cli/apply_journal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define JOURNAL_MAGIC 0x4c4e524a4c554355ull /* "CULJRNL" */
+
+typedef struct {
+  uint64_t magic;
+  int64_t item, ex;
+  uint64_t len;
+  uint64_t checksum;
+} journal_header;
+
+static char *concat(const char *a, const char *b) {
+  size_t la = strlen(a), lb = strlen(b);
+  char *s = malloc(la + lb + 1);
+  if (s) {
+    memcpy(s, a, la);
+    memcpy(s + la, b, lb + 1);
+  }
+  return s;
+}
+
+static uint64_t fnv1a(const void *p, size_t n) {
+  const unsigned char *b = p;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) {
+    h ^= b[i];
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+int apply_journal_init(apply_journal *j, const char *file,
+                       const char *identity) {
+  j->ckpt_path = concat(file, ".culeace-apply");
+  j->journal_path = concat(file, ".culeace-journal");
+  j->identity = concat(identity, "");
+  return j->ckpt_path && j->journal_path && j->identity ? 0 : -1;
+}
+
+void apply_journal_free(apply_journal *j) {
+  free(j->ckpt_path);
+  free(j->journal_path);
+  free(j->identity);
+}
+
+static int write_all(int fd, const void *p, size_t n) {
+  const char *c = p;
+  while (n > 0) {
+    ssize_t w = write(fd, c, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    c += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static int read_all(int fd, void *p, size_t n) {
+  char *c = p;
+  while (n > 0) {
+    ssize_t r = read(fd, c, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return -1;
+    c += r;
+    n -= (size_t)r;
+  }
+  return 0;
+}
+
+int apply_journal_resume(apply_journal *j, apply_pos *pos, char *msg,
+                         size_t msglen) {
+  FILE *fp = fopen(j->ckpt_path, "r");
+  if (!fp) return 0;
+  size_t idlen = strlen(j->identity);
+  char *line = malloc(idlen + 2);
+  long long item = -1, ex = -1;
+  int ok = line && fgets(line, (int)idlen + 2, fp) &&
+           strlen(line) == idlen + 1 && line[idlen] == '\n' &&
+           !strncmp(line, j->identity, idlen);
+  int parsed = ok && fscanf(fp, "next %lld %lld", &item, &ex) == 2 &&
+               item >= 0 && ex >= 0;
+  fclose(fp);
+  free(line);
+  if (!ok) {
+    snprintf(msg, msglen,
+             "%s belongs to an interrupted in-place apply with different "
+             "arguments; rerun that command to finish it, or delete %s if "
+             "the file is known to be unedited", j->ckpt_path, j->ckpt_path);
+    return -1;
+  }
+  if (!parsed) {
+    snprintf(msg, msglen, "checkpoint %s is unreadable", j->ckpt_path);
+    return -1;
+  }
+  pos->item = item;
+  pos->ex = ex;
+  return 1;
+}
+
+int apply_journal_checkpoint(apply_journal *j, apply_pos pos) {
+  char *tmp = concat(j->ckpt_path, ".tmp");
+  if (!tmp) return -1;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int rc = -1;
+  if (fd >= 0) {
+    char tail[64];
+    int n = snprintf(tail, sizeof tail, "next %lld %lld\n", (long long)pos.item,
+                     (long long)pos.ex);
+    rc = write_all(fd, j->identity, strlen(j->identity)) ||
+         write_all(fd, "\n", 1) || write_all(fd, tail, (size_t)n) || fsync(fd)
+             ? -1
+             : 0;
+    close(fd);
+    if (rc == 0) rc = rename(tmp, j->ckpt_path);
+  }
+  if (rc != 0) unlink(tmp);
+  free(tmp);
+  return rc;
+}
+
+int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
+                       size_t len) {
+  int fd = open(j->journal_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) return -1;
+  journal_header h = {JOURNAL_MAGIC, pos.item, pos.ex, len, fnv1a(bytes, len)};
+  int rc = write_all(fd, &h, sizeof h) || write_all(fd, bytes, len) ||
+                   fsync(fd)
+               ? -1
+               : 0;
+  close(fd);
+  return rc;
+}
+
+int apply_journal_pending(apply_journal *j, apply_pos pos, void *buf,
+                          size_t cap, size_t *len) {
+  int fd = open(j->journal_path, O_RDONLY);
+  if (fd < 0) return 0;
+  journal_header h;
+  int rc = 0;
+  if (read_all(fd, &h, sizeof h) == 0 && h.magic == JOURNAL_MAGIC &&
+      h.item == pos.item && h.ex == pos.ex && h.len <= cap &&
+      read_all(fd, buf, h.len) == 0 && fnv1a(buf, h.len) == h.checksum) {
+    rc = 1; /* a complete copy of the block as it was before editing */
+    *len = h.len;
+  }
+  close(fd);
+  return rc;
+}
+
+void apply_journal_finish(apply_journal *j) {
+  unlink(j->journal_path);
+  unlink(j->ckpt_path);
+}

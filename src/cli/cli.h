@@ -1,0 +1,135 @@
+/* cli.h — shared pieces of the `culeace` command: common options, the
+ * context, error printing, layer selection, progress, and the row stream
+ * that every subcommand reads activations through. */
+#ifndef CULEACE_CLI_H
+#define CULEACE_CLI_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "culeace.h"
+#include "io/activations.h"
+
+enum { EXIT_USAGE = 2 };
+
+/* Options every data-reading subcommand accepts. */
+typedef struct {
+  const char *prog;       /* "culeace fit" (for messages) */
+  culeace_act_spec spec;  /* --x, --layer-axis, --tokens, --mask */
+  const char *layers;     /* --layers (NULL = all) */
+  const char *device;     /* --device auto|cpu|cuda[:N] */
+  int threads;            /* --threads */
+  int64_t block_rows;     /* --block-rows */
+  int quiet, json;
+  int drop_nonfinite;
+} cli_common;
+
+void cli_common_init(cli_common *c, const char *prog);
+/* Handles one common long option (by name, with optarg); returns 1 if it
+ * was one, 0 if not, -1 on a bad value (message printed). */
+int cli_common_option(cli_common *c, const char *name, const char *arg);
+/* Help text of the common options. */
+extern const char *cli_common_help;
+
+/* Prints "culeace CMD: error: ..." to stderr; returns 1. */
+int cli_error(const cli_common *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Same with the context's last error appended. */
+int cli_error_ctx(const cli_common *c, culeace_ctx *ctx, const char *what);
+
+/* Creates the context from --device/--threads; prints the device note
+ * unless quiet. NULL on failure (message printed). */
+culeace_ctx *cli_open_ctx(const cli_common *c);
+
+/* Parses "all" or "0,3-7" against L layers into a sorted, de-duplicated list;
+ * names may also be given (layer names as in the file). Returns count or -1
+ * (message printed). *out must be freed. */
+int64_t cli_parse_layers(const cli_common *c, const char *sel,
+                         const culeace_act *a, int64_t **out);
+
+/* Parses a non-negative integer option value; -1 on error. */
+int64_t cli_parse_int(const char *s);
+
+/* 1 if paths a and b name the same existing file. */
+int cli_same_file(const char *a, const char *b);
+
+/* ---- progress ----------------------------------------------------------- */
+typedef struct {
+  int enabled;
+  const char *label;
+  double t0, last;
+  double total_rows, done_rows;
+  double bytes_per_row;
+} cli_progress;
+
+/* Enabled only when stderr is a terminal and not quiet. */
+void cli_progress_start(cli_progress *p, const cli_common *c,
+                        const char *label, double total_rows,
+                        double bytes_per_row);
+void cli_progress_add(cli_progress *p, double rows, const char *what);
+void cli_progress_end(cli_progress *p);
+
+/* ---- row stream ----------------------------------------------------------- */
+/* Streams the kept rows of one layer in blocks: reads whole examples, drops
+ * masked tokens, checks for NaN/Inf (error naming the row, or skip with
+ * --drop-nonfinite), and carries the matching labels along. */
+typedef struct {
+  const cli_common *c;
+  culeace_ctx *ctx;
+  culeace_act *act;
+  const char *file;
+  int64_t layer;
+  const culeace_labels *labels; /* may be NULL */
+  int64_t ex_per_block;
+  int64_t next_ex;
+  /* current block */
+  void *raw;        /* (ex_per_block * t, d) as read */
+  int64_t raw_rows;
+  int64_t *row_ids; /* (rows) flat row index (example * t + token) */
+  void *rows;       /* kept rows, contiguous (rows, d) */
+  int32_t *classes; /* (rows) or NULL */
+  double *z;        /* (rows, k) or NULL */
+  int64_t n_rows;
+  int64_t dropped;  /* rows skipped as non-finite so far */
+  int64_t masked;   /* rows skipped by the mask so far */
+} cli_rows;
+
+/* Returns 0 ok, 1 error (message printed). */
+int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
+                  culeace_act *act, const char *file, int64_t layer,
+                  const culeace_labels *labels);
+/* Next block: 1 if a block was read (s->n_rows may be 0 when every row
+ * of it was masked or dropped), 0 at end, -1 on
+ * error (message printed). */
+int cli_rows_next(cli_rows *s);
+void cli_rows_close(cli_rows *s);
+
+/* Examples per block for --block-rows rows of t tokens (>= 1). */
+int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a);
+
+/* ---- erasers matched to layers -------------------------------------------- */
+typedef struct {
+  culeace_eraser *e;
+  int64_t layer;       /* layer index in the activations */
+  char name[256];      /* layer name */
+  int64_t edited, skipped;
+} cli_layer_eraser;
+
+/* Loads every eraser of the file whose layer is selected by --layers and
+ * exists in act (same name), checking d. Returns the count (>= 1) or -1
+ * (message printed). */
+int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
+                         const char *erasers, culeace_act *act,
+                         cli_layer_eraser **out);
+void cli_free_erasers(cli_layer_eraser *items, int64_t m);
+
+/* ---- subcommands ---------------------------------------------------------- */
+int cmd_inspect(int argc, char **argv);
+int cmd_fit(int argc, char **argv);
+int cmd_apply(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+
+/* JSON string escaping to fp. */
+void cli_json_str(FILE *fp, const char *s);
+
+#endif

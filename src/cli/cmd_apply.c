@@ -1,0 +1,397 @@
+/* cmd_apply.c — `culeace apply`: edits the activations of FILE with the
+ * erasers of an eraser file, either into a complete new file (copy to a
+ * temporary, edit, rename: OUT is never half-written) or in place with a
+ * checkpoint and a journal so that a killed run resumes exactly. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/apply_journal.h"
+#include "cli/cli.h"
+#include "core/convert.h"
+
+static const char *apply_help =
+    "usage: culeace apply ERASERS.h5 FILE --x PATH (-o OUT | --in-place)\n"
+    "\n"
+    "Applies each eraser of ERASERS.h5 to the layer it was fitted on (matched\n"
+    "by layer name). With -o, FILE is copied to OUT with the activations\n"
+    "edited (OUT appears only when complete). With --in-place, FILE is edited\n"
+    "block by block with a checkpoint (FILE.culeace-apply) and a journal\n"
+    "(FILE.culeace-journal): if the run is killed, the same command resumes\n"
+    "and ends with the same result. Masked tokens are left untouched.\n"
+    "\n"
+    "  -o, --output OUT    write an edited copy of FILE\n"
+    "  --in-place          edit FILE itself (crash-safe, resumable)\n"
+    "\n";
+
+typedef struct {
+  const cli_common *c;
+  culeace_ctx *ctx;
+  culeace_act *act;
+  const char *file; /* the file being edited (temporary or FILE) */
+  void *raw;        /* (ex_per_block * t, d) */
+  void *compact;    /* kept rows */
+  int64_t *kept;    /* indices of kept rows */
+  int64_t ex_per_block;
+} editor;
+
+/* Edits one block in memory: rows kept by the mask and finite get the
+ * eraser; returns 0 or 1 (message printed). */
+static int edit_block(editor *ed, cli_layer_eraser *it, int64_t ex0, int64_t nex) {
+  culeace_act *a = ed->act;
+  int64_t t = culeace__act_tokens(a), d = culeace__act_width(a);
+  culeace_dtype dt = culeace__act_dtype(a);
+  size_t rb = (size_t)d * culeace_dtype_size(dt);
+  const uint8_t *mask = culeace__act_mask(a);
+  int64_t n = nex * t, m = 0;
+  for (int64_t i = 0; i < n; i++) {
+    int64_t row = ex0 * t + i;
+    if (mask && !mask[row]) continue;
+    int64_t col;
+    if (culeace__first_nonfinite((char *)ed->raw + (size_t)i * rb, dt, 1, d, d,
+                                 &col) >= 0) {
+      if (!ed->c->drop_nonfinite)
+        return cli_error(ed->c, "%s: %s: row %lld has a non-finite value (NaN "
+                         "or Inf) in column %lld; pass --drop-nonfinite to "
+                         "leave such rows unedited", ed->file,
+                         culeace__act_dataset_path(a, it->layer),
+                         (long long)row, (long long)col);
+      it->skipped++;
+      continue;
+    }
+    ed->kept[m++] = i;
+  }
+  culeace_status st;
+  if (m == n) {
+    st = culeace_eraser_apply(ed->ctx, it->e, ed->raw, dt, n, d);
+  } else {
+    for (int64_t i = 0; i < m; i++)
+      memcpy((char *)ed->compact + (size_t)i * rb,
+             (char *)ed->raw + (size_t)ed->kept[i] * rb, rb);
+    st = culeace_eraser_apply(ed->ctx, it->e, ed->compact, dt, m, d);
+    for (int64_t i = 0; !st && i < m; i++)
+      memcpy((char *)ed->raw + (size_t)ed->kept[i] * rb,
+             (char *)ed->compact + (size_t)i * rb, rb);
+  }
+  if (st) return cli_error_ctx(ed->c, ed->ctx, "");
+  it->edited += m;
+  return 0;
+}
+
+static int io_fail(editor *ed, int64_t layer) {
+  return cli_error_ctx(ed->c, ed->ctx, culeace__act_dataset_path(ed->act, layer));
+}
+
+/* Copies src to dst (created exclusively), fsynced. 0 ok. */
+static int copy_file(const cli_common *c, const char *src, const char *dst) {
+  int in = open(src, O_RDONLY), out = -1, rc = 1;
+  char *buf = malloc(1 << 20);
+  if (in < 0) {
+    cli_error(c, "cannot open %s: %s", src, strerror(errno));
+    goto done;
+  }
+  out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (out < 0) {
+    cli_error(c, "cannot create %s: %s", dst, strerror(errno));
+    goto done;
+  }
+  if (!buf) {
+    cli_error(c, "out of memory");
+    goto done;
+  }
+  for (;;) {
+    ssize_t r = read(in, buf, 1 << 20);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) {
+      cli_error(c, "reading %s: %s", src, strerror(errno));
+      goto done;
+    }
+    if (r == 0) break;
+    for (ssize_t off = 0; off < r;) {
+      ssize_t w = write(out, buf + off, (size_t)(r - off));
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) {
+        cli_error(c, "writing %s: %s", dst, strerror(errno));
+        goto done;
+      }
+      off += w;
+    }
+  }
+  if (fsync(out) != 0) {
+    cli_error(c, "writing %s: %s", dst, strerror(errno));
+    goto done;
+  }
+  rc = 0;
+done:
+  if (in >= 0) close(in);
+  if (out >= 0 && close(out) != 0 && rc == 0)
+    rc = cli_error(c, "writing %s: %s", dst, strerror(errno));
+  free(buf);
+  return rc;
+}
+
+/* Edits every item's layer, block by block; with a journal the file is
+ * edited crash-safely from the checkpoint position on. */
+static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
+                    apply_journal *jr, apply_pos start, cli_progress *prog) {
+  culeace_act *a = ed->act;
+  int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a);
+  size_t row_bytes = (size_t)culeace__act_width(a) *
+                     culeace_dtype_size(culeace__act_dtype(a));
+  for (int64_t i = start.item; i < m; i++) {
+    cli_layer_eraser *it = &items[i];
+    for (int64_t ex = i == start.item ? start.ex : 0; ex < n;) {
+      apply_pos pos = {i, ex};
+      int64_t nex = n - ex < ed->ex_per_block ? n - ex : ed->ex_per_block;
+      if (jr) { /* undo a block a killed run may have half-written */
+        size_t len = 0, cap = (size_t)ed->ex_per_block * (size_t)t * row_bytes;
+        if (apply_journal_pending(jr, pos, ed->raw, cap, &len) == 1 &&
+            len % ((size_t)t * row_bytes) == 0) {
+          int64_t jn = (int64_t)(len / ((size_t)t * row_bytes));
+          if (culeace__act_write(a, it->layer, ex, jn, ed->raw) ||
+              culeace__act_flush(a))
+            return io_fail(ed, it->layer);
+        }
+      }
+      if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
+        return io_fail(ed, it->layer);
+      size_t bytes = (size_t)nex * (size_t)t * row_bytes;
+      if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
+        return cli_error(ed->c, "cannot write the journal %s: %s",
+                         jr->journal_path, strerror(errno));
+      if (edit_block(ed, it, ex, nex)) return 1;
+      if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
+        return io_fail(ed, it->layer);
+      ex += nex;
+      if (jr) {
+        if (culeace__act_flush(a)) return io_fail(ed, it->layer);
+        apply_pos next = {ex < n ? i : i + 1, ex < n ? ex : 0};
+        if (apply_journal_checkpoint(jr, next))
+          return cli_error(ed->c, "cannot write the checkpoint %s: %s",
+                           jr->ckpt_path, strerror(errno));
+      }
+      cli_progress_add(prog, (double)(nex * t), it->name);
+    }
+  }
+  return 0;
+}
+
+/* Describes the arguments a checkpoint belongs to. */
+static char *journal_identity(const cli_common *c, const char *erasers,
+                              const cli_layer_eraser *items, int64_t m) {
+  struct stat sb;
+  char real[PATH_MAX];
+  if (!realpath(erasers, real) || stat(real, &sb) != 0) return NULL;
+  size_t cap = 1024 + strlen(real) + (size_t)m * 24 +
+               strlen(c->spec.x_path) +
+               (c->spec.mask_path ? strlen(c->spec.mask_path) : 0);
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  int used = snprintf(s, cap,
+                      "culeace-apply 1 erasers=%s size=%lld mtime=%lld.%09ld "
+                      "x=%s layer_axis=%d tokens=%d mask=%s layers=",
+                      real, (long long)sb.st_size, (long long)sb.st_mtim.tv_sec,
+                      sb.st_mtim.tv_nsec, c->spec.x_path, c->spec.layer_axis,
+                      c->spec.tokens, c->spec.mask_path ? c->spec.mask_path : "");
+  for (int64_t i = 0; i < m; i++)
+    used += snprintf(s + used, cap - (size_t)used, "%s%lld", i ? "," : "",
+                     (long long)items[i].layer);
+  return s;
+}
+
+static void print_results(const cli_common *c, const char *target,
+                          int in_place, const cli_layer_eraser *items, int64_t m) {
+  if (c->json) {
+    printf("{\"output\": ");
+    cli_json_str(stdout, target);
+    printf(", \"in_place\": %s, \"layers\": [", in_place ? "true" : "false");
+    for (int64_t i = 0; i < m; i++) {
+      printf("%s{\"layer\": %lld, \"name\": ", i ? ", " : "",
+             (long long)items[i].layer);
+      cli_json_str(stdout, items[i].name);
+      printf(", \"edited_rows\": %lld, \"skipped_nonfinite\": %lld}",
+             (long long)items[i].edited, (long long)items[i].skipped);
+    }
+    printf("]}\n");
+    return;
+  }
+  printf("%-12s %12s %10s\n", "layer", "edited rows", "skipped");
+  for (int64_t i = 0; i < m; i++)
+    printf("%-12s %12lld %10lld\n", items[i].name, (long long)items[i].edited,
+           (long long)items[i].skipped);
+  printf("%s %s\n", in_place ? "edited in place:" : "wrote", target);
+}
+
+int cmd_apply(int argc, char **argv) {
+  cli_common c;
+  cli_common_init(&c, "culeace apply");
+  const char *out = NULL;
+  int in_place = 0;
+  static struct option opts[] = {
+      {"x", 1, 0, 0}, {"layer-axis", 1, 0, 0}, {"tokens", 0, 0, 0},
+      {"mask", 1, 0, 0}, {"layers", 1, 0, 0}, {"device", 1, 0, 0},
+      {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0}, {"json", 0, 0, 0},
+      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0}, {"in-place", 0, 0, 0},
+      {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  int idx, ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "o:h", opts, &idx)) != -1) {
+    if (ch == 'h') {
+      printf("%s%s", apply_help, cli_common_help);
+      return 0;
+    }
+    if (ch == 'o') {
+      out = optarg;
+      continue;
+    }
+    if (ch != 0) return EXIT_USAGE;
+    int r = cli_common_option(&c, opts[idx].name, optarg);
+    if (r < 0) return EXIT_USAGE;
+    if (!r && !strcmp(opts[idx].name, "in-place")) in_place = 1;
+  }
+  if (optind != argc - 2)
+    return cli_error(&c, "expected ERASERS.h5 and FILE (see --help)"),
+           EXIT_USAGE;
+  const char *erasers = argv[optind], *file = argv[optind + 1];
+  if (!c.spec.x_path)
+    return cli_error(&c, "--x PATH (the activations) is required"), EXIT_USAGE;
+  if (!!out == in_place)
+    return cli_error(&c, "give exactly one of -o OUT and --in-place"),
+           EXIT_USAGE;
+  if (out && (cli_same_file(file, out) || !strcmp(file, out)))
+    return cli_error(&c, "-o %s is the input file; use --in-place to edit it "
+                     "in place", out);
+  if (out && cli_same_file(erasers, out))
+    return cli_error(&c, "-o %s is the eraser file", out);
+
+  int rc = 1;
+  culeace_ctx *ctx = cli_open_ctx(&c);
+  culeace_act *act = NULL;
+  cli_layer_eraser *items = NULL;
+  int64_t m = 0;
+  char *tmp = NULL, *identity = NULL;
+  apply_journal jr;
+  memset(&jr, 0, sizeof jr);
+  editor ed;
+  memset(&ed, 0, sizeof ed);
+  if (!ctx) return 1;
+
+  /* Validate everything against the input before writing anything. */
+  if (culeace__act_open(ctx, file, &c.spec, 0, &act)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  m = cli_load_erasers(&c, ctx, erasers, act, &items);
+  if (m < 0) goto done;
+  if (in_place && culeace__act_filtered(act)) {
+    cli_error(&c, "%s: %s is compressed or checksummed (HDF5 filters); "
+              "rewriting it in place cannot be made crash-safe, use -o OUT",
+              file, culeace__act_dataset_path(act, items[0].layer));
+    goto done;
+  }
+  culeace__act_close(act);
+  act = NULL;
+
+  const char *target = file;
+  if (out) {
+    size_t len = strlen(out) + 32;
+    tmp = malloc(len);
+    if (!tmp) {
+      cli_error(&c, "out of memory");
+      goto done;
+    }
+    snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
+    if (copy_file(&c, file, tmp)) goto done;
+    target = tmp;
+  }
+  if (culeace__act_open(ctx, target, &c.spec, 1, &act)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  ed.c = &c;
+  ed.ctx = ctx;
+  ed.act = act;
+  ed.file = out ? out : file;
+  ed.ex_per_block = cli_examples_per_block(&c, act);
+  int64_t t = culeace__act_tokens(act), d = culeace__act_width(act);
+  size_t es = culeace_dtype_size(culeace__act_dtype(act));
+  size_t rows = (size_t)ed.ex_per_block * (size_t)t;
+  ed.raw = malloc(rows * (size_t)d * es);
+  ed.compact = malloc(rows * (size_t)d * es);
+  ed.kept = malloc(rows * sizeof *ed.kept);
+  if (!ed.raw || !ed.compact || !ed.kept) {
+    cli_error(&c, "out of memory for a block of %zu rows (lower --block-rows)",
+              rows);
+    goto done;
+  }
+  apply_pos start = {0, 0};
+  if (in_place) {
+    identity = journal_identity(&c, erasers, items, m);
+    if (!identity || apply_journal_init(&jr, file, identity)) {
+      cli_error(&c, "cannot describe the arguments for the checkpoint");
+      goto done;
+    }
+    char msg[1024];
+    int r = apply_journal_resume(&jr, &start, msg, sizeof msg);
+    if (r < 0) {
+      cli_error(&c, "%s", msg);
+      goto done;
+    }
+    if (r > 0 && !c.quiet && !c.json)
+      fprintf(stderr, "%s: resuming an interrupted in-place apply at layer "
+              "%s, example %lld\n", c.prog,
+              start.item < m ? items[start.item].name : "(end)",
+              (long long)start.ex);
+    if (r == 0 && apply_journal_checkpoint(&jr, start)) {
+      cli_error(&c, "cannot write the checkpoint %s: %s", jr.ckpt_path,
+                strerror(errno));
+      goto done;
+    }
+  }
+  cli_progress prog;
+  int64_t n = culeace__act_examples(act);
+  cli_progress_start(&prog, &c, "apply", (double)(n * t) * (double)m,
+                     (double)d * (double)es);
+  if (edit_all(&ed, items, m, in_place ? &jr : NULL, start, &prog)) goto done;
+  cli_progress_end(&prog);
+  culeace_status st = culeace__act_close(act);
+  act = NULL;
+  if (st) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  if (out) {
+    int fd = open(tmp, O_RDONLY);
+    if (fd >= 0) {
+      fsync(fd);
+      close(fd);
+    }
+    if (rename(tmp, out) != 0) {
+      cli_error(&c, "cannot rename %s to %s: %s", tmp, out, strerror(errno));
+      goto done;
+    }
+    free(tmp);
+    tmp = NULL;
+  } else {
+    apply_journal_finish(&jr);
+  }
+  print_results(&c, out ? out : file, in_place, items, m);
+  rc = 0;
+done:
+  if (act) culeace__act_close(act);
+  if (tmp) unlink(tmp);
+  free(tmp);
+  free(identity);
+  apply_journal_free(&jr);
+  free(ed.raw);
+  free(ed.compact);
+  free(ed.kept);
+  cli_free_erasers(items, m);
+  culeace_ctx_free(ctx);
+  return rc;
+}

@@ -1,0 +1,272 @@
+/* cmd_fit.c — `culeace fit`: one LEACE eraser per selected layer, fitted in
+ * one streaming pass over each layer's rows, written atomically to an eraser
+ * file. */
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const char *fit_help =
+    "usage: culeace fit FILE --x PATH --z PATH -o ERASERS.h5 [options]\n"
+    "\n"
+    "Fits one LEACE eraser per selected layer of the activations in FILE,\n"
+    "streaming the rows once, and writes them to ERASERS.h5 (atomically).\n"
+    "\n"
+    "Concept options:\n"
+    "  --z PATH            labels: integer (n,) or (n,t) classes, or float\n"
+    "                      (n,) / (n,k) continuous columns\n"
+    "  --method M          leace (default) or orth\n"
+    "  --no-affine         linear eraser (no mean/bias term)\n"
+    "  --shrinkage         optimal linear shrinkage of Sigma_xx (default)\n"
+    "  --no-shrinkage      plain sample covariance (Bessel-corrected)\n"
+    "  --svd-tol F         drop singular values of W Sigma_xz <= F (0.01)\n"
+    "  --no-constrain-trace  allow the erased covariance trace to grow\n"
+    "  --precision P       f64 (default) or f32 block moments\n"
+    "  -o, --output FILE   eraser file to write\n"
+    "\n";
+
+typedef struct {
+  const char *layer_name;
+  int64_t layer, rows, dropped, rank;
+  double top_singular;
+} fit_result;
+
+static void print_results(const cli_common *c, const char *out,
+                          const fit_result *r, int64_t m,
+                          const culeace_fit_opts *o) {
+  const char *method = o->method == CULEACE_METHOD_ORTH ? "orth" : "leace";
+  if (c->json) {
+    printf("{\"erasers\": ");
+    cli_json_str(stdout, out);
+    printf(", \"method\": \"%s\", \"affine\": %s, \"shrinkage\": %s, "
+           "\"layers\": [", method, o->affine ? "true" : "false",
+           o->shrinkage ? "true" : "false");
+    for (int64_t i = 0; i < m; i++) {
+      printf("%s{\"layer\": %lld, \"name\": ", i ? ", " : "",
+             (long long)r[i].layer);
+      cli_json_str(stdout, r[i].layer_name);
+      printf(", \"rows\": %lld, \"dropped_nonfinite\": %lld, \"rank\": %lld}",
+             (long long)r[i].rows, (long long)r[i].dropped,
+             (long long)r[i].rank);
+    }
+    printf("]}\n");
+    return;
+  }
+  printf("%-12s %10s %8s %6s\n", "layer", "rows", "dropped", "rank");
+  for (int64_t i = 0; i < m; i++)
+    printf("%-12s %10lld %8lld %6lld\n", r[i].layer_name, (long long)r[i].rows,
+           (long long)r[i].dropped, (long long)r[i].rank);
+  printf("wrote %lld %s eraser%s to %s\n", (long long)m, method,
+         m == 1 ? "" : "s", out);
+}
+
+/* Comma-separated class values for the eraser metadata. */
+static char *class_values_str(const culeace_labels *lab) {
+  if (lab->continuous) return NULL;
+  size_t cap = (size_t)lab->n_classes * 24 + 1;
+  char *s = malloc(cap);
+  if (!s) return NULL;
+  size_t used = 0;
+  s[0] = 0;
+  for (int64_t i = 0; i < lab->n_classes; i++)
+    used += (size_t)snprintf(s + used, cap - used, "%s%lld", i ? "," : "",
+                             (long long)lab->class_values[i]);
+  return s;
+}
+
+int cmd_fit(int argc, char **argv) {
+  cli_common c;
+  cli_common_init(&c, "culeace fit");
+  culeace_fit_opts o;
+  culeace_fit_opts_init(&o);
+  const char *z_path = NULL, *out = NULL;
+  static struct option opts[] = {
+      {"x", 1, 0, 0}, {"z", 1, 0, 0}, {"layer-axis", 1, 0, 0},
+      {"tokens", 0, 0, 0}, {"mask", 1, 0, 0}, {"layers", 1, 0, 0},
+      {"device", 1, 0, 0}, {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0},
+      {"json", 0, 0, 0}, {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},
+      {"method", 1, 0, 0}, {"no-affine", 0, 0, 0}, {"shrinkage", 0, 0, 0},
+      {"no-shrinkage", 0, 0, 0}, {"svd-tol", 1, 0, 0},
+      {"no-constrain-trace", 0, 0, 0}, {"precision", 1, 0, 0},
+      {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  int idx, ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "o:h", opts, &idx)) != -1) {
+    if (ch == 'h') {
+      printf("%s%s", fit_help, cli_common_help);
+      return 0;
+    }
+    if (ch == 'o') {
+      out = optarg;
+      continue;
+    }
+    if (ch != 0) return EXIT_USAGE;
+    const char *name = opts[idx].name;
+    int r = cli_common_option(&c, name, optarg);
+    if (r < 0) return EXIT_USAGE;
+    if (r > 0) continue;
+    if (!strcmp(name, "z")) z_path = optarg;
+    else if (!strcmp(name, "method")) {
+      if (!strcmp(optarg, "leace")) o.method = CULEACE_METHOD_LEACE;
+      else if (!strcmp(optarg, "orth")) o.method = CULEACE_METHOD_ORTH;
+      else return cli_error(&c, "--method must be leace or orth (got '%s')",
+                            optarg), EXIT_USAGE;
+    } else if (!strcmp(name, "no-affine")) o.affine = 0;
+    else if (!strcmp(name, "shrinkage")) o.shrinkage = 1;
+    else if (!strcmp(name, "no-shrinkage")) o.shrinkage = 0;
+    else if (!strcmp(name, "no-constrain-trace")) o.constrain_cov_trace = 0;
+    else if (!strcmp(name, "svd-tol")) {
+      char *end;
+      o.svd_tol = strtod(optarg, &end);
+      if (*end || !(o.svd_tol > 0))
+        return cli_error(&c, "--svd-tol must be a positive number (got '%s')",
+                         optarg), EXIT_USAGE;
+    } else if (!strcmp(name, "precision")) {
+      if (!strcmp(optarg, "f64")) o.precision = CULEACE_PRECISION_F64;
+      else if (!strcmp(optarg, "f32")) o.precision = CULEACE_PRECISION_F32;
+      else return cli_error(&c, "--precision must be f32 or f64 (got '%s')",
+                            optarg), EXIT_USAGE;
+    }
+  }
+  if (optind != argc - 1)
+    return cli_error(&c, "expected exactly one input FILE (see --help)"),
+           EXIT_USAGE;
+  const char *file = argv[optind];
+  if (!c.spec.x_path)
+    return cli_error(&c, "--x PATH (the activations) is required"), EXIT_USAGE;
+  if (!z_path)
+    return cli_error(&c, "--z PATH (the labels) is required"), EXIT_USAGE;
+  if (!out)
+    return cli_error(&c, "-o ERASERS.h5 (the output) is required"), EXIT_USAGE;
+  if (cli_same_file(file, out))
+    return cli_error(&c, "-o %s is the input file; choose another output "
+                     "path", out);
+
+  int rc = 1;
+  culeace_ctx *ctx = cli_open_ctx(&c);
+  culeace_act *act = NULL;
+  culeace_labels lab;
+  memset(&lab, 0, sizeof lab);
+  culeace_eraser_file *ef = NULL;
+  int64_t *layers = NULL, m = 0;
+  fit_result *res = NULL;
+  char *cvals = NULL;
+  cli_rows rows;
+  memset(&rows, 0, sizeof rows);
+  if (!ctx) return 1;
+  if (culeace__act_open(ctx, file, &c.spec, 0, &act) != CULEACE_OK) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  char xdesc[512];
+  snprintf(xdesc, sizeof xdesc, "%s", c.spec.x_path);
+  if (culeace__labels_read(ctx, file, z_path, culeace__act_examples(act),
+                           culeace__act_tokens(act), xdesc, &lab)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  m = cli_parse_layers(&c, c.layers, act, &layers);
+  if (m < 0) goto done;
+  res = calloc((size_t)m, sizeof *res);
+  cvals = class_values_str(&lab);
+  if (!res) {
+    cli_error(&c, "out of memory");
+    goto done;
+  }
+  if (culeace_eraser_file_create(ctx, out, &ef)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  int64_t d = culeace__act_width(act);
+  int64_t rows_per_layer = culeace__act_examples(act) * culeace__act_tokens(act);
+  cli_progress prog;
+  cli_progress_start(&prog, &c, "fit", (double)rows_per_layer * (double)m,
+                     (double)d * (double)culeace_dtype_size(culeace__act_dtype(act)));
+  for (int64_t i = 0; i < m; i++) {
+    int64_t l = layers[i];
+    culeace_fitter *f = NULL;
+    culeace_eraser *e = NULL;
+    culeace_status st = culeace_fitter_create(
+        ctx, d, lab.continuous ? lab.k : lab.n_classes,
+        lab.continuous ? CULEACE_Z_CONTINUOUS : CULEACE_Z_CLASSES, &o, &f);
+    if (st) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
+    if (cli_rows_open(&rows, &c, ctx, act, file, l, &lab)) {
+      culeace_fitter_free(f);
+      goto done;
+    }
+    int more;
+    while ((more = cli_rows_next(&rows)) == 1) {
+      if (rows.n_rows > 0) {
+        st = lab.continuous
+                 ? culeace_fitter_update_continuous(f, rows.rows,
+                                                    culeace__act_dtype(act),
+                                                    rows.n_rows, d, rows.z,
+                                                    lab.k)
+                 : culeace_fitter_update_classes(f, rows.rows,
+                                                 culeace__act_dtype(act),
+                                                 rows.n_rows, d, rows.classes);
+        if (st) break;
+      }
+      cli_progress_add(&prog, (double)rows.raw_rows,
+                       culeace__act_layer_name(act, l));
+    }
+    if (more < 0 || st) {
+      if (st) cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+      culeace_fitter_free(f);
+      goto done;
+    }
+    st = culeace_fitter_finalize(f, &e);
+    res[i].layer = l;
+    res[i].layer_name = culeace__act_layer_name(act, l);
+    res[i].rows = culeace_fitter_rows(f);
+    res[i].dropped = rows.dropped;
+    culeace_fitter_free(f);
+    cli_rows_close(&rows);
+    if (st) {
+      cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+      goto done;
+    }
+    culeace_eraser_info info;
+    culeace_eraser_info_get(e, &info);
+    res[i].rank = info.rank;
+    culeace_eraser_meta meta;
+    culeace_eraser_meta_init(&meta);
+    meta.source_file = file;
+    meta.source_dataset = culeace__act_dataset_path(act, l);
+    meta.layer = l;
+    meta.layer_name = culeace__act_layer_name(act, l);
+    meta.label_dataset = z_path;
+    meta.class_values = cvals;
+    st = culeace_eraser_file_add(ef, e, &meta);
+    culeace_eraser_free(e);
+    if (st) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
+    if (info.rank == 0 && !c.quiet)
+      fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
+              "%g; its eraser is the identity\n", c.prog,
+              res[i].layer_name, o.svd_tol);
+  }
+  cli_progress_end(&prog);
+  if (culeace_eraser_file_commit(ef)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  print_results(&c, out, res, m, &o);
+  rc = 0;
+done:
+  cli_rows_close(&rows);
+  culeace_eraser_file_free(ef);
+  culeace__labels_free(&lab);
+  if (act) culeace__act_close(act);
+  culeace_ctx_free(ctx);
+  free(layers);
+  free(res);
+  free(cvals);
+  return rc;
+}

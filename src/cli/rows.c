@@ -1,0 +1,112 @@
+/* rows.c — the row stream: whole examples read in blocks, masked tokens
+ * dropped, non-finite rows refused (naming the row) or skipped, labels
+ * carried along with the rows that are kept. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/convert.h"
+#include "core/ctx.h"
+
+int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
+                  culeace_act *act, const char *file, int64_t layer,
+                  const culeace_labels *labels) {
+  memset(s, 0, sizeof *s);
+  s->c = c;
+  s->ctx = ctx;
+  s->act = act;
+  s->file = file;
+  s->layer = layer;
+  s->labels = labels;
+  s->ex_per_block = cli_examples_per_block(c, act);
+  int64_t n = culeace__act_examples(act);
+  if (s->ex_per_block > n) s->ex_per_block = n;
+  int64_t t = culeace__act_tokens(act), d = culeace__act_width(act);
+  size_t es = culeace_dtype_size(culeace__act_dtype(act));
+  size_t rows = (size_t)s->ex_per_block * (size_t)t, bytes;
+  if (!culeace__mul_size(rows, (size_t)d * es, &bytes))
+    return cli_error(c, "block of %zu rows x %lld is too large", rows,
+                     (long long)d);
+  s->raw = malloc(bytes ? bytes : 1);
+  s->rows = malloc(bytes ? bytes : 1);
+  s->row_ids = malloc(rows * sizeof *s->row_ids);
+  if (labels && !labels->continuous)
+    s->classes = malloc(rows * sizeof *s->classes);
+  if (labels && labels->continuous)
+    s->z = malloc(rows * (size_t)labels->k * sizeof *s->z);
+  if (!s->raw || !s->rows || !s->row_ids ||
+      (labels && !s->classes && !s->z)) {
+    cli_rows_close(s);
+    return cli_error(c, "out of memory for a block of %zu rows (lower "
+                     "--block-rows)", rows);
+  }
+  return 0;
+}
+
+void cli_rows_close(cli_rows *s) {
+  free(s->raw);
+  free(s->rows);
+  free(s->row_ids);
+  free(s->classes);
+  free(s->z);
+  s->raw = s->rows = NULL;
+  s->row_ids = NULL;
+  s->classes = NULL;
+  s->z = NULL;
+}
+
+int cli_rows_next(cli_rows *s) {
+  culeace_act *a = s->act;
+  int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a),
+          d = culeace__act_width(a);
+  culeace_dtype dt = culeace__act_dtype(a);
+  size_t rb = (size_t)d * culeace_dtype_size(dt);
+  const uint8_t *mask = culeace__act_mask(a);
+  s->n_rows = 0;
+  if (s->next_ex >= n) return 0;
+  int64_t nex = n - s->next_ex < s->ex_per_block ? n - s->next_ex
+                                                  : s->ex_per_block;
+  if (culeace__act_read(a, s->layer, s->next_ex, nex, s->raw) != CULEACE_OK) {
+    cli_error_ctx(s->c, s->ctx, "");
+    return -1;
+  }
+  int64_t first = s->next_ex * t;
+  s->raw_rows = nex * t;
+  for (int64_t i = 0; i < nex * t; i++) {
+    int64_t row = first + i;
+    if (mask && !mask[row]) {
+      s->masked++;
+      continue;
+    }
+    const char *src = (const char *)s->raw + (size_t)i * rb;
+    int64_t col;
+    if (culeace__first_nonfinite(src, dt, 1, d, d, &col) >= 0) {
+      if (!s->c->drop_nonfinite) {
+        if (t > 1)
+          cli_error(s->c, "%s: %s: row %lld (example %lld, token %lld) has a "
+                    "non-finite value (NaN or Inf) in column %lld; pass "
+                    "--drop-nonfinite to skip such rows", s->file,
+                    culeace__act_dataset_path(a, s->layer), (long long)row,
+                    (long long)(row / t), (long long)(row % t),
+                    (long long)col);
+        else
+          cli_error(s->c, "%s: %s: row %lld has a non-finite value (NaN or "
+                    "Inf) in column %lld; pass --drop-nonfinite to skip such "
+                    "rows", s->file, culeace__act_dataset_path(a, s->layer),
+                    (long long)row, (long long)col);
+        return -1;
+      }
+      s->dropped++;
+      continue;
+    }
+    int64_t k = s->n_rows++;
+    memcpy((char *)s->rows + (size_t)k * rb, src, rb);
+    s->row_ids[k] = row;
+    if (s->classes) s->classes[k] = s->labels->classes[row];
+    if (s->z)
+      memcpy(s->z + k * s->labels->k, s->labels->z + row * s->labels->k,
+             (size_t)s->labels->k * sizeof *s->z);
+  }
+  s->next_ex += nex;
+  return 1;
+}
