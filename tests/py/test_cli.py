@@ -1,0 +1,383 @@
+"""test_cli.py — the `culeace` command end to end on synthetic dumps of every
+layout and dtype: fit -> apply (to a new file and in place) -> check, the
+edited rows against a numpy application of the saved eraser, resuming a
+killed in-place apply, and bad input (clear message, non-zero exit, nothing
+left behind)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
+MAKE_DUMP = ROOT / "data" / "make_dump.py"
+
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(),
+                                reason=f"culeace binary not built ({BIN})")
+
+
+def run(*args, check=True):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"culeace {' '.join(map(str, args))} failed "
+                             f"({p.returncode}):\n{p.stderr}")
+    return p
+
+
+def make_dump(path, **kw):
+    args = [sys.executable, str(MAKE_DUMP), "-o", str(path), "--quiet"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    subprocess.run(args, check=True)
+    return path
+
+
+def bf16_to_f32(u16):
+    return (u16.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_x(ds):
+    """Reads a dataset as float64, decoding the 2-byte bfloat16 type."""
+    t = ds.id.get_type()
+    if isinstance(t, h5py.h5t.TypeFloatID) and t.get_size() == 2 and \
+            t.get_fields()[3] == 8:  # 8-bit exponent: bfloat16
+        raw = np.empty(ds.shape, np.uint16)
+        ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, raw, mtype=t)
+        return bf16_to_f32(raw).astype(np.float64)
+    return ds[...].astype(np.float64)
+
+
+def load_erasers(path):
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == b"culeace-erasers" or \
+            f.attrs["format"] == "culeace-erasers"
+        out = {}
+        for name in sorted(f["erasers"]):
+            g = f["erasers"][name]
+            ln = g.attrs["layer_name"]
+            ln = ln.decode() if isinstance(ln, bytes) else ln
+            out[ln] = (g["L"][...], g["R"][...], g["bias"][...],
+                       int(g.attrs["affine"]))
+        return out
+
+
+def numpy_apply(x, L, R, bias, affine):
+    b = bias if affine else 0.0
+    return x - ((x - b) @ R.T) @ L.T
+
+
+LAYOUTS = [
+    # (make_dump kwargs, culeace --x options, how to get layer l's rows)
+    (dict(layout="group", name="hidden"), ["--x", "/hidden"],
+     lambda f, l: f["hidden"][str(l)]),
+    (dict(layout="stacked0", name="acts"), ["--x", "/acts", "--layer-axis", "0"],
+     lambda f, l: f["acts"][l]),
+    (dict(layout="stacked1", name="acts"), ["--x", "/acts", "--layer-axis", "1"],
+     lambda f, l: f["acts"][:, l]),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+@pytest.mark.parametrize("layout", range(len(LAYOUTS)))
+def test_fit_apply_check_layouts(tmp_path, dtype, layout):
+    kw, xopt, rows_of = LAYOUTS[layout]
+    dump = make_dump(tmp_path / "d.h5", rows=1500, dim=24, layers=3,
+                     dtype=dtype, classes=3, **kw)
+    er = tmp_path / "e.h5"
+    out = run("fit", dump, *xopt, "--z", "/labels", "-o", er, "--json",
+              "--block-rows", 257)
+    res = json.loads(out.stdout)
+    assert [l["rows"] for l in res["layers"]] == [1500] * 3
+    assert all(1 <= l["rank"] <= 3 for l in res["layers"])
+    erased = tmp_path / "out.h5"
+    run("apply", er, dump, *xopt, "-o", erased, "--quiet")
+    ers = load_erasers(er)
+    with h5py.File(dump, "r") as f0, h5py.File(erased, "r") as f1:
+        np.testing.assert_array_equal(f0["labels"][...], f1["labels"][...])
+        for l in range(3):
+            x0 = read_x(rows_of(f0, l)) if False else None
+            src = f0[kw["name"]]
+            dst = f1[kw["name"]]
+            x0 = read_x(src[str(l)]) if kw["layout"] == "group" else \
+                (read_x(src)[l] if kw["layout"] == "stacked0" else read_x(src)[:, l])
+            x1 = read_x(dst[str(l)]) if kw["layout"] == "group" else \
+                (read_x(dst)[l] if kw["layout"] == "stacked0" else read_x(dst)[:, l])
+            want = numpy_apply(x0, *ers[str(l)])
+            # 2-byte types: one rounding of the result (plus float32 math)
+            tol = {"float16": 2e-3, "bfloat16": 1.6e-2, "float32": 1e-5,
+                   "float64": 1e-12}[dtype]
+            scale = np.abs(want).max()
+            assert np.abs(x1 - want).max() <= tol * scale, (dtype, l)
+    chk = json.loads(run("check", er, dump, *xopt, "--z", "/labels",
+                         "--json").stdout)
+    for layer in chk["layers"]:
+        ratio = layer["max_abs_cov_xz_after"] / layer["max_abs_cov_xz_before"]
+        limit = {"float64": 1e-9, "float32": 1e-4, "float16": 5e-3,
+                 "bfloat16": 5e-2}[dtype]
+        assert ratio < limit, (dtype, layer)
+
+
+def test_in_place_equals_copy(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=3000, dim=32, layers=2,
+                     dtype="float16", layout="group")
+    er = tmp_path / "e.h5"
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", er, "--quiet")
+    run("apply", er, dump, "--x", "/hidden", "-o", tmp_path / "copy.h5",
+        "--quiet")
+    ip = tmp_path / "ip.h5"
+    ip.write_bytes(dump.read_bytes())
+    run("apply", er, ip, "--x", "/hidden", "--in-place", "--quiet",
+        "--block-rows", 500)
+    assert not (tmp_path / "ip.h5.culeace-apply").exists()
+    assert not (tmp_path / "ip.h5.culeace-journal").exists()
+    with h5py.File(tmp_path / "copy.h5", "r") as a, h5py.File(ip, "r") as b:
+        for l in ("0", "1"):
+            np.testing.assert_array_equal(a["hidden"][l][...], b["hidden"][l][...])
+
+
+def test_killed_in_place_apply_resumes(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=20000, dim=128, layers=2,
+                     dtype="float32", layout="group")
+    er = tmp_path / "e.h5"
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", er, "--quiet")
+    run("apply", er, dump, "--x", "/hidden", "-o", tmp_path / "ref.h5",
+        "--quiet")
+    ip = tmp_path / "ip.h5"
+    ip.write_bytes(dump.read_bytes())
+    cmd = [BIN, "apply", str(er), str(ip), "--x", "/hidden", "--in-place",
+           "--quiet", "--block-rows", "64"]
+    kills = 0
+    for delay in (0.02, 0.05, 0.1, 0.1, 0.2, 0.2):
+        p = subprocess.Popen(cmd)
+        time.sleep(delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        if p.wait() == 0:
+            break  # finished: running it again would erase twice
+        assert (tmp_path / "ip.h5.culeace-apply").exists()
+    else:
+        subprocess.run(cmd, check=True)
+    assert kills >= 1, "the apply finished before it could be killed"
+    assert not (tmp_path / "ip.h5.culeace-apply").exists()
+    with h5py.File(tmp_path / "ref.h5", "r") as a, h5py.File(ip, "r") as b:
+        for l in ("0", "1"):
+            np.testing.assert_array_equal(a["hidden"][l][...], b["hidden"][l][...])
+
+
+def test_tokens_with_mask(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=600, dim=16, layers=2, tokens=5,
+                     dtype="float32", layout="stacked0", name="acts")
+    er = tmp_path / "e.h5"
+    xopt = ["--x", "/acts", "--layer-axis", "0", "--tokens", "--mask", "/mask"]
+    res = json.loads(run("fit", dump, *xopt, "--z", "/labels", "-o", er,
+                         "--json").stdout)
+    with h5py.File(dump, "r") as f:
+        mask = f["mask"][...] != 0
+        x0 = f["acts"][...].astype(np.float64)
+    assert res["layers"][0]["rows"] == int(mask.sum())
+    run("apply", er, dump, *xopt, "-o", tmp_path / "o.h5", "--quiet")
+    ers = load_erasers(er)
+    with h5py.File(tmp_path / "o.h5", "r") as f:
+        x1 = f["acts"][...].astype(np.float64)
+    for l in range(2):
+        np.testing.assert_array_equal(x1[l][~mask], x0[l][~mask])
+        want = numpy_apply(x0[l][mask], *ers[str(l)])
+        assert np.abs(x1[l][mask] - want).max() <= 1e-5 * np.abs(want).max()
+
+
+def test_layer_selection_and_single_dataset(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=800, dim=16, layers=5,
+                     dtype="float32", layout="group")
+    er = tmp_path / "e.h5"
+    res = json.loads(run("fit", dump, "--x", "/hidden", "--z", "/labels",
+                         "--layers", "0,2-3", "-o", er, "--json").stdout)
+    assert [l["name"] for l in res["layers"]] == ["0", "2", "3"]
+    with h5py.File(dump, "r") as f:
+        single = tmp_path / "s.h5"
+        with h5py.File(single, "w") as g:
+            g["x"] = f["hidden"]["2"][...]
+            g["y"] = f["labels"][...]
+    run("fit", single, "--x", "/x", "--z", "/y", "-o", tmp_path / "se.h5",
+        "--quiet")
+    run("apply", tmp_path / "se.h5", single, "--x", "/x", "-o",
+        tmp_path / "so.h5", "--quiet")
+
+
+def test_version_and_help():
+    assert "backends: cpu" in run("--version").stdout
+    for cmd in ("inspect", "fit", "apply", "check"):
+        p = run(cmd, "--help")
+        assert "usage: culeace " + cmd in p.stdout
+
+
+# ---- bad input: clear message, non-zero exit, nothing left behind ---------
+
+@pytest.fixture()
+def small(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=400, dim=8, layers=2,
+                     dtype="float32", layout="group")
+    er = tmp_path / "e.h5"
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", er, "--quiet")
+    return tmp_path, dump, er
+
+
+def expect_error(args, *needles):
+    p = run(*args, check=False)
+    assert p.returncode != 0, f"expected failure: {args}"
+    for n in needles:
+        assert n in p.stderr, f"{n!r} not in message: {p.stderr!r}"
+    return p
+
+
+def listing(d):
+    return sorted(os.listdir(d))
+
+
+def test_missing_file_and_dataset(small):
+    tmp, dump, er = small
+    expect_error(["fit", tmp / "nope.h5", "--x", "/hidden", "--z", "/labels",
+                  "-o", tmp / "o.h5"], "nope.h5")
+    expect_error(["fit", dump, "--x", "/nothing", "--z", "/labels", "-o",
+                  tmp / "o.h5"], "/nothing", "d.h5")
+    expect_error(["fit", dump, "--x", "/hidden", "--z", "/nolabels", "-o",
+                  tmp / "o.h5"], "/nolabels")
+    assert not (tmp / "o.h5").exists()
+
+
+def test_not_hdf5(small):
+    tmp, dump, er = small
+    junk = tmp / "junk.h5"
+    junk.write_bytes(b"this is not an HDF5 file" * 100)
+    expect_error(["inspect", junk], "junk.h5")
+    expect_error(["apply", junk, dump, "--x", "/hidden", "-o", tmp / "o.h5"],
+                 "junk.h5")
+    assert not (tmp / "o.h5").exists()
+
+
+def test_wrong_rank_and_label_length(small):
+    tmp, dump, er = small
+    f = tmp / "bad.h5"
+    with h5py.File(f, "w") as g:
+        g["x1"] = np.zeros(10, np.float32)
+        g["x"] = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+        g["y9"] = np.arange(9) % 2
+        g["one"] = np.zeros(10, np.int64)
+        g["x3"] = np.zeros((2, 5, 4), np.float32)
+    expect_error(["fit", f, "--x", "/x1", "--z", "/y9", "-o", tmp / "o.h5"],
+                 "/x1")
+    expect_error(["fit", f, "--x", "/x", "--z", "/y9", "-o", tmp / "o.h5"],
+                 "/y9", "9", "10")
+    expect_error(["fit", f, "--x", "/x", "--z", "/one", "-o", tmp / "o.h5"],
+                 "/one", "one class")
+    expect_error(["fit", f, "--x", "/x3", "--z", "/one", "-o", tmp / "o.h5"],
+                 "ambiguous")
+    assert not (tmp / "o.h5").exists()
+
+
+def test_nonfinite_rows(tmp_path):
+    f = tmp_path / "nan.h5"
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6)).astype(np.float32)
+    y = rng.integers(0, 2, 300)
+    x[123, 4] = np.nan
+    x[200, 0] = np.inf
+    with h5py.File(f, "w") as g:
+        g["x"] = x
+        g["y"] = y
+    expect_error(["fit", f, "--x", "/x", "--z", "/y", "-o", tmp_path / "e.h5"],
+                 "row 123", "column 4", "--drop-nonfinite")
+    assert listing(tmp_path) == ["nan.h5"]
+    res = json.loads(run("fit", f, "--x", "/x", "--z", "/y", "-o",
+                         tmp_path / "e.h5", "--drop-nonfinite",
+                         "--json").stdout)
+    assert res["layers"][0]["rows"] == 298
+    assert res["layers"][0]["dropped_nonfinite"] == 2
+    expect_error(["apply", tmp_path / "e.h5", f, "--x", "/x", "-o",
+                  tmp_path / "o.h5"], "row 123")
+    assert not (tmp_path / "o.h5").exists()
+    assert [p for p in listing(tmp_path) if "tmp" in p] == []
+    run("apply", tmp_path / "e.h5", f, "--x", "/x", "-o", tmp_path / "o.h5",
+        "--drop-nonfinite", "--quiet")
+    with h5py.File(tmp_path / "o.h5", "r") as g:
+        out = g["x"][...]
+    assert np.isnan(out[123, 4]) and np.isinf(out[200, 0])
+    assert np.isfinite(np.delete(out, [123, 200], axis=0)).all()
+
+
+def test_eraser_width_mismatch(small):
+    tmp, dump, er = small
+    other = make_dump(tmp / "wide.h5", rows=100, dim=12, layers=2,
+                      dtype="float32", layout="group")
+    before = listing(tmp)
+    expect_error(["apply", er, other, "--x", "/hidden", "-o", tmp / "o.h5"],
+                 "d = 8", "d = 12")
+    expect_error(["apply", er, other, "--x", "/hidden", "--in-place"],
+                 "d = 8", "d = 12")
+    assert listing(tmp) == before
+    with h5py.File(other, "r") as g:
+        assert "culeace" not in str(dict(g.attrs))
+
+
+def test_output_is_input(small):
+    tmp, dump, er = small
+    digest = dump.read_bytes()
+    expect_error(["apply", er, dump, "--x", "/hidden", "-o", dump],
+                 "input file")
+    expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o", dump],
+                 "input file")
+    assert dump.read_bytes() == digest
+
+
+def test_bad_options(small):
+    tmp, dump, er = small
+    expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
+                  tmp / "o.h5", "--layers", "7"], "layer 7")
+    expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
+                  tmp / "o.h5", "--method", "magic"], "--method")
+    expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
+                  tmp / "o.h5", "--device", "cuda"], "CUDA")
+    expect_error(["apply", er, dump, "--x", "/hidden"], "-o OUT", "--in-place")
+    assert not (tmp / "o.h5").exists()
+
+
+def test_in_place_refuses_compressed(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=400, dim=8, layers=1,
+                     dtype="float32", layout="group", chunks=100, compress=4)
+    er = tmp_path / "e.h5"
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", er, "--quiet")
+    digest = dump.read_bytes()
+    expect_error(["apply", er, dump, "--x", "/hidden", "--in-place"],
+                 "compressed", "-o OUT")
+    assert dump.read_bytes() == digest
+    run("apply", er, dump, "--x", "/hidden", "-o", tmp_path / "o.h5", "--quiet")
+
+
+def test_corrupt_eraser_files(small):
+    tmp, dump, er = small
+    bad = tmp / "bad.h5"
+    bad.write_bytes(er.read_bytes())
+    with h5py.File(bad, "a") as g:
+        g.attrs["format_version"] = 99
+    expect_error(["apply", bad, dump, "--x", "/hidden", "-o", tmp / "o.h5"],
+                 "format_version 99")
+    bad.write_bytes(er.read_bytes())
+    with h5py.File(bad, "a") as g:
+        del g["erasers/0000/R"]
+        g["erasers/0000/R"] = np.zeros((3, 3))
+    expect_error(["apply", bad, dump, "--x", "/hidden", "-o", tmp / "o.h5"],
+                 "wrong shape")
+    bad.write_bytes(er.read_bytes())
+    with h5py.File(bad, "a") as g:
+        g["erasers/0000/bias"][0] = np.nan
+    expect_error(["apply", bad, dump, "--x", "/hidden", "-o", tmp / "o.h5"],
+                 "non-finite")
+    assert not (tmp / "o.h5").exists()
