@@ -105,8 +105,7 @@ static int read_str(hid_t obj, const char *name, char *buf, size_t len) {
   if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
     size_t sz = H5Tget_size(ft);
     if (sz < len) {
-      hid_t mt = H5Tcopy(H5T_C_S1);
-      H5Tset_size(mt, sz + 1);
+      hid_t mt = H5Tcopy(ft); /* same size and character set */
       ok = H5Aread(a, mt, buf) >= 0;
       buf[sz] = 0;
       H5Tclose(mt);
@@ -114,6 +113,7 @@ static int read_str(hid_t obj, const char *name, char *buf, size_t len) {
   } else if (H5Tget_class(ft) == H5T_STRING) { /* variable length */
     hid_t mt = H5Tcopy(H5T_C_S1);
     H5Tset_size(mt, H5T_VARIABLE);
+    H5Tset_cset(mt, H5Tget_cset(ft));
     char *p = NULL;
     if (H5Aread(a, mt, &p) >= 0 && p) {
       snprintf(buf, len, "%s", p);
