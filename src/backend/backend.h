@@ -30,7 +30,9 @@ typedef struct culeace_backend {
    *   cxx (d, d): sum_i (x_i - mean_x)(x_i - mean_x)^T, upper triangle
    *              (row-major, i <= j) filled; may be NULL to skip,
    *   cxz (d, k): sum_i (x_i - mean_x)(z_i - mean_z)^T.
-   * precision F32 does the products in float32 after centring. */
+   * precision F32 does the products in float32 after centring.
+   * A NaN/Inf in x returns CULEACE_ERR_NONFINITE with a message naming the
+   * row within the block (and nothing is written). */
   culeace_status (*block_moments)(culeace_ctx *ctx, const void *x,
                                   culeace_dtype xtype, int64_t n, int64_t d,
                                   int64_t ldx, const double *z, int64_t k,

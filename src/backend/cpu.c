@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <lapacke.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,6 +74,42 @@ static void centre_z(const double *z, int64_t n, int64_t k, int64_t ldz,
     for (int64_t c = 0; c < k; c++) zc[i * k + c] = z[i * ldz + c] - mean_z[c];
 }
 
+/* 1 (with the message naming the row) when the block has a NaN/Inf, which
+ * shows as a non-finite column mean; a finite mean can still hide huge
+ * float64 inputs whose sum overflowed, so the rows are scanned then. */
+static int block_nonfinite(culeace_ctx *ctx, const void *x,
+                           culeace_dtype xtype, int64_t n, int64_t d,
+                           int64_t ldx, const double *mean_x) {
+  int ok = 1;
+  for (int64_t j = 0; j < d; j++) ok &= isfinite(mean_x[j]) != 0;
+  if (ok) return 0;
+  int64_t col = 0, row = culeace__first_nonfinite(x, xtype, n, d, ldx, &col);
+  if (row < 0) {
+    culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                   "the block's values are too large: their sum overflows "
+                   "float64");
+    return 1;
+  }
+  culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                 "row %lld of the block has a non-finite value (NaN or Inf) "
+                 "in column %lld", (long long)row, (long long)col);
+  return 1;
+}
+
+/* cxz (d, k) = xc^T zc for centred xc (n, d), zc (n, k). A GEMM with tiny k
+ * would repack the whole block; k GEMVs stream it once each instead. */
+static void cross_moment_f64(const double *xc, const double *zc, int64_t n,
+                             int64_t d, int64_t k, double *cxz) {
+  if (k > 4) {
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
+                (int)n, 1.0, xc, (int)d, zc, (int)k, 0.0, cxz, (int)k);
+    return;
+  }
+  for (int64_t c = 0; c < k; c++) /* column c of cxz has stride k */
+    cblas_dgemv(CblasRowMajor, CblasTrans, (int)n, (int)d, 1.0, xc, (int)d,
+                zc + c, (int)k, 0.0, cxz + c, (int)k);
+}
+
 static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                                         culeace_dtype xtype, int64_t n,
                                         int64_t d, int64_t ldx,
@@ -97,6 +134,9 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   double *zc = s->z.buf;
   if (k > 0) centre_z(z, n, k, ldz, zc, mean_z);
   for (int64_t j = 0; j < d; j++) mean_x[j] = 0;
+  /* NaN/Inf anywhere in the block makes a column mean non-finite (a sum of
+   * finite values this size cannot overflow float64 from float32 inputs);
+   * block_nonfinite then finds and names the row. */
 
   if (!f32) {
     double *xb = s->x.buf;
@@ -106,14 +146,14 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
     for (int64_t i = 0; i < n; i++)
       for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
     for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
+    if (block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+      return CULEACE_ERR_NONFINITE;
     for (int64_t i = 0; i < n; i++)
       for (int64_t j = 0; j < d; j++) xb[i * d + j] -= mean_x[j];
     if (cxx)
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0,
                   xb, (int)d, 0.0, cxx, (int)d);
-    if (k > 0)
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
-                  (int)n, 1.0, xb, (int)d, zc, (int)k, 0.0, cxz, (int)k);
+    if (k > 0) cross_moment_f64(xb, zc, n, d, k, cxz);
     return CULEACE_OK;
   }
 
@@ -126,6 +166,8 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
   for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
+  if (block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+    return CULEACE_ERR_NONFINITE;
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++)
       xb[i * d + j] = (float)((double)xb[i * d + j] - mean_x[j]);

@@ -103,6 +103,9 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
  * error (message printed). */
 int cli_rows_next(cli_rows *s);
 void cli_rows_close(cli_rows *s);
+/* After the library refused the current block with CULEACE_ERR_NONFINITE:
+ * prints which row of the file (example, token, column) it was; returns 1. */
+int cli_rows_nonfinite_error(cli_rows *s);
 
 /* Examples per block for --block-rows rows of t tokens (>= 1). */
 int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a);
@@ -128,6 +131,10 @@ int cmd_inspect(int argc, char **argv);
 int cmd_fit(int argc, char **argv);
 int cmd_apply(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+
+/* Re-executes the command with OPENBLAS_CORETYPE set when OpenBLAS fell
+ * back to a slow generic kernel on a CPU with AVX2/AVX-512 (blas_kernel.c). */
+void cli_select_blas_kernel(char **argv);
 
 /* JSON string escaping to fp. */
 void cli_json_str(FILE *fp, const char *s);

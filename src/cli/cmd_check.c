@@ -174,7 +174,7 @@ int cmd_check(int argc, char **argv) {
     if (cli_rows_open(&rows, &c, ctx, act, file, l, &lab)) goto done;
     int more;
     culeace_status st = CULEACE_OK;
-    while ((more = cli_rows_next(&rows)) == 1 && !st) {
+    while (!st && (more = cli_rows_next(&rows)) == 1) {
       int64_t n = rows.n_rows;
       if (n == 0) continue;
       for (int pass = 0; pass < 2 && !st; pass++) {
@@ -190,6 +190,10 @@ int cmd_check(int argc, char **argv) {
       cli_progress_add(&prog, (double)rows.raw_rows, items[i].name);
     }
     if (more < 0) goto done;
+    if (st == CULEACE_ERR_NONFINITE) {
+      cli_rows_nonfinite_error(&rows);
+      goto done;
+    }
     if (st) {
       cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
       goto done;

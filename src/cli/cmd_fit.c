@@ -215,7 +215,8 @@ int cmd_fit(int argc, char **argv) {
                        culeace__act_layer_name(act, l));
     }
     if (more < 0 || st) {
-      if (st) cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+      if (st == CULEACE_ERR_NONFINITE) cli_rows_nonfinite_error(&rows);
+      else if (st) cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
       culeace_fitter_free(f);
       goto done;
     }

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cblas.h>
+
 #include "cli/cli.h"
 
 static const char *usage =
@@ -19,13 +21,14 @@ static const char *usage =
     "  --version                         version and compiled backends\n";
 
 int main(int argc, char **argv) {
+  cli_select_blas_kernel(argv);
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     printf("%s", usage);
     return argc < 2 ? EXIT_USAGE : 0;
   }
   if (!strcmp(argv[1], "--version")) {
-    printf("culeace %s (backends: %s)\n", culeace_version(),
-           culeace_backends_compiled());
+    printf("culeace %s (backends: %s; BLAS kernel: %s)\n", culeace_version(),
+           culeace_backends_compiled(), openblas_get_corename());
     return 0;
   }
   const char *cmd = argv[1];

@@ -55,6 +55,31 @@ void cli_rows_close(cli_rows *s) {
   s->z = NULL;
 }
 
+/* Prints the message for the first non-finite kept row of the block. */
+static int report_nonfinite(cli_rows *s, int64_t k, int64_t col) {
+  culeace_act *a = s->act;
+  int64_t t = culeace__act_tokens(a), row = s->row_ids[k];
+  const char *ds = culeace__act_dataset_path(a, s->layer);
+  if (t > 1)
+    return cli_error(s->c, "%s: %s: row %lld (example %lld, token %lld) has a "
+                     "non-finite value (NaN or Inf) in column %lld; pass "
+                     "--drop-nonfinite to skip such rows", s->file, ds,
+                     (long long)row, (long long)(row / t), (long long)(row % t),
+                     (long long)col);
+  return cli_error(s->c, "%s: %s: row %lld has a non-finite value (NaN or "
+                   "Inf) in column %lld; pass --drop-nonfinite to skip such "
+                   "rows", s->file, ds, (long long)row, (long long)col);
+}
+
+int cli_rows_nonfinite_error(cli_rows *s) {
+  culeace_act *a = s->act;
+  int64_t d = culeace__act_width(a), col = 0;
+  int64_t k = culeace__first_nonfinite(s->rows, culeace__act_dtype(a),
+                                       s->n_rows, d, d, &col);
+  if (k < 0) return cli_error_ctx(s->c, s->ctx, "");
+  return report_nonfinite(s, k, col);
+}
+
 int cli_rows_next(cli_rows *s) {
   culeace_act *a = s->act;
   int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a),
@@ -79,23 +104,10 @@ int cli_rows_next(cli_rows *s) {
       continue;
     }
     const char *src = (const char *)s->raw + (size_t)i * rb;
-    int64_t col;
-    if (culeace__first_nonfinite(src, dt, 1, d, d, &col) >= 0) {
-      if (!s->c->drop_nonfinite) {
-        if (t > 1)
-          cli_error(s->c, "%s: %s: row %lld (example %lld, token %lld) has a "
-                    "non-finite value (NaN or Inf) in column %lld; pass "
-                    "--drop-nonfinite to skip such rows", s->file,
-                    culeace__act_dataset_path(a, s->layer), (long long)row,
-                    (long long)(row / t), (long long)(row % t),
-                    (long long)col);
-        else
-          cli_error(s->c, "%s: %s: row %lld has a non-finite value (NaN or "
-                    "Inf) in column %lld; pass --drop-nonfinite to skip such "
-                    "rows", s->file, culeace__act_dataset_path(a, s->layer),
-                    (long long)row, (long long)col);
-        return -1;
-      }
+    /* Without --drop-nonfinite the fitter's own pass finds bad rows (see
+     * cli_rows_nonfinite_error); with it, bad rows are skipped here. */
+    if (s->c->drop_nonfinite &&
+        culeace__first_nonfinite(src, dt, 1, d, d, NULL) >= 0) {
       s->dropped++;
       continue;
     }

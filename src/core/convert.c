@@ -4,6 +4,61 @@
 
 #include <math.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define CULEACE_X86 1
+#endif
+
+/* ---- float16 with the F16C instructions where the CPU has them --------- */
+#ifdef CULEACE_X86
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(
+    const uint16_t *s, int64_t n, float *d) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+  for (; i < n; i++) d[i] = culeace__f16_to_f32(s[i]);
+}
+
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(
+    const float *s, int64_t n, uint16_t *d) {
+  int64_t i = 0; /* hardware rounding: to nearest even */
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128((__m128i *)(d + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(s + i),
+                                     _MM_FROUND_TO_NEAREST_INT));
+  for (; i < n; i++) d[i] = culeace__f32_to_f16(s[i]);
+}
+
+static int have_f16c(void) {
+  static int cached = -1;
+  if (cached < 0) {
+    __builtin_cpu_init();
+    cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  }
+  return cached;
+}
+#endif
+
+static void f16_to_f32(const uint16_t *s, int64_t n, float *d) {
+#ifdef CULEACE_X86
+  if (have_f16c()) {
+    f16_to_f32_f16c(s, n, d);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; i++) d[i] = culeace__f16_to_f32(s[i]);
+}
+
+static void f32_to_f16(const float *s, int64_t n, uint16_t *d) {
+#ifdef CULEACE_X86
+  if (have_f16c()) {
+    f32_to_f16_f16c(s, n, d);
+    return;
+  }
+#endif
+  for (int64_t i = 0; i < n; i++) d[i] = culeace__f32_to_f16(s[i]);
+}
+
 void culeace__to_f32(const void *src, culeace_dtype t, int64_t n, float *dst) {
   switch (t) {
   case CULEACE_F32:
@@ -13,8 +68,7 @@ void culeace__to_f32(const void *src, culeace_dtype t, int64_t n, float *dst) {
     for (int64_t i = 0; i < n; i++) dst[i] = (float)((const double *)src)[i];
     break;
   case CULEACE_F16:
-    for (int64_t i = 0; i < n; i++)
-      dst[i] = culeace__f16_to_f32(((const uint16_t *)src)[i]);
+    f16_to_f32(src, n, dst);
     break;
   case CULEACE_BF16:
     for (int64_t i = 0; i < n; i++)
@@ -32,10 +86,15 @@ void culeace__to_f64(const void *src, culeace_dtype t, int64_t n,
   case CULEACE_F64:
     memcpy(dst, src, (size_t)n * sizeof(double));
     break;
-  case CULEACE_F16:
-    for (int64_t i = 0; i < n; i++)
-      dst[i] = culeace__f16_to_f32(((const uint16_t *)src)[i]);
+  case CULEACE_F16: { /* via float32 in chunks (exact: f16 fits f32) */
+    float tmp[256];
+    for (int64_t i = 0; i < n; i += 256) {
+      int64_t m = n - i < 256 ? n - i : 256;
+      f16_to_f32((const uint16_t *)src + i, m, tmp);
+      for (int64_t j = 0; j < m; j++) dst[i + j] = tmp[j];
+    }
     break;
+  }
   case CULEACE_BF16:
     for (int64_t i = 0; i < n; i++)
       dst[i] = culeace__bf16_to_f32(((const uint16_t *)src)[i]);
@@ -53,8 +112,7 @@ void culeace__from_f32(const float *src, int64_t n, culeace_dtype t,
     for (int64_t i = 0; i < n; i++) ((double *)dst)[i] = src[i];
     break;
   case CULEACE_F16:
-    for (int64_t i = 0; i < n; i++)
-      ((uint16_t *)dst)[i] = culeace__f32_to_f16(src[i]);
+    f32_to_f16(src, n, dst);
     break;
   case CULEACE_BF16:
     for (int64_t i = 0; i < n; i++)
@@ -83,24 +141,51 @@ void culeace__from_f64(const double *src, int64_t n, culeace_dtype t,
   }
 }
 
+/* Whether one row of d elements holds a NaN/Inf (first column in *col).
+ * Branch-free inner loops so the compiler vectorises the common case. */
+static int row_nonfinite(const void *row, culeace_dtype t, int64_t d,
+                         int64_t *col) {
+  int any = 0;
+  switch (t) {
+  case CULEACE_F32: {
+    const uint32_t *u = row;
+    for (int64_t j = 0; j < d; j++) any |= (u[j] & 0x7f800000u) == 0x7f800000u;
+    break;
+  }
+  case CULEACE_F64: {
+    const uint64_t *u = row;
+    for (int64_t j = 0; j < d; j++)
+      any |= (u[j] & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+    break;
+  }
+  case CULEACE_F16: {
+    const uint16_t *u = row;
+    for (int64_t j = 0; j < d; j++) any |= (u[j] & 0x7c00u) == 0x7c00u;
+    break;
+  }
+  case CULEACE_BF16: {
+    const uint16_t *u = row;
+    for (int64_t j = 0; j < d; j++) any |= (u[j] & 0x7f80u) == 0x7f80u;
+    break;
+  }
+  }
+  if (!any) return 0;
+  double v[1];
+  for (int64_t j = 0; j < d; j++) {
+    culeace__to_f64((const char *)row + (size_t)j * culeace_dtype_size(t), t, 1, v);
+    if (!isfinite(v[0])) {
+      if (col) *col = j;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 int64_t culeace__first_nonfinite(const void *x, culeace_dtype t, int64_t n,
                                  int64_t d, int64_t ldx, int64_t *col) {
   size_t es = culeace_dtype_size(t);
-  for (int64_t i = 0; i < n; i++) {
-    const char *row = (const char *)x + (size_t)i * (size_t)ldx * es;
-    for (int64_t j = 0; j < d; j++) {
-      int bad;
-      switch (t) {
-      case CULEACE_F32: bad = !isfinite(((const float *)row)[j]); break;
-      case CULEACE_F64: bad = !isfinite(((const double *)row)[j]); break;
-      case CULEACE_F16: bad = (((const uint16_t *)row)[j] & 0x7c00u) == 0x7c00u; break;
-      default: bad = (((const uint16_t *)row)[j] & 0x7f80u) == 0x7f80u; break;
-      }
-      if (bad) {
-        if (col) *col = j;
-        return i;
-      }
-    }
-  }
+  for (int64_t i = 0; i < n; i++)
+    if (row_nonfinite((const char *)x + (size_t)i * (size_t)ldx * es, t, d, col))
+      return i;
   return -1;
 }

@@ -91,11 +91,24 @@ typedef struct {
  * labels are per example (n,) and the activations have t tokens, each label
  * is repeated for the example's t rows (expand_tokens = t). n_examples is the
  * activation's n, checked against the dataset ("labels /y have 999 rows but
- * activations /x have 1000"). x_desc names the activations for that message. */
+ * activations /x have 1000"). x_desc names the activations for that message:
+ * the dataset path ("/x"; the message adds "activations "), or NULL. Class
+ * counts count rows after token expansion. */
 culeace_status culeace__labels_read(culeace_ctx *ctx, const char *file,
                                     const char *path, int64_t n_examples,
                                     int64_t tokens, const char *x_desc,
                                     culeace_labels *out);
+/* As culeace__labels_read, with a row mask (n_examples * tokens bytes,
+ * nonzero = keep; NULL keeps all, e.g. culeace__act_mask). Masked-out rows
+ * get class -1 and are left out of the class values, counts, the
+ * one-class check and the non-finite check (a padding label such as -100
+ * on masked tokens does not become a class). */
+culeace_status culeace__labels_read_masked(culeace_ctx *ctx, const char *file,
+                                           const char *path,
+                                           int64_t n_examples, int64_t tokens,
+                                           const char *x_desc,
+                                           const uint8_t *mask,
+                                           culeace_labels *out);
 void culeace__labels_free(culeace_labels *l);
 
 /* Reads integer group ids (n,) (e.g. prompt ids), expanded over tokens like
