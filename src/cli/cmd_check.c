@@ -140,8 +140,10 @@ int cmd_check(int argc, char **argv) {
   culeace_fitter *before = NULL, *after = NULL;
   if (!ctx) return 1;
   if (culeace__act_open(ctx, file, &c.spec, 0, &act) ||
-      culeace__labels_read(ctx, file, z_path, culeace__act_examples(act),
-                           culeace__act_tokens(act), c.spec.x_path, &lab)) {
+      culeace__labels_read_masked(ctx, file, z_path,
+                                  culeace__act_examples(act),
+                                  culeace__act_tokens(act), c.spec.x_path,
+                                  culeace__act_mask(act), &lab)) {
     cli_error_ctx(&c, ctx, "");
     goto done;
   }

@@ -161,8 +161,10 @@ int cmd_fit(int argc, char **argv) {
   }
   char xdesc[512];
   snprintf(xdesc, sizeof xdesc, "%s", c.spec.x_path);
-  if (culeace__labels_read(ctx, file, z_path, culeace__act_examples(act),
-                           culeace__act_tokens(act), xdesc, &lab)) {
+  if (culeace__labels_read_masked(ctx, file, z_path,
+                                  culeace__act_examples(act),
+                                  culeace__act_tokens(act), xdesc,
+                                  culeace__act_mask(act), &lab)) {
     cli_error_ctx(&c, ctx, "");
     goto done;
   }

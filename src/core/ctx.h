@@ -25,8 +25,8 @@ culeace_status culeace__error(culeace_ctx *ctx, culeace_status status,
                               const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Appends "; detail" to the current message (for context added by callers,
- * e.g. the file name around a lower-level failure). */
+/* Puts "context: " in front of the current message (for context added by
+ * callers, e.g. the file name around a lower-level failure). */
 void culeace__error_prefix(culeace_ctx *ctx, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -41,6 +41,16 @@ void culeace__eraser_sync(culeace_eraser *e);
 /* Builds the LEACE/orth eraser from finished moments (leace.c). */
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out);
 
+/* The covariance-trace constraint: if tr(P S P^T) > tr(S) for the eraser's
+ * P = I - L R, mixes P with Q = I - U U^T so the trace is kept and refactors
+ * I - P by SVD, replacing *e (rank may grow). U: (d, rank) orthonormal
+ * columns in a row-major (d, ldu) array; S: (d, d). For LEACE with S the
+ * whitening covariance this cannot trigger in exact arithmetic (tr grows
+ * by -|W+ u|^2 <= 0); it guards against round-off, as concept-erasure does. */
+culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
+                                        int64_t d, const double *U,
+                                        int64_t ldu, culeace_eraser **e);
+
 /* Optimal linear shrinkage (concept-erasure / Bodnar-Gupta-Parolya) of the
  * sample covariance S_n (d, d) for sample size n, in place (shrinkage.c). */
 void culeace__optimal_linear_shrinkage(double *s, int64_t d, double n);

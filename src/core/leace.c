@@ -80,10 +80,7 @@ static double trace_ab(const double *A, const double *B, int64_t m, int64_t p) {
   return t;
 }
 
-/* Applies the covariance-trace constraint; may replace *e by a refactored
- * eraser of higher rank. U: (d, r) kept singular vectors (column-major in
- * the row-major (d, ldu) array). */
-static culeace_status constrain_trace(culeace_ctx *ctx, const double *S,
+culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
                                       int64_t d, const double *U, int64_t ldu,
                                       culeace_eraser **e) {
   culeace_eraser *er = *e;
@@ -263,7 +260,7 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   e->info.constrain_cov_trace = f->opts.constrain_cov_trace;
   e->info.svd_tol = f->opts.svd_tol;
   if (leace && f->opts.constrain_cov_trace)
-    CULEACE_TRY(constrain_trace(ctx, k.S, d, k.U, mn, &e));
+    CULEACE_TRY(culeace__constrain_trace(ctx, k.S, d, k.U, mn, &e));
   if (!f->opts.affine) memset(e->bias, 0, (size_t)d * 8);
   culeace__eraser_sync(e);
   *out = e;

@@ -1,0 +1,142 @@
+/* test_internals.c — white-box tests of pieces the public API cannot reach
+ * on ordinary data: the float16/bfloat16 conversions (bulk paths, including
+ * the F16C ones, against the scalar reference and the compiler's _Float16),
+ * and the covariance-trace constraint's mixing branch. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/convert.h"
+#include "core/fitter.h"
+#include "testutil.h"
+
+static void test_f16(void) {
+  static uint16_t all[65536];
+  static float f[65536];
+  static uint16_t back[65536];
+  for (int i = 0; i < 65536; i++) all[i] = (uint16_t)i;
+  culeace__to_f32(all, CULEACE_F16, 65536, f);
+  culeace__from_f32(f, 65536, CULEACE_F16, back);
+  int bad = 0, badrt = 0;
+  for (int i = 0; i < 65536; i++) {
+    float ref = culeace__f16_to_f32(all[i]);
+    if (memcmp(&ref, &f[i], 4) != 0 && !(isnan(ref) && isnan(f[i]))) bad++;
+    if (!isnan(ref) && back[i] != all[i]) badrt++;
+  }
+  CHECK(bad == 0, "%d float16 values decode differently in bulk", bad);
+  CHECK(badrt == 0, "%d float16 values do not round-trip", badrt);
+  /* float32 -> float16: bulk (hardware when present) vs scalar vs compiler */
+  tu_rng r;
+  tu_seed(&r, 3);
+  enum { N = 1 << 20 };
+  float *src = malloc(N * sizeof *src);
+  uint16_t *got = malloc(N * 2);
+  for (int i = 0; i < N; i++) {
+    uint32_t u = (uint32_t)tu_next(&r);
+    if (i % 4 == 0) u = (u & 0x807fffffu) | ((uint32_t)(100 + (u >> 27)) << 23);
+    memcpy(&src[i], &u, 4);
+    if (isnan(src[i])) src[i] = 1.0f;
+  }
+  src[0] = 65520.0f;          /* rounds to Inf */
+  src[1] = 65519.99f;         /* rounds to 65504 */
+  src[2] = 2.9802322e-08f;    /* half the smallest subnormal: tie to 0 */
+  src[3] = 1.0009765625f * 1.00048828125f; /* near a tie */
+  culeace__from_f32(src, N, CULEACE_F16, got);
+  int mism = 0, mismc = 0;
+  for (int i = 0; i < N; i++) {
+    if (got[i] != culeace__f32_to_f16(src[i])) mism++;
+    _Float16 h = (_Float16)src[i];
+    uint16_t hb;
+    memcpy(&hb, &h, 2);
+    if (got[i] != hb) mismc++;
+  }
+  CHECK(mism == 0, "%d bulk float16 roundings differ from the scalar one", mism);
+  CHECK(mismc == 0, "%d float16 roundings differ from the compiler's", mismc);
+  /* bfloat16: round to nearest even at the tie */
+  float t1;
+  uint32_t u1 = 0x3f808000u; /* exactly halfway between two bf16 values */
+  memcpy(&t1, &u1, 4);
+  CHECK(culeace__f32_to_bf16(t1) == 0x3f80, "bf16 tie to even (down)");
+  u1 = 0x3f818000u;
+  memcpy(&t1, &u1, 4);
+  CHECK(culeace__f32_to_bf16(t1) == 0x3f82, "bf16 tie to even (up)");
+  CHECK(culeace__f32_to_bf16(INFINITY) == 0x7f80, "bf16 inf");
+  free(src);
+  free(got);
+}
+
+/* I - P' must equal alpha (I - P) + (1 - alpha) U U^T and keep the trace. */
+static void test_trace_mixture(culeace_ctx *ctx) {
+  enum { D = 6 };
+  double S[D * D], U[D], Lv[D], Rv[D];
+  tu_rng r;
+  tu_seed(&r, 11);
+  double A[D * D];
+  for (int i = 0; i < D * D; i++) A[i] = tu_normal(&r);
+  for (int i = 0; i < D; i++)
+    for (int j = 0; j < D; j++) {
+      S[i * D + j] = i == j ? 0.5 : 0;
+      for (int k = 0; k < D; k++) S[i * D + j] += A[i * D + k] * A[j * D + k];
+    }
+  /* U = e0; L = e0 + 5 e1 so R L = 1 (a projection) that inflates the trace */
+  memset(U, 0, sizeof U);
+  U[0] = 1;
+  memset(Lv, 0, sizeof Lv);
+  Lv[0] = 1;
+  Lv[1] = 5;
+  memcpy(Rv, U, sizeof U);
+  culeace_eraser *e = NULL;
+  CHECK_OK(ctx, culeace_eraser_from_factors(ctx, D, 1, Lv, Rv, NULL, &e));
+  if (!e) return;
+  CHECK_OK(ctx, culeace__constrain_trace(ctx, S, D, U, 1, &e));
+  culeace_eraser_info info;
+  culeace_eraser_info_get(e, &info);
+  /* here R = U^T, so the mixture (e0 + 5 alpha e1) e0^T stays rank 1 */
+  CHECK(info.rank == 1, "mixed eraser rank %lld (expected 1)", (long long)info.rank);
+  int64_t r2 = info.rank;
+  double *L = malloc((size_t)(D * r2) * 8), *R = malloc((size_t)(D * r2) * 8);
+  culeace_eraser_factors(e, L, R, NULL);
+  double E[D * D], B[D * D], C[D * D], P[D * D];
+  for (int i = 0; i < D; i++)
+    for (int j = 0; j < D; j++) {
+      E[i * D + j] = 0;
+      for (int k = 0; k < r2; k++) E[i * D + j] += L[i * r2 + k] * R[k * D + j];
+      B[i * D + j] = Lv[i] * Rv[j] - U[i] * U[j]; /* (I-P) - UU^T */
+      C[i * D + j] = E[i * D + j] - U[i] * U[j];  /* (I-P') - UU^T */
+    }
+  double num = 0, den = 0;
+  for (int i = 0; i < D * D; i++) {
+    num += C[i] * B[i];
+    den += B[i] * B[i];
+  }
+  double alpha = num / den, resid = 0;
+  for (int i = 0; i < D * D; i++) resid = fmax(resid, fabs(C[i] - alpha * B[i]));
+  CHECK(alpha > 0 && alpha < 1, "alpha %.4f not in (0, 1)", alpha);
+  CHECK(resid < 1e-10, "I - P' is not a mixture (residual %.2e)", resid);
+  for (int i = 0; i < D; i++)
+    for (int j = 0; j < D; j++) P[i * D + j] = (i == j) - E[i * D + j];
+  double trS = 0, trP = 0;
+  for (int i = 0; i < D; i++) trS += S[i * D + i];
+  for (int i = 0; i < D; i++) /* tr(P S P^T) = sum_ij (P S)_ij P_ij */
+    for (int j = 0; j < D; j++) {
+      double ps = 0;
+      for (int k = 0; k < D; k++) ps += P[i * D + k] * S[k * D + j];
+      trP += ps * P[i * D + j];
+    }
+  CHECK(fabs(trP - trS) < 1e-9 * trS, "trace %.12g after, %.12g before", trP, trS);
+  free(L);
+  free(R);
+  culeace_eraser_free(e);
+}
+
+int main(void) {
+  culeace_ctx *ctx = NULL;
+  culeace_ctx_opts o;
+  culeace_ctx_opts_init(&o);
+  o.device = CULEACE_DEVICE_CPU;
+  CHECK_OK(ctx, culeace_ctx_create(&o, &ctx, NULL, 0));
+  test_f16();
+  test_trace_mixture(ctx);
+  culeace_ctx_free(ctx);
+  return tu_finish("test_internals");
+}
