@@ -13,4 +13,4 @@ set -x
 "$cl" inspect "$here/data/sample.h5"
 "$cl" fit "$here/data/sample.h5" --x /hidden --z /labels -o "$out/erasers.h5"
 "$cl" apply "$out/erasers.h5" "$here/data/sample.h5" --x /hidden -o "$out/sample-erased.h5"
-"$cl" check "$out/erasers.h5" "$out/sample-erased.h5" --x /hidden --z /labels
+"$cl" check "$out/erasers.h5" "$here/data/sample.h5" --x /hidden --z /labels
