@@ -383,3 +383,34 @@ def test_corrupt_eraser_files(small):
     expect_error(["apply", bad, dump, "--x", "/hidden", "-o", tmp / "o.h5"],
                  "non-finite")
     assert not (tmp / "o.h5").exists()
+
+
+def test_continuous_z(tmp_path):
+    rng = np.random.default_rng(5)
+    n, d = 2000, 10
+    z = rng.normal(size=(n, 2))
+    x = rng.normal(size=(n, d)) + z @ rng.normal(size=(2, d))
+    f = tmp_path / "c.h5"
+    with h5py.File(f, "w") as g:
+        g["x"] = x
+        g["z"] = z
+    er = tmp_path / "e.h5"
+    res = json.loads(run("fit", f, "--x", "/x", "--z", "/z", "-o", er,
+                         "--json", "--svd-tol", "1e-9").stdout)
+    assert res["layers"][0]["rank"] == 2
+    chk = json.loads(run("check", er, f, "--x", "/x", "--z", "/z",
+                         "--json").stdout)["layers"][0]
+    assert chk["max_abs_cov_xz_after"] < 1e-10 * chk["max_abs_cov_xz_before"]
+    assert chk["max_class_mean_gap_before"] is None  # no classes
+
+
+def test_inspect_json(tmp_path):
+    dump = make_dump(tmp_path / "d.h5", rows=300, dim=16, layers=3,
+                     dtype="bfloat16", layout="group", groups=30)
+    info = json.loads(run("inspect", dump, "--json").stdout)
+    by_path = {d["path"]: d for d in info["datasets"]}
+    assert by_path["/hidden/0"]["dtype"] == "bfloat16"
+    assert by_path["/hidden/0"]["shape"] == [300, 16]
+    assert by_path["/labels"]["role"].startswith("labels")
+    assert sum(by_path["/labels"]["classes"].values()) == 300
+    assert any(g["path"] == "/hidden" for g in info["layer_groups"])

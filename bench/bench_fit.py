@@ -1,0 +1,535 @@
+#!/usr/bin/env python3
+"""bench_fit.py — times `culeace fit` against its peer and this machine's floor.
+
+One command, one file, one run (see bench/README.md for the columns):
+
+    python3 bench/bench_fit.py --rows 65536 --dim 1024 --dtype float16 \\
+        --repeats 5 --out bench/out
+
+1. Makes a synthetic dump with data/make_dump.py (one layer, planted binary
+   concept: /hidden/0 (n, d) and /labels (n,)), or reuses the one in --out if
+   its root attributes say it was made with the same parameters.
+2. Times, interleaved repeat by repeat so drifting load hits all alike:
+   - `culeace fit FILE --x /hidden --z /labels -o E.h5 --quiet` with
+     --precision f64 (the default) and f32: wall time of the subprocess and
+     its peak RSS (os.wait4's rusage of that child);
+   - the peer, h5py + concept-erasure as a user writes it: read /hidden/0 in
+     blocks of 8192 rows, torch.from_numpy(block.astype(np.float32)),
+     LeaceFitter(d, 1, dtype=torch.float32 or torch.float64) with its
+     defaults, .update(x, z) per block, then .eraser. Each repeat is a fresh
+     interpreter; its fit is timed from after the imports, and the import
+     time is reported on its own;
+   - the floor: culeace_bench_floor N D (SYRK + eigendecomposition with the
+     same OpenBLAS kernel the CLI picks) and the raw read of the dataset's
+     bytes (warm page cache) with h5py and with plain file reads.
+   One untimed warm-up run of each variant goes first; it warms the page
+   cache and writes the erasers compared in step 3.
+3. Compares the erasers: max |P_culeace - P_ce| / max |P_ce| with
+   P = I - L R (culeace's /erasers/0000/{L,R}) and P = I - proj_left @
+   proj_right (concept-erasure), and the same for the bias.
+4. Writes bench_fit.json and bench_fit.md to --out, prints the table, and
+   (unless --no-doc) replaces the section of docs/BENCHMARKS.md between
+   <!-- bench_fit:begin --> and <!-- bench_fit:end --> with bench_fit.md.
+
+Run it on an otherwise idle machine: it waits (up to --max-wait s) for the
+1-minute load average to fall below --max-load, and records the load.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+BLOCK_ROWS = 8192
+BEGIN, END = "<!-- bench_fit:begin -->", "<!-- bench_fit:end -->"
+
+
+# ---- the peer, run in a fresh interpreter --------------------------------------------
+
+def peer_worker(path, dtype_name, save):
+    """h5py + concept-erasure fit of /hidden/0; prints one JSON line."""
+    t0 = time.perf_counter()
+    import h5py
+    import numpy as np
+    import torch
+    from concept_erasure import LeaceFitter
+    t1 = time.perf_counter()
+
+    dtype = {"float32": torch.float32, "float64": torch.float64}[dtype_name]
+    with h5py.File(path, "r") as f:
+        ds = f["/hidden/0"]
+        labels = f["/labels"][:]
+        n, d = ds.shape
+        fitter = LeaceFitter(d, 1, dtype=dtype)
+        for a in range(0, n, BLOCK_ROWS):
+            block = ds[a:a + BLOCK_ROWS]
+            x = torch.from_numpy(block.astype(np.float32))
+            z = torch.from_numpy(labels[a:a + BLOCK_ROWS])
+            fitter.update(x, z)
+        eraser = fitter.eraser
+    t2 = time.perf_counter()
+
+    if save:
+        left = eraser.proj_left.double().numpy()
+        right = eraser.proj_right.double().numpy()
+        bias = (eraser.bias.double().numpy() if eraser.bias is not None
+                else np.zeros(d))
+        np.savez(save, P=np.eye(d) - left @ right, bias=bias,
+                 rank=left.shape[1])
+    print(json.dumps({"import_s": t1 - t0, "fit_s": t2 - t1,
+                      "torch_threads": torch.get_num_threads()}))
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+def run_timed(cmd, env=None):
+    """Runs cmd; returns (wall seconds, peak RSS in MiB, stdout)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=env)
+    # wait4 gives this child's own rusage (getrusage(RUSAGE_CHILDREN) would be
+    # the maximum over every child so far). Pipes stay small: --quiet / one
+    # JSON line, so waiting before reading them cannot deadlock.
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    out, err = p.stdout.read().decode(), p.stderr.read().decode()
+    p.stdout.close()
+    p.stderr.close()
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        sys.exit(f"bench_fit: command failed ({p.returncode}): {' '.join(cmd)}\n"
+                 f"{err}")
+    return wall, ru.ru_maxrss / 1024.0, out
+
+
+def summary(xs):
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
+            "all": xs}
+
+
+def loadavg():
+    with open("/proc/loadavg") as f:
+        return [float(v) for v in f.read().split()[:3]]
+
+
+def busy_jiffies():
+    """Non-idle CPU time of the whole machine so far, in seconds."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal (guest is inside user)
+    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu():
+    """CPU seconds used by this process and its waited-for children."""
+    import resource
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+def others_busy(seconds=2.0):
+    """Cores' worth of CPU that other processes used over the next seconds."""
+    b0, o0, t0 = busy_jiffies(), own_cpu(), time.perf_counter()
+    time.sleep(seconds)
+    return max(0.0, (busy_jiffies() - b0) - (own_cpu() - o0)) / (
+        time.perf_counter() - t0)
+
+
+def wait_for_idle(max_load, max_wait):
+    """Waits until the load average and the CPU use of others are low."""
+    t0 = time.time()
+    while True:
+        la = loadavg()
+        if la[0] < max_load and others_busy() < 0.1:
+            return la, True
+        if time.time() - t0 >= max_wait:
+            print(f"bench_fit: load average still {la[0]:.2f} after "
+                  f"{max_wait:.0f} s; timing anyway (recorded)", file=sys.stderr)
+            return la, False
+        time.sleep(5)
+
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def pkg_version(name):
+    from importlib import metadata
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine(culeace):
+    lscpu = sh(["lscpu"]) or ""
+    model = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    version = sh([culeace, "--version"]) or ""
+    kernel = re.search(r"BLAS kernel:\s*([A-Za-z0-9_]+)", version)
+    commit = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
+    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
+    import h5py
+    import numpy
+    return {
+        "cpu": model.group(1).strip() if model else platform.processor(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "os": platform.platform(),
+        "culeace": version,
+        "blas_kernel": kernel.group(1) if kernel else None,
+        "openblas": sh(["dpkg-query", "-W", "-f", "${Version}",
+                        "libopenblas0-pthread"]),
+        "hdf5": h5py.version.hdf5_version,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "h5py": h5py.__version__,
+        "torch": pkg_version("torch"),
+        "concept_erasure": pkg_version("concept-erasure"),
+        "commit": (commit or "unknown") + ("+dirty" if dirty else ""),
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+
+
+def ensure_dump(args, path):
+    """Makes the dump, or reuses it when its attributes match the parameters."""
+    import h5py
+    want = {"rows": args.rows, "dim": args.dim, "dtype": args.dtype,
+            "layers": 1, "layout": "group", "seed": args.seed}
+    if os.path.exists(path):
+        try:
+            with h5py.File(path, "r") as f:
+                have = {k: f.attrs.get(k) for k in want}
+                have = {k: (v.decode() if isinstance(v, bytes) else
+                            v.item() if hasattr(v, "item") else v)
+                        for k, v in have.items()}
+                ok = have == want and "/hidden/0" in f and "/labels" in f
+        except OSError:
+            ok = False
+        if ok:
+            return False
+        os.remove(path)
+    cmd = [sys.executable, os.path.join(ROOT, "data", "make_dump.py"),
+           "--rows", str(args.rows), "--dim", str(args.dim), "--layers", "1",
+           "--dtype", args.dtype, "--layout", "group", "--seed", str(args.seed),
+           "-o", path, "--quiet"]
+    subprocess.run(cmd, check=True)
+    return True
+
+
+def read_bandwidth(path, repeats):
+    """Times reading /hidden/0's stored bytes, page cache warm (read once first).
+
+    h5py: DatasetID.read of 8192-row hyperslabs with the file's own datatype as
+    the memory type (no conversion) into a preallocated (n, d) uint16 array.
+    file: the same bytes with readinto() at the dataset's offset, when it is
+    stored contiguously."""
+    import h5py
+    import numpy as np
+    with h5py.File(path, "r") as f:
+        ds = f["/hidden/0"]
+        n, d = ds.shape
+        item = ds.dtype.itemsize
+        buf = np.empty((n, d), dtype=np.dtype(f"u{item}"))
+        mtype = ds.id.get_type()
+        offset = ds.id.get_offset() if ds.chunks is None else None
+
+        def h5_read():
+            for a in range(0, n, BLOCK_ROWS):
+                b = min(n, a + BLOCK_ROWS)
+                fs = ds.id.get_space()
+                fs.select_hyperslab((a, 0), (b - a, d))
+                ms = h5py.h5s.create_simple((b - a, d))
+                ds.id.read(ms, fs, buf[a:b], mtype=mtype)
+
+        def file_read():
+            flat = buf.reshape(-1).view(np.uint8)
+            row_bytes = d * item
+            with open(path, "rb", buffering=0) as fh:
+                fh.seek(offset)
+                for a in range(0, n, BLOCK_ROWS):
+                    b = min(n, a + BLOCK_ROWS)
+                    view = memoryview(flat[a * row_bytes:b * row_bytes])
+                    got = 0
+                    while got < len(view):
+                        k = fh.readinto(view[got:])
+                        if not k:
+                            raise OSError("short read")
+                        got += k
+
+        out = {"bytes": n * d * item}
+        readers = [("h5py_raw", h5_read)]
+        if offset is not None:
+            readers.append(("file", file_read))
+        for name, fn in readers:
+            fn()  # warm
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            out[name] = summary(ts)
+            out[name]["gb_s"] = out["bytes"] / out[name]["median"] / 1e9
+    return out
+
+
+def compare(culeace_h5, ce_npz):
+    """max |P_a - P_b| / max |P_b| and the same for the bias (b = concept-erasure)."""
+    import h5py
+    import numpy as np
+    with h5py.File(culeace_h5, "r") as f:
+        g = f["/erasers/0000"]
+        L, R, bias = g["L"][:], g["R"][:], g["bias"][:]
+    ce = np.load(ce_npz)
+    P = np.eye(R.shape[1]) - L.astype(np.float64) @ R.astype(np.float64)
+    Pc, bc = ce["P"], ce["bias"]
+    return {"P": float(np.abs(P - Pc).max() / np.abs(Pc).max()),
+            "bias": float(np.abs(bias - bc).max() / np.abs(bc).max()),
+            "rank_culeace": int(L.shape[1]), "rank_ce": int(ce["rank"])}
+
+
+# ---- report ----------------------------------------------------------------------
+
+def fmt_s(s):
+    return f"{s['median']:.3f}", f"{s['min']:.3f}..{s['max']:.3f}"
+
+
+def render(res):
+    m, p = res["machine"], res["params"]
+    t, fl, rd, ag = res["times"], res["floor"], res["read"], res["agreement"]
+    floor = res["floor_s"]
+    lines = []
+    lines.append(f"Fit of one layer, {p['rows']} x {p['dim']} {p['dtype']} "
+                 f"(binary concept), {p['repeats']} repeats, median "
+                 f"(min..max); run {m['date']}, commit {m['commit']}.")
+    lines.append("")
+    lines.append("| what | time s | spread s | peer / culeace | x floor | "
+                 "peak RSS MiB | max abs dP / max abs P |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    for prec in ("f64", "f32"):
+        s = t[f"culeace_{prec}"]
+        med, spr = fmt_s(s["wall"])
+        peer = t[f"ce_{prec}"]["fit"]["median"] / s["wall"]["median"]
+        lines.append(
+            f"| culeace fit --precision {prec} | {med} | {spr} | {peer:.2f} | "
+            f"{s['wall']['median'] / floor[prec]:.2f} | "
+            f"{s['rss_mib']['max']:.0f} | {ag[prec]['P']:.1e} |")
+    for prec, tname in (("f64", "float64"), ("f32", "float32")):
+        s = t[f"ce_{prec}"]
+        med, spr = fmt_s(s["fit"])
+        lines.append(
+            f"| h5py + concept-erasure, {tname} (fit only) | {med} | {spr} | "
+            f"| {s['fit']['median'] / floor[prec]:.2f} | "
+            f"{s['rss_mib']['max']:.0f} | (reference) |")
+    for prec, syrk in (("f64", "dsyrk"), ("f32", "ssyrk")):
+        lines.append(
+            f"| floor {prec}: max(read, {syrk}) + dsyevd | {floor[prec]:.3f} | "
+            f"| | 1.00 | | |")
+    lines.append("")
+    ci = t["ce_f32"]["import_s"]
+    lines.append(
+        f"- Peer imports (numpy, h5py, torch, concept_erasure), not in its time "
+        f"above: {ci['median']:.2f} s median; whole peer process f32 "
+        f"{t['ce_f32']['wall']['median']:.2f} s, f64 "
+        f"{t['ce_f64']['wall']['median']:.2f} s (torch threads: "
+        f"{t['ce_f32']['torch_threads']}).")
+    lines.append(
+        f"- Floor parts (culeace_bench_floor, median of {fl['repeats']}, "
+        f"OPENBLAS_CORETYPE={fl['coretype']}): dsyrk {fl['dsyrk_s']:.3f} s "
+        f"({fl['dsyrk_gflops']:.0f} GFLOP/s), ssyrk {fl['ssyrk_s']:.3f} s "
+        f"({fl['ssyrk_gflops']:.0f} GFLOP/s), dsyevd({p['dim']}) "
+        f"{fl['dsyevd_s']:.3f} s, ssyevd({p['dim']}) {fl['ssyevd_s']:.3f} s. "
+        f"culeace always uses dsyevd (float64 moments are merged in float64).")
+    rl = (f"- Read of the dataset's {rd['bytes'] / 2**20:.0f} MiB, page cache "
+          f"warm: h5py raw type into a preallocated uint16 array "
+          f"{rd['h5py_raw']['median']:.3f} s ({rd['h5py_raw']['gb_s']:.1f} GB/s)")
+    if "file" in rd:
+        rl += (f"; plain file reads of the same bytes {rd['file']['median']:.3f} s "
+               f"({rd['file']['gb_s']:.1f} GB/s)")
+    lines.append(rl + ". The floor uses the h5py figure; it excludes the "
+                 "f16 to f32/f64 conversion.")
+    lines.append(
+        f"- Agreement with concept-erasure at the same precision: P f64 "
+        f"{ag['f64']['P']:.1e}, f32 {ag['f32']['P']:.1e}; bias f64 "
+        f"{ag['f64']['bias']:.1e}, f32 {ag['f32']['bias']:.1e}; culeace f32 "
+        f"vs concept-erasure f64: P {ag['f32_vs_ce_f64']['P']:.1e}. Eraser "
+        f"rank culeace {ag['f64']['rank_culeace']}, concept-erasure "
+        f"{ag['f64']['rank_ce']}.")
+    la = res["load"]
+    lines.append(
+        f"- Load average before timing {la['before'][0]:.2f} "
+        f"{la['before'][1]:.2f} {la['before'][2]:.2f}, after "
+        f"{la['after'][0]:.2f} {la['after'][1]:.2f} {la['after'][2]:.2f}"
+        + ("" if la["idle"] else " (machine was not idle when timing began)")
+        + ".")
+    lines.append(
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
+        f"{m['os']}; OpenBLAS {m['openblas']} kernel {m['blas_kernel']}; "
+        f"HDF5 {m['hdf5']}.")
+    lines.append(
+        f"- Versions: {m['culeace']}; Python {m['python']}, numpy {m['numpy']}, "
+        f"h5py {m['h5py']}, torch {m['torch']}, concept-erasure "
+        f"{m['concept_erasure']}.")
+    lines.append(f"- Command: `{res['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+def update_doc(doc, md):
+    with open(doc) as f:
+        text = f.read()
+    a, b = text.find(BEGIN), text.find(END)
+    if a < 0 or b < a:
+        sys.exit(f"bench_fit: {doc} lacks the {BEGIN} ... {END} markers")
+    text = text[:a + len(BEGIN)] + "\n" + md + text[b:]
+    tmp = doc + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, doc)
+
+
+# ---- main ------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", type=int, default=65536)
+    ap.add_argument("--dim", type=int, default=1024)
+    ap.add_argument("--dtype", default="float16",
+                    choices=["float16", "bfloat16", "float32", "float64"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--out", default=os.path.join(HERE, "out"))
+    ap.add_argument("--dump", default=None,
+                    help="dump path (default: OUT/dump_ROWSxDIM_DTYPE.h5)")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"),
+                    help="folder with culeace and culeace_bench_floor")
+    ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
+    ap.add_argument("--no-doc", action="store_true",
+                    help="do not update the doc's bench_fit section")
+    ap.add_argument("--max-load", type=float, default=0.5,
+                    help="wait until the 1-min load average is below this")
+    ap.add_argument("--max-wait", type=float, default=120,
+                    help="seconds to wait for --max-load before timing anyway")
+    ap.add_argument("--peer-worker", nargs=3, metavar=("FILE", "DTYPE", "SAVE"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.peer_worker:
+        path, dtype, save = args.peer_worker
+        peer_worker(path, dtype, save if save != "-" else None)
+        return
+
+    culeace = os.path.join(args.build, "culeace")
+    floor_bin = os.path.join(args.build, "culeace_bench_floor")
+    for exe in (culeace, floor_bin):
+        if not os.access(exe, os.X_OK):
+            sys.exit(f"bench_fit: {exe} not found; build with "
+                     f"`cmake --build {args.build}`")
+    os.makedirs(args.out, exist_ok=True)
+    dump = args.dump or os.path.join(
+        args.out, f"dump_{args.rows}x{args.dim}_{args.dtype}.h5")
+    t0 = time.time()
+    made = ensure_dump(args, dump)
+    print(f"bench_fit: dump {dump} ({'made' if made else 'reused'}, "
+          f"{time.time() - t0:.1f} s)", file=sys.stderr)
+
+    info = machine(culeace)
+    coretype = os.environ.get("OPENBLAS_CORETYPE") or info["blas_kernel"]
+    cmd_line = "python3 bench/bench_fit.py " + " ".join(
+        f"--{k} {getattr(args, k)}" for k in ("rows", "dim", "dtype", "repeats"))
+
+    def culeace_cmd(prec):
+        return [culeace, "fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
+                os.path.join(args.out, f"erasers_{prec}.h5"), "--precision",
+                prec, "--quiet"]
+
+    def peer_cmd(prec, save):
+        return [sys.executable, os.path.abspath(__file__), "--peer-worker", dump,
+                {"f64": "float64", "f32": "float32"}[prec], save or "-"]
+
+    load_before, idle = wait_for_idle(args.max_load, args.max_wait)
+    print(f"bench_fit: load average {load_before}", file=sys.stderr)
+
+    # Warm-up: page cache, the shared libraries, and the erasers to compare.
+    for prec in ("f64", "f32"):
+        run_timed(culeace_cmd(prec))
+        run_timed(peer_cmd(prec, os.path.join(args.out, f"ce_{prec}.npz")))
+
+    times = {f"{w}_{p}": {"wall": [], "rss_mib": [], "fit": [], "import_s": []}
+             for w in ("culeace", "ce") for p in ("f64", "f32")}
+    for r in range(args.repeats):
+        for prec in ("f64", "f32"):
+            wall, rss, _ = run_timed(culeace_cmd(prec))
+            times[f"culeace_{prec}"]["wall"].append(wall)
+            times[f"culeace_{prec}"]["rss_mib"].append(rss)
+            wall, rss, out = run_timed(peer_cmd(prec, None))
+            w = json.loads(out.strip().splitlines()[-1])
+            c = times[f"ce_{prec}"]
+            c["wall"].append(wall)
+            c["rss_mib"].append(rss)
+            c["fit"].append(w["fit_s"])
+            c["import_s"].append(w["import_s"])
+            c["torch_threads"] = w["torch_threads"]
+        print(f"bench_fit: repeat {r + 1}/{args.repeats} done", file=sys.stderr)
+    for v in times.values():
+        for k in ("wall", "rss_mib", "fit", "import_s"):
+            v[k] = summary(v[k]) if v[k] else None
+
+    env = dict(os.environ)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    _, floor_rss, out = run_timed(
+        [floor_bin, str(args.rows), str(args.dim), str(min(args.repeats, 100))],
+        env=env)
+    fl = json.loads(out)
+    fl.update({"repeats": min(args.repeats, 100), "coretype": coretype,
+               "rss_mib": floor_rss})
+    rd = read_bandwidth(dump, args.repeats)
+    load_after = loadavg()
+
+    read_s = rd["h5py_raw"]["median"]
+    floor_s = {"f64": max(read_s, fl["dsyrk_s"]) + fl["dsyevd_s"],
+               "f32": max(read_s, fl["ssyrk_s"]) + fl["dsyevd_s"]}
+    agreement = {p: compare(os.path.join(args.out, f"erasers_{p}.h5"),
+                            os.path.join(args.out, f"ce_{p}.npz"))
+                 for p in ("f64", "f32")}
+    agreement["f32_vs_ce_f64"] = compare(
+        os.path.join(args.out, "erasers_f32.h5"),
+        os.path.join(args.out, "ce_f64.npz"))
+
+    res = {"params": {"rows": args.rows, "dim": args.dim, "dtype": args.dtype,
+                      "seed": args.seed, "repeats": args.repeats,
+                      "block_rows_peer": BLOCK_ROWS, "dump": dump},
+           "command": cmd_line, "machine": info,
+           "load": {"before": load_before, "after": load_after, "idle": idle},
+           "times": times, "floor": fl, "read": rd, "floor_s": floor_s,
+           "agreement": agreement}
+    md = render(res)
+    with open(os.path.join(args.out, "bench_fit.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    with open(os.path.join(args.out, "bench_fit.md"), "w") as f:
+        f.write(md)
+    if not args.no_doc:
+        update_doc(args.doc, md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
