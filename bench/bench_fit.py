@@ -19,9 +19,10 @@ One command, one file, one run (see bench/README.md for the columns):
      defaults, .update(x, z) per block, then .eraser. Each repeat is a fresh
      interpreter; its fit is timed from after the imports, and the import
      time is reported on its own;
-   - the floor: culeace_bench_floor N D (SYRK + eigendecomposition with the
-     same OpenBLAS kernel the CLI picks) and the raw read of the dataset's
-     bytes (warm page cache) with h5py and with plain file reads.
+   - the floor: culeace_bench_floor N D 1 once per repeat (SYRK +
+     eigendecomposition with the same OpenBLAS kernel the CLI picks), and
+     after the repeats the raw read of the dataset's bytes (warm page cache)
+     with h5py and with plain file reads.
    One untimed warm-up run of each variant goes first; it warms the page
    cache and writes the erasers compared in step 3.
 3. Compares the erasers: max |P_culeace - P_ce| / max |P_ce| with
@@ -31,8 +32,9 @@ One command, one file, one run (see bench/README.md for the columns):
    (unless --no-doc) replaces the section of docs/BENCHMARKS.md between
    <!-- bench_fit:begin --> and <!-- bench_fit:end --> with bench_fit.md.
 
-Run it on an otherwise idle machine: it waits (up to --max-wait s) for the
-1-minute load average to fall below --max-load, and records the load.
+Run it on an otherwise idle machine: it waits (up to --max-wait s) until
+other processes use under --max-others cores, and records the load average,
+the CPU time other processes took while it timed, and the steal time.
 """
 
 import argparse
@@ -41,7 +43,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -125,8 +126,16 @@ def busy_jiffies():
     """Non-idle CPU time of the whole machine so far, in seconds."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest is inside user)
-    return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    # user nice system idle iowait irq softirq (steal: the hypervisor's, and
+    # guest time is already inside user)
+    return (sum(v[:7]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def steal_s():
+    """CPU time the hypervisor gave to others while this VM wanted it."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[7] / os.sysconf("SC_CLK_TCK")
 
 
 def own_cpu():
@@ -145,17 +154,20 @@ def others_busy(seconds=2.0):
         time.perf_counter() - t0)
 
 
-def wait_for_idle(max_load, max_wait):
-    """Waits until the load average and the CPU use of others are low."""
+def wait_for_idle(max_others, max_wait):
+    """Waits until other processes use under max_others cores (over 3 s)."""
     t0 = time.time()
     while True:
-        la = loadavg()
-        if la[0] < max_load and others_busy() < 0.1:
-            return la, True
+        busy = others_busy(3.0)
+        if busy < max_others:
+            return busy, True
         if time.time() - t0 >= max_wait:
-            print(f"bench_fit: load average still {la[0]:.2f} after "
-                  f"{max_wait:.0f} s; timing anyway (recorded)", file=sys.stderr)
-            return la, False
+            print(f"bench_fit: other processes still use {busy:.2f} cores "
+                  f"after {max_wait:.0f} s; timing anyway (recorded)",
+                  file=sys.stderr)
+            return busy, False
+        print(f"bench_fit: other processes use {busy:.2f} cores; waiting",
+              file=sys.stderr)
         time.sleep(5)
 
 
@@ -291,19 +303,30 @@ def read_bandwidth(path, repeats):
     return out
 
 
-def compare(culeace_h5, ce_npz):
-    """max |P_a - P_b| / max |P_b| and the same for the bias (b = concept-erasure)."""
+def load_culeace(path):
+    """(P, bias, rank) of culeace's first eraser: P = I - L R."""
     import h5py
     import numpy as np
-    with h5py.File(culeace_h5, "r") as f:
+    with h5py.File(path, "r") as f:
         g = f["/erasers/0000"]
         L, R, bias = g["L"][:], g["R"][:], g["bias"][:]
-    ce = np.load(ce_npz)
     P = np.eye(R.shape[1]) - L.astype(np.float64) @ R.astype(np.float64)
-    Pc, bc = ce["P"], ce["bias"]
-    return {"P": float(np.abs(P - Pc).max() / np.abs(Pc).max()),
-            "bias": float(np.abs(bias - bc).max() / np.abs(bc).max()),
-            "rank_culeace": int(L.shape[1]), "rank_ce": int(ce["rank"])}
+    return P, bias.astype(np.float64), int(L.shape[1])
+
+
+def load_ce(path):
+    """(P, bias, rank) saved by the peer: P = I - proj_left @ proj_right."""
+    import numpy as np
+    z = np.load(path)
+    return z["P"], z["bias"], int(z["rank"])
+
+
+def compare(a, b):
+    """max |a - b| / max |b| for P and for the bias; b is the reference."""
+    import numpy as np
+    return {"P": float(np.abs(a[0] - b[0]).max() / np.abs(b[0]).max()),
+            "bias": float(np.abs(a[1] - b[1]).max() / np.abs(b[1]).max()),
+            "rank": a[2], "rank_ref": b[2]}
 
 
 # ---- report ----------------------------------------------------------------------
@@ -315,15 +338,14 @@ def fmt_s(s):
 def render(res):
     m, p = res["machine"], res["params"]
     t, fl, rd, ag = res["times"], res["floor"], res["read"], res["agreement"]
-    floor = res["floor_s"]
-    lines = []
-    lines.append(f"Fit of one layer, {p['rows']} x {p['dim']} {p['dtype']} "
-                 f"(binary concept), {p['repeats']} repeats, median "
-                 f"(min..max); run {m['date']}, commit {m['commit']}.")
-    lines.append("")
-    lines.append("| what | time s | spread s | peer / culeace | x floor | "
-                 "peak RSS MiB | max abs dP / max abs P |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    floor, la = res["floor_s"], res["load"]
+    lines = [
+        f"Fit of one layer, {p['rows']} x {p['dim']} {p['dtype']} (binary "
+        f"concept), {p['repeats']} repeats: median and min..max; run "
+        f"{m['date']}, commit {m['commit']}.", "",
+        "| what | time s | spread s | peer / culeace | x floor | peak RSS MiB "
+        "| dP vs peer, same precision | dP vs peer f64 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for prec in ("f64", "f32"):
         s = t[f"culeace_{prec}"]
         med, spr = fmt_s(s["wall"])
@@ -331,63 +353,72 @@ def render(res):
         lines.append(
             f"| culeace fit --precision {prec} | {med} | {spr} | {peer:.2f} | "
             f"{s['wall']['median'] / floor[prec]:.2f} | "
-            f"{s['rss_mib']['max']:.0f} | {ag[prec]['P']:.1e} |")
+            f"{s['rss_mib']['max']:.0f} | "
+            f"{ag[f'culeace_{prec}_vs_ce_{prec}']['P']:.1e} | "
+            f"{ag[f'culeace_{prec}_vs_ce_f64']['P']:.1e} |")
     for prec, tname in (("f64", "float64"), ("f32", "float32")):
         s = t[f"ce_{prec}"]
         med, spr = fmt_s(s["fit"])
+        vs64 = "0" if prec == "f64" else f"{ag['ce_f32_vs_ce_f64']['P']:.1e}"
         lines.append(
-            f"| h5py + concept-erasure, {tname} (fit only) | {med} | {spr} | "
-            f"| {s['fit']['median'] / floor[prec]:.2f} | "
-            f"{s['rss_mib']['max']:.0f} | (reference) |")
+            f"| h5py + concept-erasure {tname} (after imports) | {med} | {spr} "
+            f"| | {s['fit']['median'] / floor[prec]:.2f} | "
+            f"{s['rss_mib']['max']:.0f} | | {vs64} |")
     for prec, syrk in (("f64", "dsyrk"), ("f32", "ssyrk")):
         lines.append(
             f"| floor {prec}: max(read, {syrk}) + dsyevd | {floor[prec]:.3f} | "
-            f"| | 1.00 | | |")
+            f"| | 1.00 | | | |")
     lines.append("")
     ci = t["ce_f32"]["import_s"]
     lines.append(
-        f"- Peer imports (numpy, h5py, torch, concept_erasure), not in its time "
-        f"above: {ci['median']:.2f} s median; whole peer process f32 "
-        f"{t['ce_f32']['wall']['median']:.2f} s, f64 "
-        f"{t['ce_f64']['wall']['median']:.2f} s (torch threads: "
-        f"{t['ce_f32']['torch_threads']}).")
+        f"- Peer: imports (numpy, h5py, torch, concept_erasure) "
+        f"{ci['median']:.2f} s median, not in its time above; whole peer "
+        f"process f32 {t['ce_f32']['wall']['median']:.2f} s, f64 "
+        f"{t['ce_f64']['wall']['median']:.2f} s; peak RSS includes torch; "
+        f"torch threads {t['ce_f32']['torch_threads']}.")
+
+    def part(k):
+        return f"{fl[k]['median']:.3f} s ({fl[k]['min']:.3f}..{fl[k]['max']:.3f})"
     lines.append(
-        f"- Floor parts (culeace_bench_floor, median of {fl['repeats']}, "
-        f"OPENBLAS_CORETYPE={fl['coretype']}): dsyrk {fl['dsyrk_s']:.3f} s "
-        f"({fl['dsyrk_gflops']:.0f} GFLOP/s), ssyrk {fl['ssyrk_s']:.3f} s "
-        f"({fl['ssyrk_gflops']:.0f} GFLOP/s), dsyevd({p['dim']}) "
-        f"{fl['dsyevd_s']:.3f} s, ssyevd({p['dim']}) {fl['ssyevd_s']:.3f} s. "
-        f"culeace always uses dsyevd (float64 moments are merged in float64).")
+        f"- Floor parts (culeace_bench_floor {p['rows']} {p['dim']} 1, once per "
+        f"repeat, OPENBLAS_CORETYPE={fl['coretype']}): dsyrk {part('dsyrk_s')}"
+        f" = {fl['dsyrk_gflops']:.0f} GFLOP/s, ssyrk {part('ssyrk_s')} = "
+        f"{fl['ssyrk_gflops']:.0f} GFLOP/s (n d^2 flops), dsyevd({p['dim']}) "
+        f"{part('dsyevd_s')}, ssyevd({p['dim']}) {part('ssyevd_s')}. culeace "
+        f"eigendecomposes in float64 at both precisions, so both floors use "
+        f"dsyevd.")
     rl = (f"- Read of the dataset's {rd['bytes'] / 2**20:.0f} MiB, page cache "
-          f"warm: h5py raw type into a preallocated uint16 array "
+          f"warm: h5py with the file's own 2-byte type (no conversion) into a "
+          f"preallocated uint16 array, 8192-row blocks, "
           f"{rd['h5py_raw']['median']:.3f} s ({rd['h5py_raw']['gb_s']:.1f} GB/s)")
     if "file" in rd:
-        rl += (f"; plain file reads of the same bytes {rd['file']['median']:.3f} s "
-               f"({rd['file']['gb_s']:.1f} GB/s)")
-    lines.append(rl + ". The floor uses the h5py figure; it excludes the "
-                 "f16 to f32/f64 conversion.")
+        rl += (f"; plain file reads of the same bytes "
+               f"{rd['file']['median']:.3f} s ({rd['file']['gb_s']:.1f} GB/s)")
+    lines.append(rl + ". The floor takes the h5py figure and leaves out the "
+                 "2-byte float conversion.")
     lines.append(
-        f"- Agreement with concept-erasure at the same precision: P f64 "
-        f"{ag['f64']['P']:.1e}, f32 {ag['f32']['P']:.1e}; bias f64 "
-        f"{ag['f64']['bias']:.1e}, f32 {ag['f32']['bias']:.1e}; culeace f32 "
-        f"vs concept-erasure f64: P {ag['f32_vs_ce_f64']['P']:.1e}. Eraser "
-        f"rank culeace {ag['f64']['rank_culeace']}, concept-erasure "
-        f"{ag['f64']['rank_ce']}.")
-    la = res["load"]
+        f"- dP = max |P - P_ref| / max |P_ref|, P = I - L R. Bias: culeace vs "
+        f"peer f64 {ag['culeace_f64_vs_ce_f64']['bias']:.1e}, f32 vs f32 "
+        f"{ag['culeace_f32_vs_ce_f32']['bias']:.1e}. culeace f32 vs culeace "
+        f"f64: P {ag['culeace_f32_vs_culeace_f64']['P']:.1e}. Eraser rank: "
+        f"culeace {ag['culeace_f64_vs_ce_f64']['rank']}, concept-erasure "
+        f"{ag['culeace_f64_vs_ce_f64']['rank_ref']}.")
     lines.append(
         f"- Load average before timing {la['before'][0]:.2f} "
         f"{la['before'][1]:.2f} {la['before'][2]:.2f}, after "
         f"{la['after'][0]:.2f} {la['after'][1]:.2f} {la['after'][2]:.2f}"
         + ("" if la["idle"] else " (machine was not idle when timing began)")
-        + ".")
+        + f"; other processes used {la['others_cpu_s']:.1f} CPU s in the "
+        f"{la['timed_wall_s']:.0f} s of timing ("
+        f"{la['others_cpu_s'] / la['timed_wall_s']:.2f} cores on average); "
+        f"steal {la['steal_s']:.1f} s.")
     lines.append(
         f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
-        f"{m['os']}; OpenBLAS {m['openblas']} kernel {m['blas_kernel']}; "
-        f"HDF5 {m['hdf5']}.")
+        f"{m['os']}; OpenBLAS {m['openblas']}, kernel {m['blas_kernel']}.")
     lines.append(
         f"- Versions: {m['culeace']}; Python {m['python']}, numpy {m['numpy']}, "
-        f"h5py {m['h5py']}, torch {m['torch']}, concept-erasure "
-        f"{m['concept_erasure']}.")
+        f"h5py {m['h5py']} (HDF5 {m['hdf5']}), torch {m['torch']}, "
+        f"concept-erasure {m['concept_erasure']}.")
     lines.append(f"- Command: `{res['command']}`")
     return "\n".join(lines) + "\n"
 
@@ -423,10 +454,10 @@ def main():
     ap.add_argument("--doc", default=os.path.join(ROOT, "docs", "BENCHMARKS.md"))
     ap.add_argument("--no-doc", action="store_true",
                     help="do not update the doc's bench_fit section")
-    ap.add_argument("--max-load", type=float, default=0.5,
-                    help="wait until the 1-min load average is below this")
-    ap.add_argument("--max-wait", type=float, default=120,
-                    help="seconds to wait for --max-load before timing anyway")
+    ap.add_argument("--max-others", type=float, default=0.1,
+                    help="wait until other processes use fewer cores than this")
+    ap.add_argument("--max-wait", type=float, default=300,
+                    help="seconds to wait for an idle machine before timing anyway")
     ap.add_argument("--peer-worker", nargs=3, metavar=("FILE", "DTYPE", "SAVE"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -464,16 +495,28 @@ def main():
         return [sys.executable, os.path.abspath(__file__), "--peer-worker", dump,
                 {"f64": "float64", "f32": "float32"}[prec], save or "-"]
 
-    load_before, idle = wait_for_idle(args.max_load, args.max_wait)
+    env = dict(os.environ)
+    if coretype:
+        env["OPENBLAS_CORETYPE"] = coretype
+    floor_cmd = [floor_bin, str(args.rows), str(args.dim), "1"]
+
+    others_before, idle = wait_for_idle(args.max_others, args.max_wait)
+    load_before = loadavg()
     print(f"bench_fit: load average {load_before}", file=sys.stderr)
+    busy0, own0, steal0 = busy_jiffies(), own_cpu(), steal_s()
+    clock0 = time.perf_counter()
 
     # Warm-up: page cache, the shared libraries, and the erasers to compare.
     for prec in ("f64", "f32"):
         run_timed(culeace_cmd(prec))
         run_timed(peer_cmd(prec, os.path.join(args.out, f"ce_{prec}.npz")))
 
+    # One repeat = every variant once, the floor included, so that the
+    # machine's drift (this is a VM) hits them alike.
     times = {f"{w}_{p}": {"wall": [], "rss_mib": [], "fit": [], "import_s": []}
              for w in ("culeace", "ce") for p in ("f64", "f32")}
+    floor_runs = {k: [] for k in ("ssyrk_s", "dsyrk_s", "dsyevd_s", "ssyevd_s")}
+    floor_rss = 0.0
     for r in range(args.repeats):
         for prec in ("f64", "f32"):
             wall, rss, _ = run_timed(culeace_cmd(prec))
@@ -487,38 +530,50 @@ def main():
             c["fit"].append(w["fit_s"])
             c["import_s"].append(w["import_s"])
             c["torch_threads"] = w["torch_threads"]
+        _, rss, out = run_timed(floor_cmd, env=env)
+        floor_rss = max(floor_rss, rss)
+        fo = json.loads(out)
+        for k in floor_runs:
+            floor_runs[k].append(fo[k])
         print(f"bench_fit: repeat {r + 1}/{args.repeats} done", file=sys.stderr)
     for v in times.values():
         for k in ("wall", "rss_mib", "fit", "import_s"):
             v[k] = summary(v[k]) if v[k] else None
-
-    env = dict(os.environ)
-    if coretype:
-        env["OPENBLAS_CORETYPE"] = coretype
-    _, floor_rss, out = run_timed(
-        [floor_bin, str(args.rows), str(args.dim), str(min(args.repeats, 100))],
-        env=env)
-    fl = json.loads(out)
-    fl.update({"repeats": min(args.repeats, 100), "coretype": coretype,
-               "rss_mib": floor_rss})
     rd = read_bandwidth(dump, args.repeats)
+    clock = time.perf_counter() - clock0
     load_after = loadavg()
+    others_cpu = max(0.0, (busy_jiffies() - busy0) - (own_cpu() - own0))
+    steal = steal_s() - steal0
 
+    flops = float(args.rows) * args.dim * args.dim  # SYRK, as floor.c counts
+    fl = {k: summary(v) for k, v in floor_runs.items()}
+    fl.update({"repeats": args.repeats, "coretype": coretype,
+               "rss_mib": floor_rss,
+               "ssyrk_gflops": flops / fl["ssyrk_s"]["median"] / 1e9,
+               "dsyrk_gflops": flops / fl["dsyrk_s"]["median"] / 1e9})
     read_s = rd["h5py_raw"]["median"]
-    floor_s = {"f64": max(read_s, fl["dsyrk_s"]) + fl["dsyevd_s"],
-               "f32": max(read_s, fl["ssyrk_s"]) + fl["dsyevd_s"]}
-    agreement = {p: compare(os.path.join(args.out, f"erasers_{p}.h5"),
-                            os.path.join(args.out, f"ce_{p}.npz"))
-                 for p in ("f64", "f32")}
-    agreement["f32_vs_ce_f64"] = compare(
-        os.path.join(args.out, "erasers_f32.h5"),
-        os.path.join(args.out, "ce_f64.npz"))
+    floor_s = {"f64": max(read_s, fl["dsyrk_s"]["median"])
+               + fl["dsyevd_s"]["median"],
+               "f32": max(read_s, fl["ssyrk_s"]["median"])
+               + fl["dsyevd_s"]["median"]}
+
+    er = {f"culeace_{p}": load_culeace(os.path.join(args.out, f"erasers_{p}.h5"))
+          for p in ("f64", "f32")}
+    er.update({f"ce_{p}": load_ce(os.path.join(args.out, f"ce_{p}.npz"))
+               for p in ("f64", "f32")})
+    agreement = {f"{a}_vs_{b}": compare(er[a], er[b]) for a, b in (
+        ("culeace_f64", "ce_f64"), ("culeace_f32", "ce_f32"),
+        ("culeace_f32", "ce_f64"), ("ce_f32", "ce_f64"),
+        ("culeace_f32", "culeace_f64"))}
 
     res = {"params": {"rows": args.rows, "dim": args.dim, "dtype": args.dtype,
                       "seed": args.seed, "repeats": args.repeats,
                       "block_rows_peer": BLOCK_ROWS, "dump": dump},
            "command": cmd_line, "machine": info,
-           "load": {"before": load_before, "after": load_after, "idle": idle},
+           "load": {"before": load_before, "after": load_after, "idle": idle,
+                    "others_cores_before": others_before,
+                    "others_cpu_s": others_cpu, "steal_s": steal,
+                    "timed_wall_s": clock},
            "times": times, "floor": fl, "read": rd, "floor_s": floor_s,
            "agreement": agreement}
     md = render(res)

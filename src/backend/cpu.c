@@ -6,6 +6,7 @@
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,7 @@ typedef struct {
   scratch xc; /* centred rows (apply) */
   scratch z;  /* centred label block */
   scratch c;  /* float32 products before widening / apply coefficients */
+  scratch part; /* per-thread partial column sums (threads, d) */
 } cpu_state;
 
 static culeace_status cpu_init(culeace_ctx *ctx, void **state) {
@@ -40,6 +42,7 @@ static void cpu_destroy(void *state) {
   free(s->xc.buf);
   free(s->z.buf);
   free(s->c.buf);
+  free(s->part.buf);
   free(s);
 }
 
@@ -110,6 +113,55 @@ static void cross_moment_f64(const double *xc, const double *zc, int64_t n,
                 zc + c, (int)k, 0.0, cxz + c, (int)k);
 }
 
+/* Converts the block to float64 or float32 (xb (n, d), contiguous) and
+ * sums its columns into mean_x (float64) in the same pass, rows split over
+ * the OpenMP threads (partial sums in part (threads, d)); then centres xb on
+ * the mean. Returns 1 when a column mean is not finite (NaN/Inf in x), with
+ * xb left uncentred. */
+static int prep_block(const void *x, culeace_dtype xtype, int64_t n,
+                      int64_t d, int64_t ldx, int f32, void *xb,
+                      double *mean_x, double *part, int threads) {
+  size_t es = culeace_dtype_size(xtype);
+  memset(part, 0, (size_t)threads * (size_t)d * sizeof *part);
+#pragma omp parallel num_threads(threads)
+  {
+    double *acc = part + (size_t)omp_get_thread_num() * (size_t)d;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+      const char *src = (const char *)x + (size_t)i * (size_t)ldx * es;
+      if (f32) {
+        float *row = (float *)xb + i * d;
+        culeace__to_f32(src, xtype, d, row);
+        for (int64_t j = 0; j < d; j++) acc[j] += row[j];
+      } else {
+        double *row = (double *)xb + i * d;
+        culeace__to_f64(src, xtype, d, row);
+        for (int64_t j = 0; j < d; j++) acc[j] += row[j];
+      }
+    }
+  }
+  int finite = 1;
+  for (int64_t j = 0; j < d; j++) {
+    double sum = 0;
+    for (int t = 0; t < threads; t++) sum += part[(size_t)t * d + j];
+    mean_x[j] = sum / (double)n;
+    finite &= isfinite(mean_x[j]) != 0;
+  }
+  if (!finite) return 1;
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (int64_t i = 0; i < n; i++) {
+    if (f32) {
+      float *row = (float *)xb + i * d;
+      for (int64_t j = 0; j < d; j++)
+        row[j] = (float)((double)row[j] - mean_x[j]);
+    } else {
+      double *row = (double *)xb + i * d;
+      for (int64_t j = 0; j < d; j++) row[j] -= mean_x[j];
+    }
+  }
+  return 0;
+}
+
 static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                                         culeace_dtype xtype, int64_t n,
                                         int64_t d, int64_t ldx,
@@ -119,7 +171,6 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                                         double *mean_x, double *mean_z,
                                         double *cxx, double *cxz) {
   cpu_state *s = state_of(ctx);
-  size_t es = culeace_dtype_size(xtype);
   int f32 = precision == CULEACE_PRECISION_F32;
   size_t nd;
   if (!culeace__mul_size((size_t)n, (size_t)d, &nd))
@@ -131,25 +182,21 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                               (size_t)n * (size_t)k, 4, "float32 products");
   if (st) return st;
 
+  int threads = omp_get_max_threads();
+  st = grow(ctx, &s->part, (size_t)threads * (size_t)d, 8, "column sums");
+  if (st) return st;
   double *zc = s->z.buf;
   if (k > 0) centre_z(z, n, k, ldz, zc, mean_z);
-  for (int64_t j = 0; j < d; j++) mean_x[j] = 0;
   /* NaN/Inf anywhere in the block makes a column mean non-finite (a sum of
    * finite values this size cannot overflow float64 from float32 inputs);
    * block_nonfinite then finds and names the row. */
+  if (prep_block(x, xtype, n, d, ldx, f32, s->x.buf, mean_x, s->part.buf,
+                 threads) &&
+      block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+    return CULEACE_ERR_NONFINITE;
 
   if (!f32) {
     double *xb = s->x.buf;
-    for (int64_t i = 0; i < n; i++)
-      culeace__to_f64((const char *)x + (size_t)i * (size_t)ldx * es, xtype,
-                      d, xb + i * d);
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
-    for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
-    if (block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
-      return CULEACE_ERR_NONFINITE;
-    for (int64_t i = 0; i < n; i++)
-      for (int64_t j = 0; j < d; j++) xb[i * d + j] -= mean_x[j];
     if (cxx)
       cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0,
                   xb, (int)d, 0.0, cxx, (int)d);
@@ -160,17 +207,6 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   /* float32 products after centring on the block mean (kept in float64),
    * widened into the float64 outputs. */
   float *xb = s->x.buf;
-  for (int64_t i = 0; i < n; i++)
-    culeace__to_f32((const char *)x + (size_t)i * (size_t)ldx * es, xtype, d,
-                    xb + i * d);
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) mean_x[j] += xb[i * d + j];
-  for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
-  if (block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
-    return CULEACE_ERR_NONFINITE;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++)
-      xb[i * d + j] = (float)((double)xb[i * d + j] - mean_x[j]);
   float *c32 = s->c.buf;
   if (cxx) {
     cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0f,
