@@ -258,6 +258,86 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
                                         culeace_eraser **out,
                                         culeace_eraser_meta *meta);
 
+/* ---- linear probes ------------------------------------------------------------ */
+typedef enum {
+  CULEACE_PROBE_LOGISTIC = 0, /* L2 logistic regression (sigmoid for 2
+                                 classes, softmax for >= 3) */
+  CULEACE_PROBE_DIFFMEANS = 1 /* class-mean directions (difference in means
+                                 for 2 classes), with a fitted temperature */
+} culeace_probe_kind;
+
+typedef struct {
+  culeace_probe_kind kind;
+  double C;        /* inverse L2 strength, scikit-learn's C (> 0); 1.0 */
+  double tol;      /* stop when max |gradient| <= tol (scikit-learn's tol for
+                      lbfgs, on the mean objective); 1e-4 */
+  int max_iter;    /* L-BFGS iterations; 100 (scikit-learn's default) */
+  int history;     /* L-BFGS memory; 10 */
+  int standardize; /* 1: z-score features with the training rows' mean and
+                      population std (zero std -> 1), like StandardScaler */
+  int balanced;    /* 1: class weights n_train / (k * n_c) */
+} culeace_probe_opts;
+
+void culeace_probe_opts_init(culeace_probe_opts *opts);
+
+typedef struct culeace_probe culeace_probe;
+
+typedef struct {
+  culeace_probe_kind kind;
+  int64_t d;
+  int64_t n_classes; /* k */
+  int64_t n_outputs; /* 1 for binary logistic, k otherwise */
+  int64_t n_train;   /* training rows */
+  int n_iter;        /* L-BFGS iterations taken */
+  int converged;     /* 1 if max |gradient| <= tol was reached */
+  double objective;  /* final mean weighted log-loss + penalty */
+  double grad_max;   /* final max |gradient| */
+} culeace_probe_info;
+
+/* Fits P probes at once on the same rows: x (n, d) float32, stride ldx >= d.
+ * Probe p learns labels[p] (n values in 0..k-1; rows it does not train on
+ * may hold anything >= -1) from the rows i with train[p][i] != 0. All P
+ * problems are evaluated together, one GEMM over x per L-BFGS step (the
+ * batching that makes fold x variant sweeps cost one pass over the rows).
+ * The objective is scikit-learn's: sum_i s_i logloss_i / S + |w|^2/(2 C S),
+ * S = sum_i s_i over training rows, intercept not penalised.
+ * out: caller's array of P pointers, each freed with culeace_probe_free.
+ * A training set with a missing class is an error (CULEACE_ERR_DEGENERATE,
+ * naming the probe and the class). */
+culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
+                                       int64_t n, int64_t d, int64_t ldx,
+                                       int64_t k, int64_t P,
+                                       const int32_t *const *labels,
+                                       const uint8_t *const *train,
+                                       const culeace_probe_opts *opts,
+                                       culeace_probe **out);
+void culeace_probe_free(culeace_probe *p);
+culeace_status culeace_probe_info_get(const culeace_probe *p,
+                                      culeace_probe_info *info);
+
+/* Class probabilities: proba (n, k) float64 for rows x (n, d) float32. */
+culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
+                                           const culeace_probe *p,
+                                           const float *x, int64_t n,
+                                           int64_t ldx, double *proba);
+
+/* Parameters, float64. In the standardised space (scikit-learn's coef_ and
+ * intercept_ after a StandardScaler): coef (n_outputs, d), intercept
+ * (n_outputs); the standardisation: mean (d), scale (d). Logits of a row x
+ * are coef ((x - mean) / scale) + intercept (for DIFFMEANS the temperature
+ * is folded into coef and intercept). Any output may be NULL. */
+culeace_status culeace_probe_params(const culeace_probe *p, double *coef,
+                                    double *intercept, double *mean,
+                                    double *scale);
+/* Rebuilds a probe from saved parameters (e.g. a probe file). */
+culeace_status culeace_probe_from_params(culeace_ctx *ctx,
+                                         culeace_probe_kind kind, int64_t d,
+                                         int64_t k, const double *coef,
+                                         const double *intercept,
+                                         const double *mean,
+                                         const double *scale,
+                                         culeace_probe **out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,125 @@
+/* probe_diffmeans.c — the difference-in-means probe: class means of the
+ * (standardised) training rows as directions, logits
+ *   z_c = a (mu_c . x - |mu_c|^2 / 2)   (nearest class mean; for two classes
+ * the single logit z_1 - z_0 along mu_1 - mu_0), with one temperature a >= 0
+ * fitted by Newton's method on the weighted training log-loss so that the
+ * probabilities (and log-loss) are calibrated. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/probe.h"
+
+/* Weighted log-loss of softmax(a u_i) (or sigmoid for m == 1) and its first
+ * two derivatives in a. u: (n, m) raw scores. */
+static void loss_in_a(const double *u, int64_t n, int64_t m,
+                      const culeace__probe_problem *pr, double a, double *f,
+                      double *g, double *hs) {
+  *f = *g = *hs = 0;
+  double e[64];
+  for (int64_t i = 0; i < n; i++) {
+    if (!pr->train[i]) continue;
+    int32_t y = pr->y[i];
+    double s = pr->class_w[y];
+    const double *ui = u + i * m;
+    if (m == 1) {
+      double z = a * ui[0], t = y == 1 ? ui[0] : 0;
+      double p = z > 0 ? 1 / (1 + exp(-z)) : exp(z) / (1 + exp(z));
+      *f += s * ((z > 0 ? z + log1p(exp(-z)) : log1p(exp(z))) - a * t);
+      *g += s * (p * ui[0] - t);
+      *hs += s * p * (1 - p) * ui[0] * ui[0];
+    } else {
+      double mx = -INFINITY, sum = 0, mean_u = 0, mean_u2 = 0;
+      for (int64_t c = 0; c < m; c++) mx = fmax(mx, a * ui[c]);
+      for (int64_t c = 0; c < m && c < 64; c++) sum += (e[c] = exp(a * ui[c] - mx));
+      for (int64_t c = 0; c < m && c < 64; c++) {
+        double p = e[c] / sum;
+        mean_u += p * ui[c];
+        mean_u2 += p * ui[c] * ui[c];
+      }
+      *f += s * (mx + log(sum) - a * ui[y]);
+      *g += s * (mean_u - ui[y]);
+      *hs += s * (mean_u2 - mean_u * mean_u);
+    }
+  }
+}
+
+culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
+                                            int64_t n, int64_t d, int64_t ldx,
+                                            int64_t k,
+                                            culeace__probe_problem *pr,
+                                            culeace_probe *probe) {
+  if (k > 64)
+    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "the diffmeans probe supports at most 64 classes "
+                          "(got %lld)", (long long)k);
+  int64_t m = probe->info.n_outputs;
+  double *mu = calloc((size_t)(k * d), 8), *cnt = calloc((size_t)k, 8);
+  double *dir = calloc((size_t)(m * d), 8), *off = calloc((size_t)m, 8);
+  double *u = malloc((size_t)n * (size_t)m * 8);
+  culeace_status st = CULEACE_OK;
+  if (!mu || !cnt || !dir || !off || !u) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory for a diffmeans probe");
+    goto cleanup;
+  }
+  const double *mean = probe->mean, *scale = probe->scale;
+  for (int64_t i = 0; i < n; i++) { /* class means in standardised space */
+    if (!pr->train[i]) continue;
+    int32_t y = pr->y[i];
+    cnt[y] += 1;
+    for (int64_t j = 0; j < d; j++)
+      mu[y * d + j] += (x[i * ldx + j] - mean[j]) / scale[j];
+  }
+  for (int64_t c = 0; c < k; c++)
+    for (int64_t j = 0; j < d; j++) mu[c * d + j] /= cnt[c];
+  if (m == 1) { /* z = (mu1 - mu0) . x - (|mu1|^2 - |mu0|^2) / 2 */
+    for (int64_t j = 0; j < d; j++) {
+      dir[j] = mu[d + j] - mu[j];
+      off[0] -= 0.5 * (mu[d + j] * mu[d + j] - mu[j] * mu[j]);
+    }
+  } else {
+    for (int64_t c = 0; c < k; c++)
+      for (int64_t j = 0; j < d; j++) {
+        dir[c * d + j] = mu[c * d + j];
+        off[c] -= 0.5 * mu[c * d + j] * mu[c * d + j];
+      }
+  }
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t c = 0; c < m; c++) {
+      double s = off[c];
+      for (int64_t j = 0; j < d; j++)
+        s += dir[c * d + j] * (x[i * ldx + j] - mean[j]) / scale[j];
+      u[i * m + c] = s;
+    }
+  /* Newton on the temperature a (convex in a), safeguarded to a >= 0 */
+  double a = 1e-3, f, g, hs;
+  int it;
+  for (it = 0; it < 50; it++) {
+    loss_in_a(u, n, m, pr, a, &f, &g, &hs);
+    if (!(hs > 0)) break;
+    double na = a - g / hs;
+    if (na < 0) na = a / 2;
+    if (fabs(na - a) <= 1e-10 * fmax(1.0, fabs(a))) {
+      a = na;
+      break;
+    }
+    a = na;
+  }
+  loss_in_a(u, n, m, pr, a, &f, &g, &hs);
+  for (int64_t c = 0; c < m; c++) {
+    for (int64_t j = 0; j < d; j++) probe->coef[c * d + j] = a * dir[c * d + j];
+    probe->intercept[c] = a * off[c];
+  }
+  probe->info.n_iter = it;
+  probe->info.objective = f / pr->s_sum;
+  probe->info.grad_max = fabs(g) / pr->s_sum;
+  probe->info.converged = 1;
+cleanup:
+  free(mu);
+  free(cnt);
+  free(dir);
+  free(off);
+  free(u);
+  return st;
+}

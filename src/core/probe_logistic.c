@@ -1,0 +1,355 @@
+/* probe_logistic.c — L2-regularised logistic regression probes (sigmoid for
+ * two classes, softmax for more), many problems at once: every problem of a
+ * batch shares the rows x, so one L-BFGS step evaluates all of them with
+ * two float32 GEMMs over x (logits Z = x W^T, gradients R^T x). Parameters
+ * live in the standardised space (as scikit-learn's coef_ after a
+ * StandardScaler) and mapped to raw-feature weights for the GEMMs. The
+ * GEMMs read a float32 copy of x centred on its column means: raw logits
+ * W x + b of uncentred activations cancel large terms and leave float32
+ * noise that stalls the line search near the optimum. Losses, gradients and
+ * the L-BFGS state are float64. Objective (scikit-learn's lbfgs):
+ *   f = sum_i s_i logloss_i / S + |coef|^2 / (2 C S),  S = sum_i s_i. */
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/probe.h"
+
+typedef struct {
+  int64_t m, dim;            /* outputs; m (d + 1) parameters */
+  double *theta, *grad;      /* current point: coef (m, d) then intercepts */
+  double *trial, *trial_grad;/* line-search point */
+  double *dir;
+  double *S, *Y, *rho;       /* L-BFGS history ring (h, dim) */
+  int hist_n, hist_head;
+  double f, trial_f, alpha, gtd;
+  int state;                 /* 0 running, 1 converged, 2 stopped */
+  int iter;
+} lbfgs_problem;
+
+typedef struct { /* batched evaluation workspace */
+  const float *xc; /* (n, d) x - shift, contiguous */
+  const double *shift; /* (d) column means of x */
+  float *W;      /* (M, d) raw-feature weights */
+  double *b;     /* (M) raw-feature intercepts */
+  float *Z;      /* (n, M) logits, then residuals */
+  float *G;      /* (M, d) R^T x */
+  double *rsum;  /* (M) column sums of the residuals */
+  double *loss;  /* (P) */
+  double *z;     /* (k) one row's logits */
+} eval_ws;
+
+static double max_abs(const double *v, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+  return m;
+}
+
+/* Objective and gradient of the listed problems at theta (or trial). */
+static void evaluate(eval_ws *w, int64_t n, int64_t d,
+                     const culeace_probe_opts *o,
+                     const culeace__probe_problem *prs,
+                     culeace_probe *const *probes, lbfgs_problem *lp,
+                     const int64_t *idx, int64_t cnt, int at_trial) {
+  int64_t M = 0;
+  for (int64_t q = 0; q < cnt; q++) {
+    const lbfgs_problem *L = &lp[idx[q]];
+    const culeace_probe *pb = probes[idx[q]];
+    const double *th = at_trial ? L->trial : L->theta;
+    for (int64_t c = 0; c < L->m; c++, M++) {
+      double b = th[L->m * d + c];
+      for (int64_t j = 0; j < d; j++) {
+        double wj = th[c * d + j] / pb->scale[j];
+        w->W[M * d + j] = (float)wj;
+        b -= wj * (pb->mean[j] - w->shift[j]);
+      }
+      w->b[M] = b;
+    }
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)M, (int)d,
+              1.0f, w->xc, (int)d, w->W, (int)d, 0.0f, w->Z, (int)M);
+  memset(w->rsum, 0, (size_t)M * sizeof *w->rsum);
+  for (int64_t q = 0; q < cnt; q++) w->loss[q] = 0;
+  /* losses and residuals s_i (p_i - onehot(y_i)), in place of the logits */
+  for (int64_t i = 0; i < n; i++) {
+    float *zrow = w->Z + i * M;
+    int64_t col = 0;
+    for (int64_t q = 0; q < cnt; q++) {
+      const lbfgs_problem *L = &lp[idx[q]];
+      const culeace__probe_problem *pr = &prs[idx[q]];
+      int64_t m = L->m;
+      if (!pr->train[i]) {
+        for (int64_t c = 0; c < m; c++) zrow[col + c] = 0;
+        col += m;
+        continue;
+      }
+      int32_t y = pr->y[i];
+      double s = pr->class_w[y];
+      if (m == 1) {
+        double z = zrow[col] + w->b[col];
+        double sp = z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
+        double p1 = z > 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
+        w->loss[q] += s * (sp - (y == 1 ? z : 0.0));
+        double r = s * (p1 - (y == 1));
+        zrow[col] = (float)r;
+        w->rsum[col] += r;
+      } else {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < m; c++) {
+          w->z[c] = zrow[col + c] + w->b[col + c];
+          mx = fmax(mx, w->z[c]);
+        }
+        for (int64_t c = 0; c < m; c++) sum += exp(w->z[c] - mx);
+        double lse = mx + log(sum);
+        w->loss[q] += s * (lse - w->z[y]);
+        for (int64_t c = 0; c < m; c++) {
+          double r = s * (exp(w->z[c] - lse) - (c == y));
+          zrow[col + c] = (float)r;
+          w->rsum[col + c] += r;
+        }
+      }
+      col += m;
+    }
+  }
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)d, (int)n,
+              1.0f, w->Z, (int)M, w->xc, (int)d, 0.0f, w->G, (int)d);
+  int64_t col = 0;
+  for (int64_t q = 0; q < cnt; q++) {
+    lbfgs_problem *L = &lp[idx[q]];
+    const culeace_probe *pb = probes[idx[q]];
+    double S = prs[idx[q]].s_sum, reg = 1.0 / (o->C * S);
+    const double *th = at_trial ? L->trial : L->theta;
+    double *g = at_trial ? L->trial_grad : L->grad;
+    double pen = 0;
+    for (int64_t c = 0; c < L->m; c++, col++) {
+      for (int64_t j = 0; j < d; j++) {
+        double t = th[c * d + j];
+        pen += t * t;
+        /* d/dcoef of sum_i r_i ((x_i - mean) / scale), x_i = xc_i + shift */
+        g[c * d + j] = (w->G[col * d + j] +
+                        (w->shift[j] - pb->mean[j]) * w->rsum[col]) /
+                           pb->scale[j] / S + t * reg;
+      }
+      g[L->m * d + c] = w->rsum[col] / S;
+    }
+    double f = w->loss[q] / S + 0.5 * pen * reg;
+    if (at_trial) L->trial_f = f;
+    else L->f = f;
+  }
+}
+
+/* dir = -H g by the two-loop recursion over the history ring. */
+static void direction(lbfgs_problem *L, int h, double *alpha_buf) {
+  int64_t D = L->dim;
+  for (int64_t i = 0; i < D; i++) L->dir[i] = -L->grad[i];
+  int cnt = L->hist_n;
+  for (int t = 0; t < cnt; t++) { /* newest to oldest */
+    int slot = (L->hist_head - 1 - t + h) % h;
+    const double *s = L->S + (size_t)slot * D, *y = L->Y + (size_t)slot * D;
+    double a = 0;
+    for (int64_t i = 0; i < D; i++) a += s[i] * L->dir[i];
+    a *= L->rho[slot];
+    alpha_buf[t] = a;
+    for (int64_t i = 0; i < D; i++) L->dir[i] -= a * y[i];
+  }
+  if (cnt > 0) { /* initial Hessian gamma I, gamma = s^T y / y^T y */
+    int slot = (L->hist_head - 1 + h) % h;
+    const double *y = L->Y + (size_t)slot * D;
+    double yy = 0;
+    for (int64_t i = 0; i < D; i++) yy += y[i] * y[i];
+    double gamma = 1.0 / (L->rho[slot] * yy);
+    for (int64_t i = 0; i < D; i++) L->dir[i] *= gamma;
+  }
+  for (int t = cnt - 1; t >= 0; t--) { /* oldest to newest */
+    int slot = (L->hist_head - 1 - t + h) % h;
+    const double *s = L->S + (size_t)slot * D, *y = L->Y + (size_t)slot * D;
+    double b = 0;
+    for (int64_t i = 0; i < D; i++) b += y[i] * L->dir[i];
+    b *= L->rho[slot];
+    for (int64_t i = 0; i < D; i++) L->dir[i] += (alpha_buf[t] - b) * s[i];
+  }
+}
+
+/* Accepts the trial point: history update, convergence tests. */
+static void accept(lbfgs_problem *L, int h, double tol) {
+  int64_t D = L->dim;
+  int slot = L->hist_head;
+  double *s = L->S + (size_t)slot * D, *y = L->Y + (size_t)slot * D;
+  double sy = 0, yy = 0;
+  for (int64_t i = 0; i < D; i++) {
+    s[i] = L->trial[i] - L->theta[i];
+    y[i] = L->trial_grad[i] - L->grad[i];
+    sy += s[i] * y[i];
+    yy += y[i] * y[i];
+  }
+  if (sy > DBL_EPSILON * yy) { /* keep only pairs with positive curvature */
+    L->rho[slot] = 1.0 / sy;
+    L->hist_head = (L->hist_head + 1) % h;
+    if (L->hist_n < h) L->hist_n++;
+  }
+  double f_old = L->f;
+  memcpy(L->theta, L->trial, (size_t)D * 8);
+  memcpy(L->grad, L->trial_grad, (size_t)D * 8);
+  L->f = L->trial_f;
+  L->iter++;
+  if (max_abs(L->grad, D) <= tol) {
+    L->state = 1;
+  } else if ((f_old - L->f) <= 64 * DBL_EPSILON *
+                                    fmax(fmax(fabs(f_old), fabs(L->f)), 1.0)) {
+    L->state = 1; /* no relative progress: scipy's factr stop, as sklearn */
+  }
+}
+
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *x,
+                                           int64_t n, int64_t d, int64_t ldx,
+                                           int64_t k, int64_t P,
+                                           culeace__probe_problem *prs,
+                                           const culeace_probe_opts *o,
+                                           culeace_probe **probes) {
+  int h = o->history;
+  int64_t m = k == 2 ? 1 : k, D = m * (d + 1), Mtot = m * P;
+  culeace_status st = CULEACE_OK;
+  lbfgs_problem *lp = calloc((size_t)P, sizeof *lp);
+  int64_t *all = malloc((size_t)P * sizeof *all), *pend = malloc((size_t)P * sizeof *pend);
+  double *abuf = malloc((size_t)h * sizeof *abuf);
+  eval_ws w;
+  memset(&w, 0, sizeof w);
+  size_t nM;
+  if (!culeace__mul_size((size_t)n, (size_t)Mtot, &nM)) nM = SIZE_MAX;
+  w.W = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe weights");
+  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe gradients");
+  w.Z = culeace__alloc(ctx, nM, 4, "probe logits");
+  w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
+  w.rsum = culeace__alloc(ctx, (size_t)Mtot, 8, "probe residual sums");
+  w.loss = culeace__alloc(ctx, (size_t)P, 8, "probe losses");
+  w.z = culeace__alloc(ctx, (size_t)k, 8, "logits");
+  float *xc = culeace__alloc(ctx, (size_t)n * (size_t)d, 4, "centred rows");
+  double *shift = culeace__alloc(ctx, (size_t)d, 8, "column means");
+  w.xc = xc;
+  w.shift = shift;
+  if (!xc || !shift || !lp || !all || !pend || !abuf || !w.W || !w.G || !w.Z || !w.b ||
+      !w.rsum || !w.loss || !w.z) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory for %lld probes of %lld x %lld",
+                        (long long)P, (long long)n, (long long)d);
+    goto cleanup;
+  }
+  for (int64_t p = 0; p < P; p++) {
+    lbfgs_problem *L = &lp[p];
+    L->m = m;
+    L->dim = D;
+    L->theta = calloc((size_t)D, 8);
+    L->grad = calloc((size_t)D, 8);
+    L->trial = calloc((size_t)D, 8);
+    L->trial_grad = calloc((size_t)D, 8);
+    L->dir = calloc((size_t)D, 8);
+    L->S = calloc((size_t)h * (size_t)D, 8);
+    L->Y = calloc((size_t)h * (size_t)D, 8);
+    L->rho = calloc((size_t)h, 8);
+    if (!L->theta || !L->grad || !L->trial || !L->trial_grad || !L->dir ||
+        !L->S || !L->Y || !L->rho) {
+      st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory for the L-BFGS state");
+      goto cleanup;
+    }
+    all[p] = p;
+  }
+  for (int64_t j = 0; j < d; j++) shift[j] = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) shift[j] += x[i * ldx + j];
+  for (int64_t j = 0; j < d; j++) shift[j] /= (double)n;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++)
+      xc[i * d + j] = (float)(x[i * ldx + j] - shift[j]);
+  evaluate(&w, n, d, o, prs, probes, lp, all, P, 0);
+  for (int64_t p = 0; p < P; p++)
+    if (max_abs(lp[p].grad, D) <= o->tol) lp[p].state = 1;
+
+  for (int iter = 0; iter < o->max_iter; iter++) {
+    int64_t cnt = 0;
+    for (int64_t p = 0; p < P; p++) {
+      lbfgs_problem *L = &lp[p];
+      if (L->state != 0) continue;
+      direction(L, h, abuf);
+      L->gtd = 0;
+      for (int64_t i = 0; i < D; i++) L->gtd += L->grad[i] * L->dir[i];
+      if (!(L->gtd < 0)) { /* not a descent direction: restart */
+        L->hist_n = 0;
+        L->gtd = 0;
+        for (int64_t i = 0; i < D; i++) {
+          L->dir[i] = -L->grad[i];
+          L->gtd -= L->grad[i] * L->grad[i];
+        }
+      }
+      double gn = 0;
+      for (int64_t i = 0; i < D; i++) gn += L->grad[i] * L->grad[i];
+      L->alpha = L->hist_n == 0 ? fmin(1.0, 1.0 / sqrt(gn)) : 1.0;
+      pend[cnt++] = p;
+    }
+    if (cnt == 0) break;
+    /* backtracking (Armijo) line search, all pending problems per pass */
+    for (int ls = 0; ls < 40 && cnt > 0; ls++) {
+      for (int64_t q = 0; q < cnt; q++) {
+        lbfgs_problem *L = &lp[pend[q]];
+        for (int64_t i = 0; i < D; i++)
+          L->trial[i] = L->theta[i] + L->alpha * L->dir[i];
+      }
+      evaluate(&w, n, d, o, prs, probes, lp, pend, cnt, 1);
+      int64_t left = 0;
+      for (int64_t q = 0; q < cnt; q++) {
+        lbfgs_problem *L = &lp[pend[q]];
+        if (L->trial_f <= L->f + 1e-4 * L->alpha * L->gtd) {
+          accept(L, h, o->tol);
+        } else if (ls == 39 || L->alpha < 1e-20) {
+          L->state = 2; /* line search failed: stop where we are */
+        } else {
+          /* minimiser of the quadratic through f, f'(0) and f(alpha),
+           * kept within [0.1, 0.5] of the step */
+          double a = L->alpha;
+          double den = 2 * (L->trial_f - L->f - L->gtd * a);
+          double an = den > 0 ? -L->gtd * a * a / den : 0.5 * a;
+          L->alpha = fmin(fmax(an, 0.1 * a), 0.5 * a);
+          pend[left++] = pend[q];
+        }
+      }
+      cnt = left;
+    }
+  }
+  for (int64_t p = 0; p < P; p++) {
+    lbfgs_problem *L = &lp[p];
+    culeace_probe *pb = probes[p];
+    memcpy(pb->coef, L->theta, (size_t)(m * d) * 8);
+    memcpy(pb->intercept, L->theta + m * d, (size_t)m * 8);
+    pb->info.n_iter = L->iter;
+    pb->info.objective = L->f;
+    pb->info.grad_max = max_abs(L->grad, D);
+    pb->info.converged = L->state == 1;
+  }
+cleanup:
+  for (int64_t p = 0; lp && p < P; p++) {
+    free(lp[p].theta);
+    free(lp[p].grad);
+    free(lp[p].trial);
+    free(lp[p].trial_grad);
+    free(lp[p].dir);
+    free(lp[p].S);
+    free(lp[p].Y);
+    free(lp[p].rho);
+  }
+  free(lp);
+  free(all);
+  free(pend);
+  free(abuf);
+  free(w.W);
+  free(w.G);
+  free(w.Z);
+  free(w.b);
+  free(w.rsum);
+  free(w.loss);
+  free(w.z);
+  free(xc);
+  free(shift);
+  return st;
+}
