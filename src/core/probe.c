@@ -175,8 +175,8 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
   return CULEACE_OK;
 }
 
-culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *x,
-                                    int64_t n, int64_t d, int64_t ldx,
+culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
+                                    const double *shift, int64_t n, int64_t d,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     culeace__probe_problem *pr,
@@ -215,25 +215,42 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *x,
   free(cnt);
   probe->info.n_train = pr->n_train;
   if (!o->standardize) return CULEACE_OK;
-  /* mean and population std of the training rows (two passes, float64) */
+  /* mean and population std of the training rows, one pass over the
+   * centred rows in float64 (centring makes E[x^2] - E[x]^2 benign) */
   double *m = probe->mean, *v = probe->scale;
   for (int64_t j = 0; j < d; j++) m[j] = v[j] = 0;
-  for (int64_t i = 0; i < n; i++)
-    if (pr->train[i])
-      for (int64_t j = 0; j < d; j++) m[j] += x[i * ldx + j];
-  for (int64_t j = 0; j < d; j++) m[j] /= (double)pr->n_train;
-  for (int64_t i = 0; i < n; i++)
-    if (pr->train[i])
-      for (int64_t j = 0; j < d; j++) {
-        double e = x[i * ldx + j] - m[j];
-        v[j] += e * e;
-      }
+  for (int64_t i = 0; i < n; i++) {
+    if (!pr->train[i]) continue;
+    const float *row = xc + i * d;
+#pragma omp simd
+    for (int64_t j = 0; j < d; j++) {
+      double e = row[j];
+      m[j] += e;
+      v[j] += e * e;
+    }
+  }
+  double nt = (double)pr->n_train;
   for (int64_t j = 0; j < d; j++) {
-    double sd = sqrt(v[j] / (double)pr->n_train);
+    double mc = m[j] / nt, var = v[j] / nt - mc * mc;
+    double sd = sqrt(var > 0 ? var : 0);
+    m[j] = shift[j] + mc;
     /* like StandardScaler: (near-)constant features are left unscaled */
     v[j] = sd > 10 * DBL_EPSILON * fabs(m[j]) && sd > 0 ? sd : 1.0;
   }
   return CULEACE_OK;
+}
+
+/* xc (n, d) = x - shift, shift = column means of x (float64). */
+static void centre_rows(const float *x, int64_t n, int64_t d, int64_t ldx,
+                        float *xc, double *shift) {
+  for (int64_t j = 0; j < d; j++) shift[j] = 0;
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++) shift[j] += x[i * ldx + j];
+  for (int64_t j = 0; j < d; j++) shift[j] /= (double)n;
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++)
+    for (int64_t j = 0; j < d; j++)
+      xc[i * d + j] = (float)(x[i * ldx + j] - shift[j]);
 }
 
 culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
@@ -274,21 +291,28 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
   int64_t m = k == 2 ? 1 : k; /* sigmoid for 2 classes, softmax above */
   culeace__probe_problem *prs = calloc((size_t)P, sizeof *prs);
   double *cw = calloc((size_t)(P * k), sizeof *cw);
+  /* one float32 copy of x centred on its column means: raw logits W x + b
+   * of uncentred activations cancel large terms and leave float32 noise
+   * that stalls the line search near the optimum */
+  float *xc = culeace__alloc(ctx, (size_t)n * (size_t)d, 4, "centred rows");
+  double *shift = culeace__alloc(ctx, (size_t)d, 8, "column means");
   culeace_status st = CULEACE_OK;
-  if (!prs || !cw) {
+  if (!prs || !cw || !xc || !shift) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
     goto cleanup;
   }
+  centre_rows(x, n, d, ldx, xc, shift);
   for (int64_t p = 0; p < P; p++) {
     prs[p].y = labels[p];
     prs[p].train = train[p];
     prs[p].class_w = cw + p * k;
     CULEACE_TRY(culeace__probe_alloc(ctx, opts->kind, d, k, m, &out[p]));
-    CULEACE_TRY(culeace__probe_setup(ctx, x, n, d, ldx, k, p, opts, &prs[p],
-                                     out[p]));
+    CULEACE_TRY(culeace__probe_setup(ctx, xc, shift, n, d, k, p, opts,
+                                     &prs[p], out[p]));
   }
   if (opts->kind == CULEACE_PROBE_LOGISTIC) {
-    st = culeace__probe_fit_logistic(ctx, x, n, d, ldx, k, P, prs, opts, out);
+    st = culeace__probe_fit_logistic(ctx, xc, shift, n, d, k, P, prs, opts,
+                                     out);
   } else {
     for (int64_t p = 0; p < P && !st; p++)
       st = culeace__probe_fit_diffmeans(ctx, x, n, d, ldx, k, &prs[p], out[p]);
@@ -301,5 +325,7 @@ cleanup:
     }
   free(prs);
   free(cw);
+  free(xc);
+  free(shift);
   return st;
 }

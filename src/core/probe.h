@@ -30,18 +30,20 @@ typedef struct {
 } culeace__probe_problem;
 
 /* Checks labels and fills class weights, n_train, S; computes the
- * standardisation (mean, scale) of the training rows into probe. */
-culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *x,
-                                    int64_t n, int64_t d, int64_t ldx,
+ * standardisation (mean, scale) of the training rows into probe from xc,
+ * the rows centred on shift (n, d contiguous). */
+culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
+                                    const double *shift, int64_t n, int64_t d,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe);
 
-/* Batched L-BFGS for logistic probes (probe_logistic.c). */
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *x,
-                                           int64_t n, int64_t d, int64_t ldx,
-                                           int64_t k, int64_t P,
+/* Batched L-BFGS for logistic probes (probe_logistic.c) on xc, the rows
+ * centred on shift (n, d contiguous float32). */
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
+                                           const double *shift, int64_t n,
+                                           int64_t d, int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
                                            culeace_probe **probes);

@@ -1,17 +1,16 @@
 /* probe_logistic.c — L2-regularised logistic regression probes (sigmoid for
  * two classes, softmax for more), many problems at once: every problem of a
- * batch shares the rows x, so one L-BFGS step evaluates all of them with
- * two float32 GEMMs over x (logits Z = x W^T, gradients R^T x). Parameters
+ * batch shares the rows x, so one L-BFGS step evaluates all of them in one
+ * pass over x (logits, residuals and gradient sums per row, rows split over
+ * the OpenMP threads). Parameters
  * live in the standardised space (as scikit-learn's coef_ after a
- * StandardScaler) and mapped to raw-feature weights for the GEMMs. The
- * GEMMs read a float32 copy of x centred on its column means: raw logits
- * W x + b of uncentred activations cancel large terms and leave float32
- * noise that stalls the line search near the optimum. Losses, gradients and
- * the L-BFGS state are float64. Objective (scikit-learn's lbfgs):
+ * StandardScaler) and mapped to raw-feature weights for the pass over the
+ * float32 rows centred on their column means (probe.c makes that copy).
+ * Losses, gradients and the L-BFGS state are float64. Objective (scikit-learn's lbfgs):
  *   f = sum_i s_i logloss_i / S + |coef|^2 / (2 C S),  S = sum_i s_i. */
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,13 +31,16 @@ typedef struct {
 typedef struct { /* batched evaluation workspace */
   const float *xc; /* (n, d) x - shift, contiguous */
   const double *shift; /* (d) column means of x */
-  float *W;      /* (M, d) raw-feature weights */
-  double *b;     /* (M) raw-feature intercepts */
-  float *Z;      /* (n, M) logits, then residuals */
-  float *G;      /* (M, d) R^T x */
-  double *rsum;  /* (M) column sums of the residuals */
-  double *loss;  /* (P) */
-  double *z;     /* (k) one row's logits */
+  int threads;
+  float *W;        /* (M, d) raw-feature weights */
+  double *b;       /* (M) raw-feature intercepts */
+  float *Gp;       /* (threads, M, d) per-thread sum_i r_i xc_i */
+  double *G;       /* (M, d) their sum */
+  double *rsp;     /* (threads, M) per-thread residual sums */
+  double *rsum;    /* (M) */
+  double *lsp;     /* (threads, P) per-thread losses */
+  double *loss;    /* (P) */
+  double *zp, *rp; /* (threads, M) one row's logits and residuals */
 } eval_ws;
 
 static double max_abs(const double *v, int64_t n) {
@@ -47,7 +49,29 @@ static double max_abs(const double *v, int64_t n) {
   return m;
 }
 
-/* Objective and gradient of the listed problems at theta (or trial). */
+/* Weighted log-loss of one row from its logits z (m); residuals
+ * s (p - onehot(y)) into r. Sigmoid for m == 1, softmax otherwise. */
+static double row_loss(const double *z, int64_t m, int32_t y, double s,
+                       double *r) {
+  if (m == 1) {
+    double t = z[0];
+    double sp = t > 0 ? t + log1p(exp(-t)) : log1p(exp(t));
+    double p1 = t > 0 ? 1.0 / (1.0 + exp(-t)) : exp(t) / (1.0 + exp(t));
+    r[0] = s * (p1 - (y == 1));
+    return s * (sp - (y == 1 ? t : 0.0));
+  }
+  double mx = -INFINITY, sum = 0;
+  for (int64_t c = 0; c < m; c++) mx = fmax(mx, z[c]);
+  for (int64_t c = 0; c < m; c++) sum += exp(z[c] - mx);
+  double lse = mx + log(sum);
+  for (int64_t c = 0; c < m; c++) r[c] = s * (exp(z[c] - lse) - (c == y));
+  return s * (lse - z[y]);
+}
+
+/* Objective and gradient of the listed problems at theta (or trial), in
+ * one pass over the rows: each row's logits for every problem, its
+ * residuals, and their products with the row, while the row is in cache
+ * (a GEMM pair would read x twice and repack it for so few columns). */
 static void evaluate(eval_ws *w, int64_t n, int64_t d,
                      const culeace_probe_opts *o,
                      const culeace__probe_problem *prs,
@@ -68,53 +92,64 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
       w->b[M] = b;
     }
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)M, (int)d,
-              1.0f, w->xc, (int)d, w->W, (int)d, 0.0f, w->Z, (int)M);
-  memset(w->rsum, 0, (size_t)M * sizeof *w->rsum);
-  for (int64_t q = 0; q < cnt; q++) w->loss[q] = 0;
-  /* losses and residuals s_i (p_i - onehot(y_i)), in place of the logits */
-  for (int64_t i = 0; i < n; i++) {
-    float *zrow = w->Z + i * M;
-    int64_t col = 0;
-    for (int64_t q = 0; q < cnt; q++) {
-      const lbfgs_problem *L = &lp[idx[q]];
-      const culeace__probe_problem *pr = &prs[idx[q]];
-      int64_t m = L->m;
-      if (!pr->train[i]) {
-        for (int64_t c = 0; c < m; c++) zrow[col + c] = 0;
+  int T = w->threads;
+  memset(w->Gp, 0, (size_t)T * (size_t)M * (size_t)d * sizeof *w->Gp);
+  memset(w->rsp, 0, (size_t)T * (size_t)M * sizeof *w->rsp);
+  memset(w->lsp, 0, (size_t)T * (size_t)cnt * sizeof *w->lsp);
+#pragma omp parallel num_threads(T)
+  {
+    int t = omp_get_thread_num();
+    float *G = w->Gp + (size_t)t * M * d;
+    double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;
+    double *z = w->zp + (size_t)t * M, *r = w->rp + (size_t)t * M;
+    const float *W = w->W;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+      const float *xi = w->xc + i * d;
+      for (int64_t c = 0; c < M; c++) {
+        const float *wc = W + c * d;
+        float acc = 0;
+#pragma omp simd reduction(+ : acc)
+        for (int64_t j = 0; j < d; j++) acc += wc[j] * xi[j];
+        z[c] = (double)acc + w->b[c];
+      }
+      int64_t col = 0;
+      for (int64_t q = 0; q < cnt; q++) {
+        const culeace__probe_problem *pr = &prs[idx[q]];
+        int64_t m = lp[idx[q]].m;
+        if (pr->train[i]) {
+          int32_t y = pr->y[i];
+          ls[q] += row_loss(z + col, m, y, pr->class_w[y], r + col);
+        } else {
+          for (int64_t c = 0; c < m; c++) r[col + c] = 0;
+        }
         col += m;
-        continue;
       }
-      int32_t y = pr->y[i];
-      double s = pr->class_w[y];
-      if (m == 1) {
-        double z = zrow[col] + w->b[col];
-        double sp = z > 0 ? z + log1p(exp(-z)) : log1p(exp(z));
-        double p1 = z > 0 ? 1.0 / (1.0 + exp(-z)) : exp(z) / (1.0 + exp(z));
-        w->loss[q] += s * (sp - (y == 1 ? z : 0.0));
-        double r = s * (p1 - (y == 1));
-        zrow[col] = (float)r;
-        w->rsum[col] += r;
-      } else {
-        double mx = -INFINITY, sum = 0;
-        for (int64_t c = 0; c < m; c++) {
-          w->z[c] = zrow[col + c] + w->b[col + c];
-          mx = fmax(mx, w->z[c]);
-        }
-        for (int64_t c = 0; c < m; c++) sum += exp(w->z[c] - mx);
-        double lse = mx + log(sum);
-        w->loss[q] += s * (lse - w->z[y]);
-        for (int64_t c = 0; c < m; c++) {
-          double r = s * (exp(w->z[c] - lse) - (c == y));
-          zrow[col + c] = (float)r;
-          w->rsum[col + c] += r;
-        }
+      for (int64_t c = 0; c < M; c++) {
+        if (r[c] == 0) continue;
+        float rc = (float)r[c];
+        float *gc = G + c * d;
+        rs[c] += r[c];
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) gc[j] += rc * xi[j];
       }
-      col += m;
     }
   }
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)M, (int)d, (int)n,
-              1.0f, w->Z, (int)M, w->xc, (int)d, 0.0f, w->G, (int)d);
+  for (int64_t c = 0; c < M; c++) {
+    double sum = 0;
+    for (int t = 0; t < T; t++) sum += w->rsp[(size_t)t * M + c];
+    w->rsum[c] = sum;
+    for (int64_t j = 0; j < d; j++) {
+      double g = 0;
+      for (int t = 0; t < T; t++) g += w->Gp[((size_t)t * M + c) * d + j];
+      w->G[c * d + j] = g;
+    }
+  }
+  for (int64_t q = 0; q < cnt; q++) {
+    double sum = 0;
+    for (int t = 0; t < T; t++) sum += w->lsp[(size_t)t * cnt + q];
+    w->loss[q] = sum;
+  }
   int64_t col = 0;
   for (int64_t q = 0; q < cnt; q++) {
     lbfgs_problem *L = &lp[idx[q]];
@@ -202,9 +237,9 @@ static void accept(lbfgs_problem *L, int h, double tol) {
   }
 }
 
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *x,
-                                           int64_t n, int64_t d, int64_t ldx,
-                                           int64_t k, int64_t P,
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
+                                           const double *shift, int64_t n,
+                                           int64_t d, int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
                                            culeace_probe **probes) {
@@ -216,21 +251,24 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *x,
   double *abuf = malloc((size_t)h * sizeof *abuf);
   eval_ws w;
   memset(&w, 0, sizeof w);
-  size_t nM;
-  if (!culeace__mul_size((size_t)n, (size_t)Mtot, &nM)) nM = SIZE_MAX;
+  int T = omp_get_max_threads();
+  w.threads = T;
+  size_t TMd = (size_t)T * (size_t)Mtot * (size_t)d;
   w.W = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe weights");
-  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe gradients");
-  w.Z = culeace__alloc(ctx, nM, 4, "probe logits");
+  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 8, "probe gradients");
+  w.Gp = culeace__alloc(ctx, TMd, 4, "probe gradients");
   w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
   w.rsum = culeace__alloc(ctx, (size_t)Mtot, 8, "probe residual sums");
+  w.rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residual sums");
   w.loss = culeace__alloc(ctx, (size_t)P, 8, "probe losses");
-  w.z = culeace__alloc(ctx, (size_t)k, 8, "logits");
-  float *xc = culeace__alloc(ctx, (size_t)n * (size_t)d, 4, "centred rows");
-  double *shift = culeace__alloc(ctx, (size_t)d, 8, "column means");
+  w.lsp = culeace__alloc(ctx, (size_t)T * (size_t)P, 8, "probe losses");
+  w.zp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "logits");
+  w.rp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residuals");
   w.xc = xc;
   w.shift = shift;
-  if (!xc || !shift || !lp || !all || !pend || !abuf || !w.W || !w.G || !w.Z || !w.b ||
-      !w.rsum || !w.loss || !w.z) {
+  if (!lp || !all || !pend || !abuf || !w.W || !w.G ||
+      !w.Gp || !w.b || !w.rsum || !w.rsp || !w.loss || !w.lsp || !w.zp ||
+      !w.rp) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for %lld probes of %lld x %lld",
                         (long long)P, (long long)n, (long long)d);
@@ -256,13 +294,6 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *x,
     }
     all[p] = p;
   }
-  for (int64_t j = 0; j < d; j++) shift[j] = 0;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) shift[j] += x[i * ldx + j];
-  for (int64_t j = 0; j < d; j++) shift[j] /= (double)n;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++)
-      xc[i * d + j] = (float)(x[i * ldx + j] - shift[j]);
   evaluate(&w, n, d, o, prs, probes, lp, all, P, 0);
   for (int64_t p = 0; p < P; p++)
     if (max_abs(lp[p].grad, D) <= o->tol) lp[p].state = 1;
@@ -344,12 +375,13 @@ cleanup:
   free(abuf);
   free(w.W);
   free(w.G);
-  free(w.Z);
+  free(w.Gp);
   free(w.b);
   free(w.rsum);
+  free(w.rsp);
   free(w.loss);
-  free(w.z);
-  free(xc);
-  free(shift);
+  free(w.lsp);
+  free(w.zp);
+  free(w.rp);
   return st;
 }
