@@ -229,13 +229,22 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
       v[j] += e * e;
     }
   }
-  double nt = (double)pr->n_train;
+  double nt = (double)pr->n_train, sd_max = 0;
   for (int64_t j = 0; j < d; j++) {
     double mc = m[j] / nt, var = v[j] / nt - mc * mc;
-    double sd = sqrt(var > 0 ? var : 0);
+    v[j] = sqrt(var > 0 ? var : 0);
     m[j] = shift[j] + mc;
-    /* like StandardScaler: (near-)constant features are left unscaled */
-    v[j] = sd > 10 * DBL_EPSILON * fabs(m[j]) && sd > 0 ? sd : 1.0;
+    sd_max = fmax(sd_max, v[j]);
+  }
+  /* Columns whose spread is below float32 resolution (1e-6 relative to the
+   * column's own magnitude or to the widest column) are constant: left
+   * unscaled, as StandardScaler leaves zero-variance columns. Scaling them
+   * would blow rounding noise up to unit variance; after an erasure that
+   * noise can still carry the concept (it is what the edit left behind in a
+   * constant column), and a probe would read it back. */
+  for (int64_t j = 0; j < d; j++) {
+    double floor = 1e-6 * fmax(fabs(m[j]), sd_max);
+    v[j] = v[j] > floor && v[j] > 0 ? v[j] : 1.0;
   }
   return CULEACE_OK;
 }

@@ -178,6 +178,36 @@ static void test_diffmeans(culeace_ctx *ctx) {
   culeace_probe_free(p);
 }
 
+/* A constant column carrying label-correlated noise far below float32
+ * resolution (what an erasure leaves in a constant column) must not be
+ * scaled up to unit variance and read back by the probe. */
+static void test_constant_column(culeace_ctx *ctx) {
+  static float Xc[N * 2];
+  static uint8_t all[N];
+  tu_rng r;
+  tu_seed(&r, 9);
+  for (int i = 0; i < N; i++) {
+    Xc[i * 2] = (float)tu_normal(&r); /* unrelated to the label */
+    Xc[i * 2 + 1] = 5.0f + (Y2[i] ? 2e-6f : -2e-6f); /* ~ulp-level signal */
+    all[i] = 1;
+  }
+  const int32_t *labels[1] = {Y2};
+  const uint8_t *train[1] = {all};
+  culeace_probe *p = NULL;
+  CHECK_OK(ctx, culeace_probe_fit_batch(ctx, Xc, N, 2, 2, 2, 1, labels, train,
+                                        NULL, &p));
+  if (!p) return;
+  double scale[2], proba[N * 2];
+  culeace_probe_params(p, NULL, NULL, NULL, scale);
+  CHECK(scale[1] == 1.0, "near-constant column scaled by %g", scale[1]);
+  culeace_probe_predict_proba(ctx, p, Xc, N, 2, proba);
+  int correct = 0;
+  for (int i = 0; i < N; i++) correct += (proba[i * 2 + 1] > 0.5) == Y2[i];
+  CHECK(correct < N * 0.6, "probe read a sub-resolution column: %d/%d",
+        correct, N);
+  culeace_probe_free(p);
+}
+
 static void test_errors(culeace_ctx *ctx) {
   static uint8_t m[N];
   for (int i = 0; i < N; i++) m[i] = Y2[i] == 0; /* class 1 missing */
@@ -212,6 +242,7 @@ int main(void) {
   test_batch_and_optimality(ctx, Y4, 4, 0);
   test_batch_and_optimality(ctx, Y4, 4, 1);
   test_diffmeans(ctx);
+  test_constant_column(ctx);
   test_errors(ctx);
   culeace_ctx_free(ctx);
   return tu_finish("test_probe");
