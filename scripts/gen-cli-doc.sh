@@ -12,7 +12,7 @@ tail_part="$(sed -n '/^## Examples/,$p' "$doc")"
   echo "Generated from each command's \`--help\` by scripts/gen-cli-doc.sh; exit status 0 on success, 1 on an error (the message on stderr names the file, dataset, row or option), 2 on a usage error. Results go to stdout (a table, or one JSON object with \`--json\`); notes and the progress bar (on a terminal only) go to stderr."
   echo
   echo '```'; "$cl" --help; echo '```'
-  for c in inspect fit apply check; do
+  for c in inspect fit apply check probe score; do
     echo; echo "## culeace $c"; echo; echo '```'; "$cl" "$c" --help; echo '```'
   done
   echo

@@ -6,6 +6,7 @@
 #include <cblas.h>
 
 #include "cli/cli.h"
+#include "cli/probe.h"
 
 static const char *usage =
     "usage: culeace COMMAND [options]   (culeace COMMAND --help for more)\n"
@@ -17,6 +18,8 @@ static const char *usage =
     "  fit FILE --x P --z P -o E.h5      fit one eraser per layer\n"
     "  apply E.h5 FILE --x P -o OUT      edit activations (or --in-place)\n"
     "  check E.h5 FILE --x P --z P       measure the erasure guarantee\n"
+    "  probe FILE --x P --y P            held-out linear probes per layer\n"
+    "  score PR.h5 FILE --x P -o S.h5    apply saved probes to activations\n"
     "\n"
     "  --version                         version and compiled backends\n";
 
@@ -36,6 +39,8 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "fit")) return cmd_fit(argc - 1, argv + 1);
   if (!strcmp(cmd, "apply")) return cmd_apply(argc - 1, argv + 1);
   if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+  if (!strcmp(cmd, "probe")) return cmd_probe(argc - 1, argv + 1);
+  if (!strcmp(cmd, "score")) return cmd_score(argc - 1, argv + 1);
   fprintf(stderr, "culeace: unknown command '%s'\n\n%s", cmd, usage);
   return EXIT_USAGE;
 }

@@ -34,7 +34,9 @@ typedef struct { /* batched evaluation workspace */
   int threads;
   float *W;        /* (M, d) raw-feature weights */
   double *b;       /* (M) raw-feature intercepts */
-  float *Gp;       /* (threads, M, d) per-thread sum_i r_i xc_i */
+  int f64;         /* accumulate in float64 (tight tolerances) */
+  void *Gp;        /* (threads, M, d) per-thread sum_i r_i xc_i, float or
+                      double as f64 says */
   double *G;       /* (M, d) their sum */
   double *rsp;     /* (threads, M) per-thread residual sums */
   double *rsum;    /* (M) */
@@ -68,6 +70,94 @@ static double row_loss(const double *z, int64_t m, int32_t y, double s,
   return s * (lse - z[y]);
 }
 
+/* The pass over the rows for M stacked outputs: per-thread logits,
+ * residuals, losses and gradient sums. ACC is the accumulation type: float
+ * is fast and good to ~1e-5 in the gradient; double reaches the tight
+ * tolerances used to compare with scikit-learn (products of float inputs
+ * are exact in double either way). Rows go in blocks of 4 so that each
+ * weight and gradient element loaded serves four rows (the pass is
+ * load-bound otherwise). */
+#define DEFINE_ROW_PASS(NAME, ACC)                                             \
+  static void NAME(eval_ws *w, int64_t n, int64_t d, int64_t M,                \
+                   const culeace__probe_problem *prs,                          \
+                   const lbfgs_problem *lp, const int64_t *idx, int64_t cnt) { \
+    int T = w->threads;                                                        \
+    ACC *Gall = (ACC *)w->Gp;                                                  \
+    memset(Gall, 0, (size_t)T * (size_t)M * (size_t)d * sizeof(ACC));         \
+    memset(w->rsp, 0, (size_t)T * (size_t)M * sizeof *w->rsp);                 \
+    memset(w->lsp, 0, (size_t)T * (size_t)cnt * sizeof *w->lsp);              \
+    _Pragma("omp parallel num_threads(T)") {                                   \
+      int t = omp_get_thread_num();                                            \
+      ACC *G = Gall + (size_t)t * M * d;                                       \
+      double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;     \
+      double *z = w->zp + (size_t)t * 4 * M, *r = w->rp + (size_t)t * 4 * M;   \
+      const float *W = w->W;                                                   \
+      int64_t nblk = (n + 3) / 4;                                              \
+      _Pragma("omp for schedule(static)") for (int64_t blk = 0; blk < nblk;    \
+                                               blk++) {                        \
+        int64_t i0 = blk * 4, nb = n - i0 < 4 ? n - i0 : 4;                    \
+        const float *x0 = w->xc + i0 * d;                                      \
+        const float *x1 = nb > 1 ? x0 + d : x0,                                \
+                    *x2 = nb > 2 ? x0 + 2 * d : x0,                            \
+                    *x3 = nb > 3 ? x0 + 3 * d : x0;                            \
+        for (int64_t c = 0; c < M; c++) {                                      \
+          const float *wc = W + c * d;                                         \
+          ACC a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                  \
+          _Pragma("omp simd reduction(+ : a0, a1, a2, a3)") for (int64_t j = 0; \
+                                                                j < d; j++) {  \
+            ACC wj = wc[j];                                                    \
+            a0 += wj * x0[j];                                                  \
+            a1 += wj * x1[j];                                                  \
+            a2 += wj * x2[j];                                                  \
+            a3 += wj * x3[j];                                                  \
+          }                                                                    \
+          z[c] = a0 + w->b[c];                                                 \
+          z[M + c] = a1 + w->b[c];                                             \
+          z[2 * M + c] = a2 + w->b[c];                                         \
+          z[3 * M + c] = a3 + w->b[c];                                         \
+        }                                                                      \
+        block_residuals(z, r, M, i0, nb, prs, lp, idx, cnt, ls);               \
+        for (int64_t c = 0; c < M; c++) {                                      \
+          ACC r0 = (ACC)r[c], r1 = (ACC)r[M + c], r2 = (ACC)r[2 * M + c],      \
+              r3 = (ACC)r[3 * M + c];                                          \
+          if (r0 == 0 && r1 == 0 && r2 == 0 && r3 == 0) continue;              \
+          rs[c] += r[c] + r[M + c] + r[2 * M + c] + r[3 * M + c];              \
+          ACC *gc = G + c * d;                                                 \
+          _Pragma("omp simd") for (int64_t j = 0; j < d; j++) gc[j] +=         \
+              r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j];               \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+  }
+
+/* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a block from
+ * their logits z (4, M); rows past nb or outside a problem's training set
+ * get zero residuals. */
+static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
+                            int64_t nb, const culeace__probe_problem *prs,
+                            const lbfgs_problem *lp, const int64_t *idx,
+                            int64_t cnt, double *ls) {
+  for (int64_t bi = 0; bi < 4; bi++) {
+    const double *zb = z + bi * M;
+    double *rb = r + bi * M;
+    int64_t i = i0 + bi, col = 0;
+    for (int64_t q = 0; q < cnt; q++) {
+      const culeace__probe_problem *pr = &prs[idx[q]];
+      int64_t m = lp[idx[q]].m;
+      if (bi < nb && pr->train[i]) {
+        int32_t y = pr->y[i];
+        ls[q] += row_loss(zb + col, m, y, pr->class_w[y], rb + col);
+      } else {
+        for (int64_t c = 0; c < m; c++) rb[col + c] = 0;
+      }
+      col += m;
+    }
+  }
+}
+
+DEFINE_ROW_PASS(row_pass_f32, float)
+DEFINE_ROW_PASS(row_pass_f64, double)
+
 /* Objective and gradient of the listed problems at theta (or trial), in
  * one pass over the rows: each row's logits for every problem, its
  * residuals, and their products with the row, while the row is in cache
@@ -93,74 +183,18 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
     }
   }
   int T = w->threads;
-  memset(w->Gp, 0, (size_t)T * (size_t)M * (size_t)d * sizeof *w->Gp);
-  memset(w->rsp, 0, (size_t)T * (size_t)M * sizeof *w->rsp);
-  memset(w->lsp, 0, (size_t)T * (size_t)cnt * sizeof *w->lsp);
-#pragma omp parallel num_threads(T)
-  {
-    int t = omp_get_thread_num();
-    float *G = w->Gp + (size_t)t * M * d;
-    double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;
-    double *z = w->zp + (size_t)t * 4 * M, *r = w->rp + (size_t)t * 4 * M;
-    const float *W = w->W;
-    /* rows in blocks of 4: each weight and gradient element loaded once
-     * serves four rows (the pass is load-bound otherwise) */
-    int64_t nblk = (n + 3) / 4;
-#pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < nblk; blk++) {
-      int64_t i0 = blk * 4, nb = n - i0 < 4 ? n - i0 : 4;
-      const float *x0 = w->xc + i0 * d;
-      const float *x1 = nb > 1 ? x0 + d : x0, *x2 = nb > 2 ? x0 + 2 * d : x0,
-                  *x3 = nb > 3 ? x0 + 3 * d : x0;
-      for (int64_t c = 0; c < M; c++) {
-        const float *wc = W + c * d;
-        float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3)
-        for (int64_t j = 0; j < d; j++) {
-          a0 += wc[j] * x0[j];
-          a1 += wc[j] * x1[j];
-          a2 += wc[j] * x2[j];
-          a3 += wc[j] * x3[j];
-        }
-        z[c] = (double)a0 + w->b[c];
-        z[M + c] = (double)a1 + w->b[c];
-        z[2 * M + c] = (double)a2 + w->b[c];
-        z[3 * M + c] = (double)a3 + w->b[c];
-      }
-      for (int64_t bi = 0; bi < 4; bi++) {
-        double *zb = z + bi * M, *rb = r + bi * M;
-        int64_t i = i0 + bi, col = 0;
-        for (int64_t q = 0; q < cnt; q++) {
-          const culeace__probe_problem *pr = &prs[idx[q]];
-          int64_t m = lp[idx[q]].m;
-          if (bi < nb && pr->train[i]) {
-            int32_t y = pr->y[i];
-            ls[q] += row_loss(zb + col, m, y, pr->class_w[y], rb + col);
-          } else {
-            for (int64_t c = 0; c < m; c++) rb[col + c] = 0;
-          }
-          col += m;
-        }
-      }
-      for (int64_t c = 0; c < M; c++) {
-        float r0 = (float)r[c], r1 = (float)r[M + c], r2 = (float)r[2 * M + c],
-              r3 = (float)r[3 * M + c];
-        if (r0 == 0 && r1 == 0 && r2 == 0 && r3 == 0) continue;
-        rs[c] += r[c] + r[M + c] + r[2 * M + c] + r[3 * M + c];
-        float *gc = G + c * d;
-#pragma omp simd
-        for (int64_t j = 0; j < d; j++)
-          gc[j] += r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j];
-      }
-    }
-  }
+  if (w->f64) row_pass_f64(w, n, d, M, prs, lp, idx, cnt);
+  else row_pass_f32(w, n, d, M, prs, lp, idx, cnt);
   for (int64_t c = 0; c < M; c++) {
     double sum = 0;
     for (int t = 0; t < T; t++) sum += w->rsp[(size_t)t * M + c];
     w->rsum[c] = sum;
     for (int64_t j = 0; j < d; j++) {
       double g = 0;
-      for (int t = 0; t < T; t++) g += w->Gp[((size_t)t * M + c) * d + j];
+      for (int t = 0; t < T; t++) {
+        size_t at = ((size_t)t * M + c) * d + j;
+        g += w->f64 ? ((const double *)w->Gp)[at] : ((const float *)w->Gp)[at];
+      }
       w->G[c * d + j] = g;
     }
   }
@@ -275,7 +309,10 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
   size_t TMd = (size_t)T * (size_t)Mtot * (size_t)d;
   w.W = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe weights");
   w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 8, "probe gradients");
-  w.Gp = culeace__alloc(ctx, TMd, 4, "probe gradients");
+  /* float accumulation is good to ~1e-5 in the gradient; below that
+   * tolerance the pass accumulates in double */
+  w.f64 = o->tol < 1e-5;
+  w.Gp = culeace__alloc(ctx, TMd, w.f64 ? 8 : 4, "probe gradients");
   w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
   w.rsum = culeace__alloc(ctx, (size_t)Mtot, 8, "probe residual sums");
   w.rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residual sums");

@@ -144,6 +144,18 @@ static void test_batch_and_optimality(culeace_ctx *ctx, const int32_t *y,
     culeace_probe_free(re);
   }
   for (int p = 0; p < P; p++) culeace_probe_free(batch[p]);
+  /* the default tolerance takes the float32-accumulation pass: the float64
+   * gradient at its answer must still meet the tolerance (with margin for
+   * float32 rounding) */
+  o.tol = 1e-4;
+  CHECK_OK(ctx, culeace_probe_fit_batch(ctx, X, N, D, D, k, P, labels, train,
+                                        &o, batch));
+  for (int p = 0; p < P && batch[p]; p++) {
+    double gmax = grad_norm(batch[p], y, masks[p], o.C, balanced);
+    CHECK(gmax < 1.5e-4, "k %lld probe %d at tol 1e-4: gradient %.2e",
+          (long long)k, p, gmax);
+    culeace_probe_free(batch[p]);
+  }
 }
 
 static void test_diffmeans(culeace_ctx *ctx) {

@@ -1,0 +1,379 @@
+/* cmd_probe.c — `culeace probe`: which layers linearly encode a concept.
+ * Per selected layer, held-out linear probes over stratified (group) k-fold
+ * cross-validation, with the majority baseline, optional control task
+ * (selectivity), accuracy after LEACE erasure and MDL codelength; reports as
+ * a table, JSON, CSV and an SVG plot, and saves the probes fitted on all
+ * rows. Option parsing and the shared setup live here; a layer's work is in
+ * probe_run.c, the reports in probe_report.c and probe_plot.c. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/probe.h"
+#include "core/eval.h"
+
+static const char *probe_help =
+    "usage: culeace probe FILE --x PATH --y PATH [options]\n"
+    "\n"
+    "Fits held-out linear probes on every selected layer of the activations\n"
+    "in FILE (stratified k-fold cross-validation; whole groups per fold with\n"
+    "--groups) and reports per layer: accuracy (mean and std over folds),\n"
+    "balanced accuracy, AUROC (2 classes), log-loss and the majority-class\n"
+    "baseline; optionally the control task, the accuracy after LEACE\n"
+    "erasure and the MDL codelength. The best layer (highest accuracy) is\n"
+    "marked. All folds of a layer are fitted together in one pass.\n"
+    "\n"
+    "Probe options:\n"
+    "  --y PATH            integer class labels (n,) or (n,t) (alias --z)\n"
+    "  --groups PATH       integer group ids (n,) (e.g. prompt ids): a group's\n"
+    "                      rows always share a fold; with --tokens and no\n"
+    "                      --groups, each example's tokens share a fold\n"
+    "  --folds N           cross-validation folds (default 5)\n"
+    "  --seed N            seed of the folds, control labels and MDL order (0)\n"
+    "  --probe KIND        logistic (default) or diffmeans\n"
+    "  --C F               inverse L2 strength, as scikit-learn's C (1.0)\n"
+    "  --tol F             stop when max |gradient| <= F (1e-4)\n"
+    "  --max-iter N        L-BFGS iterations (100)\n"
+    "  --no-standardize    do not z-score features (default: z-score with the\n"
+    "                      training fold's mean and std)\n"
+    "  --balanced          class weights n / (k * n_class)\n"
+    "  --control           control task (Hewitt & Liang 2019): labels\n"
+    "                      permuted per group (or per row); reports the\n"
+    "                      control accuracy and selectivity = task - control\n"
+    "  --erase             per fold: fit LEACE on the training rows, erase\n"
+    "                      all rows, re-probe: accuracy after erasure\n"
+    "  --mdl               MDL online code (Voita & Titov 2020): codelength\n"
+    "                      in bits and compression = uniform / online\n"
+    "Outputs:\n"
+    "  --csv FILE          one line per layer\n"
+    "  --plot FILE.svg     accuracy vs layer with baseline, control and\n"
+    "                      erased curves (and FILE.png when rsvg-convert or\n"
+    "                      ImageMagick's convert is on PATH)\n"
+    "  --save FILE.h5      each layer's probe fitted on all rows (for score)\n"
+    "\n";
+
+/* Parses a float option; -1 (message printed) when not a finite number. */
+static int parse_double(const cli_common *c, const char *name, const char *s,
+                        double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || !isfinite(v)) {
+    cli_error(c, "--%s must be a number (got '%s')", name, s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static int parse_args(int argc, char **argv, cli_common *c,
+                      probe_settings *s) {
+  static struct option opts[] = {
+      {"x", 1, 0, 0}, {"layer-axis", 1, 0, 0}, {"tokens", 0, 0, 0},
+      {"mask", 1, 0, 0}, {"layers", 1, 0, 0}, {"device", 1, 0, 0},
+      {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0}, {"json", 0, 0, 0},
+      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},
+      {"y", 1, 0, 0}, {"z", 1, 0, 0}, {"groups", 1, 0, 0},
+      {"folds", 1, 0, 0}, {"seed", 1, 0, 0}, {"probe", 1, 0, 0},
+      {"C", 1, 0, 0}, {"tol", 1, 0, 0}, {"max-iter", 1, 0, 0},
+      {"no-standardize", 0, 0, 0}, {"balanced", 0, 0, 0},
+      {"control", 0, 0, 0}, {"erase", 0, 0, 0}, {"mdl", 0, 0, 0},
+      {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
+      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  int idx, ch;
+  optind = 1;
+  while ((ch = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+    if (ch == 'h') {
+      printf("%s%s", probe_help, cli_common_help);
+      return 1;
+    }
+    if (ch != 0) return -1;
+    const char *name = opts[idx].name;
+    int r = cli_common_option(c, name, optarg);
+    if (r < 0) return -1;
+    if (r > 0) continue;
+    if (!strcmp(name, "y") || !strcmp(name, "z")) s->y_path = optarg;
+    else if (!strcmp(name, "groups")) s->groups_path = optarg;
+    else if (!strcmp(name, "folds")) {
+      s->folds = cli_parse_int(optarg);
+      if (s->folds < 2 || s->folds > 1000)
+        return cli_error(c, "--folds must be a number from 2 to 1000 (got "
+                         "'%s')", optarg), -1;
+    } else if (!strcmp(name, "seed")) {
+      char *end;
+      errno = 0;
+      unsigned long long v = strtoull(optarg, &end, 10);
+      if (!*optarg || *end || errno || optarg[0] == '-')
+        return cli_error(c, "--seed must be a number >= 0 (got '%s')",
+                         optarg), -1;
+      s->seed = (uint64_t)v;
+    } else if (!strcmp(name, "probe")) {
+      if (!strcmp(optarg, "logistic")) s->po.kind = CULEACE_PROBE_LOGISTIC;
+      else if (!strcmp(optarg, "diffmeans"))
+        s->po.kind = CULEACE_PROBE_DIFFMEANS;
+      else
+        return cli_error(c, "--probe must be logistic or diffmeans (got "
+                         "'%s')", optarg), -1;
+    } else if (!strcmp(name, "C")) {
+      if (parse_double(c, "C", optarg, &s->po.C)) return -1;
+      if (!(s->po.C > 0))
+        return cli_error(c, "--C must be > 0 (got '%s'): it is the inverse "
+                         "of the L2 strength", optarg), -1;
+    } else if (!strcmp(name, "tol")) {
+      if (parse_double(c, "tol", optarg, &s->po.tol)) return -1;
+      if (!(s->po.tol > 0))
+        return cli_error(c, "--tol must be > 0 (got '%s')", optarg), -1;
+    } else if (!strcmp(name, "max-iter")) {
+      int64_t v = cli_parse_int(optarg);
+      if (v < 1 || v > 1000000)
+        return cli_error(c, "--max-iter must be a number from 1 to 1000000 "
+                         "(got '%s')", optarg), -1;
+      s->po.max_iter = (int)v;
+    } else if (!strcmp(name, "no-standardize")) s->po.standardize = 0;
+    else if (!strcmp(name, "balanced")) s->po.balanced = 1;
+    else if (!strcmp(name, "control")) s->control = 1;
+    else if (!strcmp(name, "erase")) s->erase = 1;
+    else if (!strcmp(name, "mdl")) s->mdl = 1;
+    else if (!strcmp(name, "csv")) s->csv = optarg;
+    else if (!strcmp(name, "plot")) s->plot = optarg;
+    else if (!strcmp(name, "save")) s->save = optarg;
+  }
+  if (optind != argc - 1)
+    return cli_error(c, "expected exactly one input FILE (see --help)"), -1;
+  s->file = argv[optind];
+  if (!c->spec.x_path)
+    return cli_error(c, "--x PATH (the activations) is required"), -1;
+  if (!s->y_path)
+    return cli_error(c, "--y PATH (the class labels) is required"), -1;
+  const char *outs[3] = {s->csv, s->plot, s->save};
+  const char *names[3] = {"--csv", "--plot", "--save"};
+  for (int i = 0; i < 3; i++) {
+    if (!outs[i]) continue;
+    if (cli_same_file(s->file, outs[i]) || !strcmp(s->file, outs[i]))
+      return cli_error(c, "%s %s is the input file; choose another path",
+                       names[i], outs[i]), -1;
+    for (int j = 0; j < i; j++)
+      if (outs[j] && !strcmp(outs[i], outs[j]))
+        return cli_error(c, "%s and %s name the same file %s", names[j],
+                         names[i], outs[i]), -1;
+  }
+  return 0;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Draws control labels until every training fold holds every class (at
+ * most 100 draws with seeds derived from --seed). */
+static int make_control(probe_job *J) {
+  const cli_common *c = J->c;
+  int64_t N = J->N, k = J->k, F = J->s->folds;
+  int64_t *cnt = malloc((size_t)(F * k + k) * sizeof *cnt);
+  if (!cnt) return cli_error(c, "out of memory");
+  for (int attempt = 0; attempt < 100; attempt++) {
+    uint64_t seed = J->s->seed + (uint64_t)attempt * 0x100000001ull;
+    if (culeace__control_labels(J->ctx, N, J->lab->classes, k, J->groups,
+                                seed, J->control)) {
+      free(cnt);
+      return cli_error_ctx(c, J->ctx, "control labels");
+    }
+    int64_t *tot = cnt + F * k;
+    memset(cnt, 0, (size_t)(F * k + k) * sizeof *cnt);
+    for (int64_t i = 0; i < N; i++)
+      if (J->control[i] >= 0) {
+        cnt[J->fold[i] * k + J->control[i]]++;
+        tot[J->control[i]]++;
+      }
+    int ok = 1;
+    for (int64_t f = 0; f < F && ok; f++)
+      for (int64_t cl = 0; cl < k; cl++)
+        if (tot[cl] - cnt[f * k + cl] == 0) ok = 0;
+    if (ok) {
+      J->control_seed = seed;
+      memcpy(J->control_counts, tot, (size_t)k * sizeof *tot);
+      free(cnt);
+      return 0;
+    }
+  }
+  free(cnt);
+  return cli_error(c, "--control: no permutation of the %s labels found in "
+                   "100 draws leaves every class in every training fold; "
+                   "use fewer folds or more groups",
+                   J->groups ? "group" : "row");
+}
+
+int cmd_probe(int argc, char **argv) {
+  cli_common c;
+  cli_common_init(&c, "culeace probe");
+  probe_settings s;
+  memset(&s, 0, sizeof s);
+  s.folds = 5;
+  culeace_probe_opts_init(&s.po);
+  int pr = parse_args(argc, argv, &c, &s);
+  if (pr > 0) return 0;
+  if (pr < 0) return EXIT_USAGE;
+
+  int rc = 1;
+  culeace_ctx *ctx = cli_open_ctx(&c);
+  culeace_act *act = NULL;
+  culeace_labels lab;
+  memset(&lab, 0, sizeof lab);
+  int64_t *groups = NULL, *layers = NULL, m = 0, n_groups = 0;
+  probe_layer_result *res = NULL;
+  probe_job J;
+  memset(&J, 0, sizeof J);
+  int wrote_csv = 0, wrote_plot = 0;
+  if (!ctx) return 1;
+  if (culeace__act_open(ctx, s.file, &c.spec, 0, &act)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  int64_t n = culeace__act_examples(act), t = culeace__act_tokens(act);
+  if (culeace__labels_read_masked(ctx, s.file, s.y_path, n, t, c.spec.x_path,
+                                  culeace__act_mask(act), &lab)) {
+    cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  if (lab.continuous) {
+    cli_error(&c, "--y %s in %s holds floating-point values; a probe needs "
+              "integer class labels", s.y_path, s.file);
+    goto done;
+  }
+  if (s.groups_path) {
+    if (culeace__groups_read(ctx, s.file, s.groups_path, n, t, &groups)) {
+      cli_error_ctx(&c, ctx, "--groups");
+      goto done;
+    }
+  } else if (t > 1) { /* token rows: the example is the group (no leakage
+                         of an example's tokens across folds) */
+    groups = malloc((size_t)(n * t) * sizeof *groups);
+    if (!groups) {
+      cli_error(&c, "out of memory");
+      goto done;
+    }
+    for (int64_t i = 0; i < n * t; i++) groups[i] = i / t;
+  }
+  m = cli_parse_layers(&c, c.layers, act, &layers);
+  if (m < 0) goto done;
+  J.c = &c;
+  J.s = &s;
+  J.ctx = ctx;
+  J.act = act;
+  J.lab = &lab;
+  J.groups = groups;
+  J.N = n * t;
+  J.k = lab.n_classes;
+  int64_t F = s.folds, k = J.k;
+  J.fold = malloc((size_t)J.N * sizeof *J.fold);
+  J.fold_counts = calloc((size_t)(F * k), sizeof *J.fold_counts);
+  J.control = s.control ? malloc((size_t)J.N * sizeof *J.control) : NULL;
+  J.control_counts = calloc((size_t)k, sizeof *J.control_counts);
+  J.mdl_key = s.mdl ? malloc((size_t)J.N * sizeof *J.mdl_key) : NULL;
+  res = calloc((size_t)m, sizeof *res);
+  if (!J.fold || !J.fold_counts || (s.control && !J.control) ||
+      !J.control_counts || (s.mdl && !J.mdl_key) || !res) {
+    cli_error(&c, "out of memory");
+    goto done;
+  }
+  if (culeace__stratified_folds(ctx, J.N, lab.classes, k, groups, F, s.seed,
+                                lab.class_values, J.fold)) {
+    char what[600];
+    if (s.groups_path)
+      snprintf(what, sizeof what, "--y %s, --groups %s", s.y_path,
+               s.groups_path);
+    else
+      snprintf(what, sizeof what, "--y %s%s", s.y_path,
+               groups ? " (each example's tokens are one group)" : "");
+    cli_error_ctx(&c, ctx, what);
+    goto done;
+  }
+  for (int64_t i = 0; i < J.N; i++)
+    if (J.fold[i] >= 0) J.fold_counts[J.fold[i] * k + lab.classes[i]]++;
+  if (groups) { /* groups with at least one used row */
+    int64_t *ids = malloc((size_t)(J.N ? J.N : 1) * sizeof *ids), u = 0;
+    if (!ids) {
+      cli_error(&c, "out of memory");
+      goto done;
+    }
+    for (int64_t i = 0; i < J.N; i++)
+      if (lab.classes[i] >= 0) ids[u++] = groups[i];
+    qsort(ids, (size_t)u, sizeof *ids, cmp_i64);
+    for (int64_t i = 0; i < u; i++) n_groups += i == 0 || ids[i] != ids[i - 1];
+    free(ids);
+  }
+  if (s.control && make_control(&J)) goto done;
+  if (s.mdl &&
+      probe_mdl_order(&c, J.N, lab.classes, groups, s.seed, J.mdl_key))
+    goto done;
+  for (int64_t i = 0; i < m; i++)
+    if (probe_result_alloc(&res[i], F)) {
+      cli_error(&c, "out of memory");
+      goto done;
+    }
+  if (s.save && culeace__probe_file_create(ctx, s.save, &J.save)) {
+    cli_error_ctx(&c, ctx, "--save");
+    goto done;
+  }
+  int64_t used = 0;
+  for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
+  double units = 1 + (double)F + (s.erase ? (double)F : 0);
+  cli_progress prog;
+  cli_progress_start(&prog, &c, "probe", units * (double)used * (double)m,
+                     (double)culeace__act_width(act) * 4.0);
+  J.prog = &prog;
+  for (int64_t i = 0; i < m; i++)
+    if (probe_run_layer(&J, layers[i], &res[i])) goto done;
+  cli_progress_end(&prog);
+  probe_report R;
+  memset(&R, 0, sizeof R);
+  R.s = &s;
+  R.x_path = c.spec.x_path;
+  R.k = k;
+  R.class_values = lab.class_values;
+  R.class_counts = lab.class_counts;
+  R.n_groups = n_groups;
+  R.job = &J;
+  R.layers = res;
+  R.m = m;
+  R.best = 0;
+  for (int64_t i = 1; i < m; i++)
+    if (res[i].acc.mean > res[R.best].acc.mean) R.best = i;
+  /* outputs: the probe file last (a failure after the CSV or plot were
+   * written removes them again, so an error leaves no output behind) */
+  if (s.csv) {
+    if (probe_write_csv(&c, &R, s.csv)) goto done;
+    wrote_csv = 1;
+  }
+  if (s.plot) {
+    if (probe_write_plot(&c, &R, s.plot)) goto done;
+    wrote_plot = 1;
+  }
+  if (J.save && culeace__probe_file_commit(J.save)) {
+    cli_error_ctx(&c, ctx, "--save");
+    goto done;
+  }
+  if (c.json) probe_print_json(&R);
+  else probe_print_table(&R);
+  rc = 0;
+done:
+  if (rc && wrote_csv) remove(s.csv);
+  if (rc && wrote_plot) probe_remove_plot(s.plot);
+  culeace__probe_file_free(J.save);
+  for (int64_t i = 0; res && i < m; i++) probe_result_free(&res[i]);
+  free(res);
+  free(J.fold);
+  free(J.fold_counts);
+  free(J.control);
+  free(J.control_counts);
+  free(J.mdl_key);
+  free(groups);
+  free(layers);
+  culeace__labels_free(&lab);
+  if (act) culeace__act_close(act);
+  culeace_ctx_free(ctx);
+  return rc;
+}

@@ -1,0 +1,135 @@
+/* probe.h — shared pieces of `culeace probe`: the settings, the state shared
+ * by every layer (folds, control labels, MDL order), the per-layer results,
+ * and the functions of the files that run a layer (probe_run.c), the MDL
+ * online code (probe_mdl.c), and write the reports (probe_report.c: table,
+ * JSON, CSV; probe_plot.c: SVG and PNG). */
+#ifndef CULEACE_CLI_PROBE_H
+#define CULEACE_CLI_PROBE_H
+
+#include <stdint.h>
+
+#include "cli/cli.h"
+#include "io/probe_file.h"
+
+/* What the user asked for. */
+typedef struct {
+  const char *file, *y_path, *groups_path;
+  const char *csv, *plot, *save;
+  int64_t folds;
+  uint64_t seed;
+  culeace_probe_opts po; /* kind, C, tol, max_iter, standardize, balanced */
+  int control, erase, mdl;
+} probe_settings;
+
+/* A per-fold metric: values (folds), NAN where not defined. */
+typedef struct {
+  double *v;
+  double mean, std; /* over the defined folds; std is the population std
+                       (numpy's default), NAN when none is defined */
+} probe_metric;
+
+/* MDL online code of one layer (Voita & Titov 2020). */
+typedef struct {
+  int done;
+  int blocks;          /* transmitted blocks (after the first) */
+  int uniform_blocks;  /* blocks sent with the uniform code because their
+                          training prefix lacked a class */
+  double online_bits, uniform_bits, compression;
+} probe_mdl;
+
+typedef struct {
+  int64_t layer;
+  const char *name;
+  int64_t rows, dropped;
+  probe_metric acc, bal, auc, ll, maj, ctrl, erased;
+  double selectivity; /* acc.mean - ctrl.mean, NAN without --control */
+  probe_mdl mdl;
+  int all_converged; /* every fitted probe reached tol */
+  int max_n_iter;    /* most L-BFGS iterations any of the layer's probes took */
+} probe_layer_result;
+
+/* State shared by all layers (indexed by flat row: example * t + token). */
+typedef struct {
+  const cli_common *c;
+  const probe_settings *s;
+  culeace_ctx *ctx;
+  culeace_act *act;
+  const culeace_labels *lab;  /* classes, -1 on masked rows */
+  const int64_t *groups;      /* (N) or NULL */
+  int64_t N;                  /* flat rows: n * t */
+  int64_t k;
+  int32_t *fold;              /* (N) fold of each row, -1 unused */
+  int64_t *fold_counts;       /* (folds, k) rows per fold and class */
+  int32_t *control;           /* (N) control labels or NULL */
+  uint64_t control_seed;      /* the seed the control labels were drawn with */
+  int64_t *control_counts;    /* (k) rows per control class */
+  int64_t *mdl_key;           /* (N) position of each row in the online-code
+                                 order (groups kept together), or NULL */
+  culeace__probe_file *save;  /* --save (temp file until commit) or NULL */
+  cli_progress *prog;
+  double units_per_layer;     /* progress units of one layer */
+} probe_job;
+
+typedef struct {
+  const probe_settings *s;
+  const char *x_path;
+  int64_t k;
+  const int64_t *class_values, *class_counts;
+  int64_t n_groups;     /* 0 without --groups */
+  const probe_job *job;
+  const probe_layer_result *layers;
+  int64_t m;
+  int64_t best;         /* index into layers of the best layer (accuracy) */
+} probe_report;
+
+/* ---- probe_run.c --------------------------------------------------------- */
+/* Reads layer l's kept rows and fits and evaluates every probe of it. 0 ok,
+ * 1 error (message printed). res->*.v must be allocated by the caller
+ * (probe_result_alloc). */
+int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res);
+int probe_result_alloc(probe_layer_result *r, int64_t folds);
+void probe_result_free(probe_layer_result *r);
+/* Fills mean/std of a metric over its defined folds. */
+void probe_metric_summarise(probe_metric *m, int64_t folds);
+
+/* ---- probe_mdl.c --------------------------------------------------------- */
+/* Online-code order of the used rows: key (N) = position of each flat row
+ * (-1 unused); groups stay contiguous. 0 ok, 1 error (printed). */
+int probe_mdl_order(const cli_common *c, int64_t N, const int32_t *labels,
+                    const int64_t *groups, uint64_t seed, int64_t *key);
+/* Training masks of the online code for n kept rows with positions pos (n,
+ * 0..n-1): writes up to CULEACE_MDL_N_BOUNDS - 1 masks (each n bytes, from
+ * masks[b]) for the blocks whose prefix has every class; usable[b] = 1 for
+ * those. ends: the bounds (culeace__mdl_bounds). Returns the number of
+ * blocks (bounds - 1). */
+int probe_mdl_masks(int64_t n, int64_t k, const int32_t *y,
+                    const int64_t *pos, const int64_t *ends, int nb,
+                    uint8_t **masks, int *usable);
+
+/* ---- probe_report.c ------------------------------------------------------ */
+void probe_print_table(const probe_report *r);
+void probe_print_json(const probe_report *r);
+/* Writes the CSV to path (temp + rename). 0 ok, 1 error (printed). */
+int probe_write_csv(const cli_common *c, const probe_report *r,
+                    const char *path);
+
+/* ---- probe_plot.c -------------------------------------------------------- */
+/* Writes the SVG to path (temp + rename), then a PNG next to it (same name,
+ * .png) when rsvg-convert or convert is on PATH (a failed conversion is a
+ * warning). 0 ok, 1 error (printed). */
+int probe_write_plot(const cli_common *c, const probe_report *r,
+                     const char *path);
+/* Removes the SVG and the PNG probe_write_plot wrote next to it. */
+void probe_remove_plot(const char *path);
+
+/* ---- shared helpers (probe_report.c) ------------------------------------- */
+/* Opens PATH.tmpPID for writing; *tmp gets the malloc'd temp name. */
+FILE *probe_open_tmp(const cli_common *c, const char *path, char **tmp);
+/* fclose + fsync + rename; removes the temp file on failure. 0 ok. */
+int probe_commit_tmp(const cli_common *c, FILE *fp, char *tmp,
+                     const char *path);
+
+int cmd_probe(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+
+#endif

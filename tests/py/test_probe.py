@@ -1,0 +1,459 @@
+"""test_probe.py — `culeace probe` and `culeace score` end to end against
+scikit-learn on synthetic dumps (data/make_dump.py, d = 256):
+
+  * with a tight tolerance, the probe fitted on all rows (--save) has the
+    coefficients of StandardScaler + LogisticRegression(lbfgs) to 1e-3
+    relative, and per-fold held-out accuracies on the same folds (the
+    assignment exported by --json) agree to 0.5 percentage points, binary
+    and 5-class;
+  * with default settings, mean accuracies agree to 1 point;
+  * folds never split a group (or an example's tokens), every fold has every
+    class, control labels keep the class counts, after-erasure accuracy is
+    at the majority baseline (1 point) on a planted concept, MDL;
+  * bad input: clear message, non-zero exit, no output file left behind;
+  * score reproduces scikit-learn's predict_proba; the SVG is well-formed.
+"""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import warnings
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
+MAKE_DUMP = ROOT / "data" / "make_dump.py"
+
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(),
+                                reason=f"culeace binary not built ({BIN})")
+
+
+def run(*args, check=True):
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True, text=True,
+                       timeout=600)
+    if check and p.returncode != 0:
+        raise AssertionError(f"culeace {' '.join(map(str, args))} failed "
+                             f"({p.returncode}):\n{p.stderr}")
+    return p
+
+
+def probe_json(*args):
+    return json.loads(run("probe", *args, "--json", "--quiet").stdout)
+
+
+def make_dump(path, **kw):
+    args = [sys.executable, str(MAKE_DUMP), "-o", str(path), "--quiet"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    subprocess.run(args, check=True, timeout=600)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dumps(tmp_path_factory):
+    d = tmp_path_factory.mktemp("probe")
+    return {
+        "bin": make_dump(d / "bin.h5", rows=3000, dim=256, layers=3,
+                         classes=2, signal=0.8, seed=1),
+        "five": make_dump(d / "five.h5", rows=3000, dim=256, layers=3,
+                          classes=5, rank=4, signal=1.0, seed=2),
+        "groups": make_dump(d / "groups.h5", rows=2000, dim=64, layers=2,
+                            classes=3, rank=2, groups=90, seed=3),
+        "tokens": make_dump(d / "tokens.h5", rows=400, dim=32, layers=2,
+                            tokens=6, seed=4),
+        "planted": make_dump(d / "planted.h5", rows=3000, dim=64, layers=3,
+                             classes=2, class_weights="0.65,0.35", signal=4.0,
+                             seed=5),
+    }
+
+
+def layer_x(path, name):
+    with h5py.File(path, "r") as f:
+        return f["hidden"][name][...].astype(np.float64), f["labels"][...]
+
+
+def sk_fit(x, y, C=1.0, tol=1e-4, max_iter=100):
+    """StandardScaler on the training rows + LogisticRegression(lbfgs)."""
+    sc = StandardScaler().fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning at max_iter
+        m = LogisticRegression(C=C, tol=tol, max_iter=max_iter,
+                               solver="lbfgs").fit(sc.transform(x), y)
+    return sc, m
+
+
+def sk_fold_accuracies(x, y, fold, n_folds, **kw):
+    accs = []
+    for k in range(n_folds):
+        tr, te = (fold >= 0) & (fold != k), fold == k
+        sc, m = sk_fit(x[tr], y[tr], **kw)
+        accs.append(m.score(sc.transform(x[te]), y[te]))
+    return np.array(accs)
+
+
+def saved_probe(path, layer_name):
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] in (b"culeace-probes", "culeace-probes")
+        for key in f["probes"]:
+            g = f["probes"][key]
+            name = g.attrs["layer_name"]
+            name = name.decode() if isinstance(name, bytes) else name
+            if name == layer_name:
+                return {k: g[k][...] for k in g} | dict(g.attrs)
+    raise KeyError(layer_name)
+
+
+def centred(b):
+    """Softmax intercepts are defined up to a common shift: centre them."""
+    return b - b.mean() if b.size > 1 else b
+
+
+# ---- agreement with scikit-learn ------------------------------------------------
+
+@pytest.mark.parametrize("which,layer", [("bin", "1"), ("five", "2")])
+def test_tight_tolerance_matches_sklearn(dumps, tmp_path, which, layer):
+    path = dumps[which]
+    save = tmp_path / "probes.h5"
+    tight = dict(C=1.0, tol=1e-8, max_iter=10000)
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--layers",
+                    layer, "--folds", "3", "--tol", "1e-8", "--max-iter",
+                    "10000", "--save", save)
+    assert js["settings"]["tol"] == 1e-8 and js["settings"]["folds"] == 3
+    x, y = layer_x(path, layer)
+    fold = np.array(js["folds"]["assignment"])
+    ours = np.array(js["layers"][0]["accuracy"]["folds"])
+    ref = sk_fold_accuracies(x, y, fold, 3, **tight)
+    diff_pp = 100 * np.abs(ours - ref).max()
+    print(f"{which} layer {layer}: fold accuracies {ours} vs sklearn {ref}, "
+          f"max diff {diff_pp:.3f} pp")
+    assert diff_pp <= 0.5
+    # the probe fitted on all rows against sklearn's, in the standardised
+    # space (sklearn's coef_ after a StandardScaler)
+    sc, m = sk_fit(x, y, **tight)
+    p = saved_probe(save, layer)
+    assert p["coef"].shape == m.coef_.shape
+    np.testing.assert_allclose(p["mean"], sc.mean_, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(p["scale"], sc.scale_, rtol=1e-5)
+    ref_w = np.concatenate([m.coef_.ravel(), centred(m.intercept_)])
+    our_w = np.concatenate([p["coef"].ravel(), centred(p["intercept"])])
+    rel = np.abs(our_w - ref_w).max() / np.abs(ref_w).max()
+    print(f"{which} layer {layer}: coefficient relative difference {rel:.2e}")
+    assert rel <= 1e-3
+    assert list(p["class_values"]) == sorted(set(y.tolist()))
+
+
+@pytest.mark.parametrize("which,layers", [("bin", "0,1"), ("five", "2")])
+def test_default_settings_match_sklearn(dumps, which, layers):
+    path = dumps[which]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--layers",
+                    layers)
+    assert js["settings"]["C"] == 1.0 and js["settings"]["max_iter"] == 100
+    fold = np.array(js["folds"]["assignment"])
+    for L in js["layers"]:
+        x, y = layer_x(path, L["name"])
+        ref = sk_fold_accuracies(x, y, fold, 5)
+        ours = np.array(L["accuracy"]["folds"])
+        d_mean = 100 * abs(ours.mean() - ref.mean())
+        print(f"{which} layer {L['name']}: accuracy {ours.mean():.4f} vs "
+              f"sklearn {ref.mean():.4f} ({d_mean:.2f} pp; max per fold "
+              f"{100 * np.abs(ours - ref).max():.2f} pp)")
+        assert d_mean <= 1.0
+        assert abs(L["accuracy"]["mean"] - ours.mean()) < 1e-9
+        assert abs(L["accuracy"]["std"] - ours.std()) < 1e-9
+
+
+def test_metrics_match_sklearn(dumps):
+    """Balanced accuracy, AUROC, log-loss and the majority baseline of one
+    fold recomputed with sklearn from the same predictions."""
+    from sklearn.metrics import balanced_accuracy_score, log_loss, \
+        roc_auc_score
+    path = dumps["bin"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--layers", "0",
+                    "--folds", "3", "--tol", "1e-7", "--max-iter", "10000")
+    x, y = layer_x(path, "0")
+    fold = np.array(js["folds"]["assignment"])
+    L = js["layers"][0]
+    for k in range(3):
+        tr, te = fold != k, fold == k
+        sc, m = sk_fit(x[tr], y[tr], tol=1e-7, max_iter=10000)
+        p = m.predict_proba(sc.transform(x[te]))
+        assert abs(L["auroc"]["folds"][k] - roc_auc_score(y[te], p[:, 1])) < 2e-3
+        assert abs(L["log_loss"]["folds"][k] - log_loss(y[te], p)) < 2e-3
+        assert abs(L["balanced_accuracy"]["folds"][k] -
+                   balanced_accuracy_score(y[te], p.argmax(1))) <= 0.005
+        maj = np.bincount(y[tr]).argmax()
+        assert abs(L["majority"]["folds"][k] - np.mean(y[te] == maj)) < 1e-12
+
+
+# ---- folds, control task, erasure, MDL -----------------------------------------
+
+def test_folds_never_split_groups(dumps):
+    path = dumps["groups"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
+                    "/groups", "--folds", "4", "--control")
+    with h5py.File(path, "r") as f:
+        groups, y = f["groups"][...], f["labels"][...]
+    fold = np.array(js["folds"]["assignment"])
+    assert js["fold_unit"] == "group" and js["n_groups"] == len(set(groups))
+    for g in np.unique(groups):
+        assert len(set(fold[groups == g])) == 1, f"group {g} split"
+    counts = np.array(js["folds"]["class_counts"])
+    assert counts.shape == (4, 3) and (counts > 0).all()
+    for k in range(4):
+        assert js["folds"]["sizes"][k] == int(np.sum(fold == k))
+        assert list(counts[k]) == list(np.bincount(y[fold == k], minlength=3))
+    assert js["control"]["unit"] == "group"
+    # same seed, same folds; another seed, other folds
+    js2 = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
+                     "/groups", "--folds", "4")
+    assert js2["folds"]["assignment"] == js["folds"]["assignment"]
+    js3 = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
+                     "/groups", "--folds", "4", "--seed", "7")
+    assert js3["folds"]["assignment"] != js["folds"]["assignment"]
+    assert js3["settings"]["seed"] == 7
+
+
+def test_token_rows_keep_examples_together(dumps):
+    path = dumps["tokens"]
+    js = probe_json(path, "--x", "/hidden", "--tokens", "--mask", "/mask",
+                    "--y", "/labels")
+    with h5py.File(path, "r") as f:
+        mask = f["mask"][...].astype(bool)
+    fold = np.array(js["folds"]["assignment"]).reshape(mask.shape)
+    assert js["fold_unit"] == "example"
+    assert ((fold >= 0) == mask).all()  # padding rows are not used
+    for i in range(mask.shape[0]):
+        assert len(set(fold[i][mask[i]])) == 1
+    assert js["layers"][0]["rows"] == int(mask.sum())
+
+
+def test_control_task_keeps_class_distribution(dumps):
+    path = dumps["bin"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--control")
+    assert js["control"]["unit"] == "row"
+    assert js["control"]["class_counts"] == js["class_counts"]
+    for L in js["layers"]:
+        # control labels carry no signal: control accuracy is near chance,
+        # selectivity = task - control
+        assert L["control_accuracy"]["mean"] < 0.56
+        assert abs(L["selectivity"] - (L["accuracy"]["mean"] -
+                                       L["control_accuracy"]["mean"])) < 1e-9
+    best = max(js["layers"], key=lambda L: L["accuracy"]["mean"])
+    assert best["selectivity"] > 0.3
+
+
+def test_erasure_reaches_majority_baseline(dumps):
+    path = dumps["planted"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--erase")
+    for L in js["layers"]:
+        acc, era, maj = (L["accuracy"]["mean"], L["erased_accuracy"]["mean"],
+                         L["majority"]["mean"])
+        print(f"layer {L['name']}: accuracy {acc:.4f}, after erasure "
+              f"{era:.4f}, majority {maj:.4f}")
+        assert acc > maj + 0.05  # the concept is there before erasure
+        assert abs(era - maj) <= 0.01
+    assert abs(js["layers"][0]["majority"]["mean"] - 0.65) < 0.03
+
+
+def test_mdl(dumps):
+    path = dumps["bin"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--mdl")
+    comp = {}
+    for L in js["layers"]:
+        md = L["mdl"]
+        assert md["uniform_bits"] == pytest.approx(3000 * np.log2(2))
+        assert md["compression"] == pytest.approx(md["uniform_bits"] /
+                                                  md["online_bits"])
+        assert md["blocks"] == 10
+        comp[L["name"]] = md["compression"]
+    best = max(js["layers"], key=lambda L: L["accuracy"]["mean"])["name"]
+    worst = min(js["layers"], key=lambda L: L["accuracy"]["mean"])["name"]
+    assert comp[best] > comp[worst] and comp[best] > 1.5
+
+
+def test_diffmeans_probe(dumps):
+    js = probe_json(dumps["bin"], "--x", "/hidden", "--y", "/labels",
+                    "--probe", "diffmeans")
+    assert js["settings"]["probe"] == "diffmeans"
+    best = max(L["accuracy"]["mean"] for L in js["layers"])
+    assert best > 0.8
+
+
+# ---- outputs ------------------------------------------------------------------------
+
+def test_table_csv_and_svg(dumps, tmp_path):
+    svg, out_csv = tmp_path / "acc.svg", tmp_path / "acc.csv"
+    p = run("probe", dumps["bin"], "--x", "/hidden", "--y", "/labels",
+            "--control", "--erase", "--csv", out_csv, "--plot", svg,
+            "--quiet")
+    lines = p.stdout.splitlines()
+    assert lines[0].split()[:3] == ["layer", "rows", "accuracy"]
+    assert sum(1 for ln in lines if ln.startswith("*")) == 2  # row + summary
+    rows = list(csv.DictReader(out_csv.open()))
+    assert [r["name"] for r in rows] == ["0", "1", "2"]
+    assert sum(int(r["best"]) for r in rows) == 1
+    root = ET.parse(svg).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = " ".join(t.text or "" for t in root.iter(
+        "{http://www.w3.org/2000/svg}text"))
+    assert "best:" in texts and "majority baseline" in texts
+    assert "control task" in texts and "after LEACE erasure" in texts
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}polyline"))) >= 4
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+@pytest.mark.parametrize("which,layers", [("bin", ["0", "2"]),
+                                          ("five", ["1"])])
+def test_score_round_trip(dumps, tmp_path, which, layers):
+    path = dumps[which]
+    save, out, out_csv = (tmp_path / "p.h5", tmp_path / "s.h5",
+                          tmp_path / "s.csv")
+    run("probe", path, "--x", "/hidden", "--y", "/labels", "--layers",
+        ",".join(layers), "--tol", "1e-8", "--max-iter", "10000", "--save",
+        save, "--quiet")
+    js = json.loads(run("score", save, path, "--x", "/hidden", "-o", out,
+                        "--json", "--quiet").stdout)
+    assert [L["name"] for L in js["layers"]] == layers
+    run("score", save, path, "--x", "/hidden", "--csv", out_csv, "--quiet")
+    table = list(csv.reader(out_csv.open()))
+    with h5py.File(out, "r") as f:
+        assert f.attrs["format"] in (b"culeace-scores", "culeace-scores")
+        for name in layers:
+            proba = f["scores"][name][...]
+            rows = f["row_index"][name][...]
+            x, y = layer_x(path, name)
+            assert (rows == np.arange(len(y))).all()
+            # 1. the saved parameters applied with numpy
+            p = saved_probe(save, name)
+            z = ((x - p["mean"]) / p["scale"]) @ p["coef"].T + p["intercept"]
+            if z.shape[1] == 1:
+                mine = np.hstack([1 / (1 + np.exp(z)), 1 / (1 + np.exp(-z))])
+            else:
+                e = np.exp(z - z.max(1, keepdims=True))
+                mine = e / e.sum(1, keepdims=True)
+            np.testing.assert_allclose(proba, mine, atol=1e-6)
+            # 2. scikit-learn's probabilities of its own fit on all rows
+            sc, m = sk_fit(x, y, tol=1e-8, max_iter=10000)
+            ref = m.predict_proba(sc.transform(x))
+            err = np.abs(proba - ref).max()
+            print(f"{which} layer {name}: max |p - sklearn p| = {err:.2e}")
+            assert err < 5e-3
+            assert (proba.argmax(1) != ref.argmax(1)).mean() < 0.002
+            # 3. the CSV holds the same numbers
+            got = np.array([[float(v) for v in r[2:]] for r in table[1:]
+                            if r[0] == name])
+            np.testing.assert_allclose(got, proba, rtol=1e-12, atol=1e-15)
+    assert table[0][:2] == ["layer", "row"]
+
+
+# ---- bad input -------------------------------------------------------------------------
+
+def outputs(tmp_path):
+    return ["--save", tmp_path / "p.h5", "--csv", tmp_path / "o.csv",
+            "--plot", tmp_path / "o.svg"]
+
+
+def expect_failure(tmp_path, args, *needles):
+    p = run("probe", *args, *outputs(tmp_path), check=False)
+    assert p.returncode != 0, p.stdout
+    for n in needles:
+        assert n in p.stderr, p.stderr
+    left = [f.name for f in tmp_path.iterdir() if f.suffix != ".h5" or
+            f.name == "p.h5" or ".tmp" in f.name]
+    assert not left, f"left behind: {left}"
+    return p.stderr
+
+
+@pytest.fixture()
+def bad_dump(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "bad.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = rng.standard_normal((60, 8)).astype(np.float32)
+        f["one"] = np.full(60, 3, np.int64)
+        f["rare"] = np.array([7] * 3 + [0, 1] * 28 + [0], np.int64)
+        f["y"] = np.arange(60) % 2
+        f["g_short"] = np.arange(59) // 4
+        f["g"] = np.arange(60) // 20  # 3 groups, mixed labels
+    return path
+
+
+def test_bad_one_class(bad_dump, tmp_path):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/one"],
+                   "only one class", "3")
+
+
+def test_bad_fold_missing_class(bad_dump, tmp_path):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/rare"],
+                   "has no rows of class", "label value 7", "use fewer folds")
+
+
+def test_bad_groups_length(bad_dump, tmp_path):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--groups",
+                              "/g_short"], "/g_short", "59", "60")
+
+
+def test_bad_more_folds_than_groups(bad_dump, tmp_path):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--groups",
+                              "/g"], "--folds 5", "3 groups")
+
+
+@pytest.mark.parametrize("c", ["0", "-1", "abc"])
+def test_bad_C(bad_dump, tmp_path, c):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--C", c],
+                   "--C")
+
+
+def test_bad_folds_and_options(bad_dump, tmp_path):
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--folds",
+                              "1"], "--folds")
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--probe",
+                              "svm"], "--probe")
+    expect_failure(tmp_path, [bad_dump, "--x", "/x"], "--y")
+    expect_failure(tmp_path, [bad_dump, "--x", "/x", "--y", "/y", "--folds",
+                              "61"], "61")
+
+
+def test_score_bad_input(dumps, bad_dump, tmp_path):
+    save = tmp_path / "p.h5"
+    run("probe", dumps["groups"], "--x", "/hidden", "--y", "/labels",
+        "--save", save, "--quiet")
+    # width mismatch, no such layer, an eraser file instead of probes
+    p = run("score", save, bad_dump, "--x", "/x", "-o", tmp_path / "s.h5",
+            check=False)
+    assert p.returncode != 0 and "no layer of that name" in p.stderr
+    p = run("score", save, dumps["bin"], "--x", "/hidden", "-o",
+            tmp_path / "s.h5", check=False)
+    assert p.returncode != 0 and "d = 64" in p.stderr
+    p = run("score", bad_dump, dumps["groups"], "--x", "/hidden", "-o",
+            tmp_path / "s.h5", check=False)
+    assert p.returncode != 0 and "not a culeace probe file" in p.stderr
+    p = run("score", save, dumps["groups"], "--x", "/hidden", check=False)
+    assert p.returncode == 2 and "-o" in p.stderr
+    # a damaged probe file: an attribute missing, a dataset of the wrong shape
+    with h5py.File(save, "a") as f:
+        del f["probes/0001"].attrs["kind"]
+    p = run("score", save, dumps["groups"], "--x", "/hidden", "-o",
+            tmp_path / "s.h5", check=False)
+    assert p.returncode == 1 and "/probes/0001 lacks attribute 'kind'" in \
+        p.stderr, p.stderr
+    with h5py.File(save, "a") as f:
+        f["probes/0001"].attrs["kind"] = "logistic"
+        del f["probes/0000/scale"]
+        f["probes/0000/scale"] = np.ones(3)
+    p = run("score", save, dumps["groups"], "--x", "/hidden", "-o",
+            tmp_path / "s.h5", check=False)
+    assert p.returncode == 1 and "wrong shape" in p.stderr, p.stderr
+    assert not (tmp_path / "s.h5").exists()
+    assert not list(tmp_path.glob("*.tmp*"))
