@@ -423,10 +423,19 @@ culeace_status culeace__control_labels(culeace_ctx *ctx, int64_t n,
   memset(gcount, 0, gk * sizeof *gcount);
   for (int64_t i = 0; i < n; i++)
     if (labels[i] >= 0) gcount[gidx[i] * k + labels[i]]++;
-  for (int64_t g = 0; g < G; g++) { /* majority label (ties: lower class) */
-    int64_t best = 0;
-    for (int64_t c = 1; c < k; c++)
-      if (gcount[g * k + c] > gcount[g * k + best]) best = c;
+  for (int64_t g = 0; g < G; g++) {
+    /* majority label; ties drawn at random, so that groups holding one row
+     * of each class (paired prompts) do not all collapse to class 0 */
+    int64_t best = 0, ties = 1;
+    for (int64_t c = 1; c < k; c++) {
+      if (gcount[g * k + c] > gcount[g * k + best]) {
+        best = c;
+        ties = 1;
+      } else if (gcount[g * k + c] == gcount[g * k + best] &&
+                 culeace__rng_below(&rng, (uint64_t)++ties) == 0) {
+        best = c; /* reservoir choice among the tied classes */
+      }
+    }
     glab[g] = (int32_t)best;
   }
   shuffle_i32(&rng, glab, G);
