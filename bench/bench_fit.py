@@ -38,19 +38,16 @@ the CPU time other processes took while it timed, and the steal time.
 """
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import re
-import statistics
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-BLOCK_ROWS = 8192
+import benchlib
+from benchlib import (BLOCK_ROWS, HERE, ROOT, busy_jiffies, fmt_s, loadavg,
+                      own_cpu, read_bandwidth, steal_s, summary)
+
+PROG = "bench_fit"
 BEGIN, END = "<!-- bench_fit:begin -->", "<!-- bench_fit:end -->"
 
 
@@ -90,217 +87,28 @@ def peer_worker(path, dtype_name, save):
                       "torch_threads": torch.get_num_threads()}))
 
 
-# ---- helpers ---------------------------------------------------------------------
+# ---- helpers (the shared ones are in bench/benchlib.py) ---------------------------
 
 def run_timed(cmd, env=None):
     """Runs cmd; returns (wall seconds, peak RSS in MiB, stdout)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=env)
-    # wait4 gives this child's own rusage (getrusage(RUSAGE_CHILDREN) would be
-    # the maximum over every child so far). Pipes stay small: --quiet / one
-    # JSON line, so waiting before reading them cannot deadlock.
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    out, err = p.stdout.read().decode(), p.stderr.read().decode()
-    p.stdout.close()
-    p.stderr.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"bench_fit: command failed ({p.returncode}): {' '.join(cmd)}\n"
-                 f"{err}")
-    return wall, ru.ru_maxrss / 1024.0, out
-
-
-def summary(xs):
-    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
-            "all": xs}
-
-
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return [float(v) for v in f.read().split()[:3]]
-
-
-def busy_jiffies():
-    """Non-idle CPU time of the whole machine so far, in seconds."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    # user nice system idle iowait irq softirq (steal: the hypervisor's, and
-    # guest time is already inside user)
-    return (sum(v[:7]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def steal_s():
-    """CPU time the hypervisor gave to others while this VM wanted it."""
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return v[7] / os.sysconf("SC_CLK_TCK")
-
-
-def own_cpu():
-    """CPU seconds used by this process and its waited-for children."""
-    import resource
-    a = resource.getrusage(resource.RUSAGE_SELF)
-    b = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
-
-
-def others_busy(seconds=2.0):
-    """Cores' worth of CPU that other processes used over the next seconds."""
-    b0, o0, t0 = busy_jiffies(), own_cpu(), time.perf_counter()
-    time.sleep(seconds)
-    return max(0.0, (busy_jiffies() - b0) - (own_cpu() - o0)) / (
-        time.perf_counter() - t0)
+    return benchlib.run_timed(cmd, env, prog=PROG)
 
 
 def wait_for_idle(max_others, max_wait):
     """Waits until other processes use under max_others cores (over 3 s)."""
-    t0 = time.time()
-    while True:
-        busy = others_busy(3.0)
-        if busy < max_others:
-            return busy, True
-        if time.time() - t0 >= max_wait:
-            print(f"bench_fit: other processes still use {busy:.2f} cores "
-                  f"after {max_wait:.0f} s; timing anyway (recorded)",
-                  file=sys.stderr)
-            return busy, False
-        print(f"bench_fit: other processes use {busy:.2f} cores; waiting",
-              file=sys.stderr)
-        time.sleep(5)
-
-
-def sh(cmd):
-    try:
-        return subprocess.run(cmd, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def pkg_version(name):
-    from importlib import metadata
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return benchlib.wait_for_idle(max_others, max_wait, prog=PROG)
 
 
 def machine(culeace):
-    lscpu = sh(["lscpu"]) or ""
-    model = re.search(r"^Model name:\s*(.+)$", lscpu, re.M)
-    mem_kib = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_kib = int(line.split()[1])
-    version = sh([culeace, "--version"]) or ""
-    kernel = re.search(r"BLAS kernel:\s*([A-Za-z0-9_]+)", version)
-    commit = sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"])
-    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"])
-    import h5py
-    import numpy
-    return {
-        "cpu": model.group(1).strip() if model else platform.processor(),
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kib / 1024 / 1024, 1),
-        "os": platform.platform(),
-        "culeace": version,
-        "blas_kernel": kernel.group(1) if kernel else None,
-        "openblas": sh(["dpkg-query", "-W", "-f", "${Version}",
-                        "libopenblas0-pthread"]),
-        "hdf5": h5py.version.hdf5_version,
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "h5py": h5py.__version__,
-        "torch": pkg_version("torch"),
-        "concept_erasure": pkg_version("concept-erasure"),
-        "commit": (commit or "unknown") + ("+dirty" if dirty else ""),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-    }
+    return benchlib.machine(culeace, packages=(
+        ("torch", "torch"), ("concept_erasure", "concept-erasure")))
 
 
 def ensure_dump(args, path):
     """Makes the dump, or reuses it when its attributes match the parameters."""
-    import h5py
-    want = {"rows": args.rows, "dim": args.dim, "dtype": args.dtype,
-            "layers": 1, "layout": "group", "seed": args.seed}
-    if os.path.exists(path):
-        try:
-            with h5py.File(path, "r") as f:
-                have = {k: f.attrs.get(k) for k in want}
-                have = {k: (v.decode() if isinstance(v, bytes) else
-                            v.item() if hasattr(v, "item") else v)
-                        for k, v in have.items()}
-                ok = have == want and "/hidden/0" in f and "/labels" in f
-        except OSError:
-            ok = False
-        if ok:
-            return False
-        os.remove(path)
-    cmd = [sys.executable, os.path.join(ROOT, "data", "make_dump.py"),
-           "--rows", str(args.rows), "--dim", str(args.dim), "--layers", "1",
-           "--dtype", args.dtype, "--layout", "group", "--seed", str(args.seed),
-           "-o", path, "--quiet"]
-    subprocess.run(cmd, check=True)
-    return True
-
-
-def read_bandwidth(path, repeats):
-    """Times reading /hidden/0's stored bytes, page cache warm (read once first).
-
-    h5py: DatasetID.read of 8192-row hyperslabs with the file's own datatype as
-    the memory type (no conversion) into a preallocated (n, d) uint16 array.
-    file: the same bytes with readinto() at the dataset's offset, when it is
-    stored contiguously."""
-    import h5py
-    import numpy as np
-    with h5py.File(path, "r") as f:
-        ds = f["/hidden/0"]
-        n, d = ds.shape
-        item = ds.dtype.itemsize
-        buf = np.empty((n, d), dtype=np.dtype(f"u{item}"))
-        mtype = ds.id.get_type()
-        offset = ds.id.get_offset() if ds.chunks is None else None
-
-        def h5_read():
-            for a in range(0, n, BLOCK_ROWS):
-                b = min(n, a + BLOCK_ROWS)
-                fs = ds.id.get_space()
-                fs.select_hyperslab((a, 0), (b - a, d))
-                ms = h5py.h5s.create_simple((b - a, d))
-                ds.id.read(ms, fs, buf[a:b], mtype=mtype)
-
-        def file_read():
-            flat = buf.reshape(-1).view(np.uint8)
-            row_bytes = d * item
-            with open(path, "rb", buffering=0) as fh:
-                fh.seek(offset)
-                for a in range(0, n, BLOCK_ROWS):
-                    b = min(n, a + BLOCK_ROWS)
-                    view = memoryview(flat[a * row_bytes:b * row_bytes])
-                    got = 0
-                    while got < len(view):
-                        k = fh.readinto(view[got:])
-                        if not k:
-                            raise OSError("short read")
-                        got += k
-
-        out = {"bytes": n * d * item}
-        readers = [("h5py_raw", h5_read)]
-        if offset is not None:
-            readers.append(("file", file_read))
-        for name, fn in readers:
-            fn()  # warm
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            out[name] = summary(ts)
-            out[name]["gb_s"] = out["bytes"] / out[name]["median"] / 1e9
-    return out
+    want = {"rows": args.rows, "dim": args.dim, "layers": 1,
+            "dtype": args.dtype, "layout": "group", "seed": args.seed}
+    return benchlib.ensure_dump(path, want, ("/hidden/0", "/labels"))
 
 
 def load_culeace(path):
@@ -330,10 +138,6 @@ def compare(a, b):
 
 
 # ---- report ----------------------------------------------------------------------
-
-def fmt_s(s):
-    return f"{s['median']:.3f}", f"{s['min']:.3f}..{s['max']:.3f}"
-
 
 def render(res):
     m, p = res["machine"], res["params"]
@@ -424,16 +228,7 @@ def render(res):
 
 
 def update_doc(doc, md):
-    with open(doc) as f:
-        text = f.read()
-    a, b = text.find(BEGIN), text.find(END)
-    if a < 0 or b < a:
-        sys.exit(f"bench_fit: {doc} lacks the {BEGIN} ... {END} markers")
-    text = text[:a + len(BEGIN)] + "\n" + md + text[b:]
-    tmp = doc + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, doc)
+    benchlib.update_doc(doc, md, BEGIN, END, prog=PROG)
 
 
 # ---- main ------------------------------------------------------------------------
