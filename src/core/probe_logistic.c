@@ -28,6 +28,17 @@ typedef struct {
   int iter;
 } lbfgs_problem;
 
+/* per-block kernels (below), chosen for the CPU */
+enum { ROWS = 8 }; /* rows per kernel call */
+typedef void (*dots_fn)(const float *, const double *, int64_t, int64_t,
+                        const float *const *, double *);
+typedef void (*axpy_fn)(void *, double *, const double *, int64_t, int64_t,
+                        const float *const *);
+typedef struct {
+  dots_fn dots;
+  axpy_fn axpy;
+} block_kernels;
+
 typedef struct { /* batched evaluation workspace */
   const float *xc; /* (n, d) x - shift, contiguous */
   const double *shift; /* (d) column means of x */
@@ -35,6 +46,7 @@ typedef struct { /* batched evaluation workspace */
   float *W;        /* (M, d) raw-feature weights */
   double *b;       /* (M) raw-feature intercepts */
   int f64;         /* accumulate in float64 (tight tolerances) */
+  block_kernels kern; /* per-block kernels for this CPU and precision */
   void *Gp;        /* (threads, M, d) per-thread sum_i r_i xc_i, float or
                       double as f64 says */
   double *G;       /* (M, d) their sum */
@@ -42,7 +54,7 @@ typedef struct { /* batched evaluation workspace */
   double *rsum;    /* (M) */
   double *lsp;     /* (threads, P) per-thread losses */
   double *loss;    /* (P) */
-  double *zp, *rp; /* (threads, 4, M) a row block's logits and residuals */
+  double *zp, *rp; /* (threads, ROWS, M) a row block's logits, residuals */
 } eval_ws;
 
 static double max_abs(const double *v, int64_t n) {
@@ -55,10 +67,10 @@ static double max_abs(const double *v, int64_t n) {
  * s (p - onehot(y)) into r. Sigmoid for m == 1, softmax otherwise. */
 static double row_loss(const double *z, int64_t m, int32_t y, double s,
                        double *r) {
-  if (m == 1) {
-    double t = z[0];
-    double sp = t > 0 ? t + log1p(exp(-t)) : log1p(exp(t));
-    double p1 = t > 0 ? 1.0 / (1.0 + exp(-t)) : exp(t) / (1.0 + exp(t));
+  if (m == 1) { /* one exp serves the loss and the probability */
+    double t = z[0], e = exp(-fabs(t));
+    double sp = (t > 0 ? t : 0.0) + log1p(e); /* log(1 + exp(t)) */
+    double p1 = t > 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
     r[0] = s * (p1 - (y == 1));
     return s * (sp - (y == 1 ? t : 0.0));
   }
@@ -70,17 +82,105 @@ static double row_loss(const double *z, int64_t m, int32_t y, double s,
   return s * (lse - z[y]);
 }
 
+/* Per-block kernels, compiled for several instruction sets and picked at
+ * run time: a baseline x86-64 build would run these loops 4 wide without
+ * FMA on CPUs that have AVX2 or AVX-512. ACC is the
+ * accumulation type: float is fast and good to ~1e-5 in the gradient;
+ * double reaches the tight tolerances used to compare with scikit-learn
+ * (products of float inputs are exact in double). ROWS rows per call, so
+ * that each weight and gradient element loaded serves ROWS rows. */
+#define DEFINE_BLOCK_KERNELS(SUFFIX, ACC, TARGET)                              \
+  /* z (8, M) = logits of rows x[0..7] under W (M, d), plus b */             \
+  TARGET static void dots8_##SUFFIX(const float *W, const double *b,           \
+                                    int64_t M, int64_t d,                      \
+                                    const float *const *x, double *z) {        \
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],    \
+                *x5 = x[5], *x6 = x[6], *x7 = x[7];                            \
+    for (int64_t c = 0; c < M; c++) {                                          \
+      const float *wc = W + c * d;                                             \
+      ACC a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;      \
+      _Pragma("omp simd reduction(+ : a0, a1, a2, a3, a4, a5, a6, a7)")        \
+      for (int64_t j = 0; j < d; j++) {                                        \
+        ACC wj = wc[j];                                                        \
+        a0 += wj * x0[j];                                                      \
+        a1 += wj * x1[j];                                                      \
+        a2 += wj * x2[j];                                                      \
+        a3 += wj * x3[j];                                                      \
+        a4 += wj * x4[j];                                                      \
+        a5 += wj * x5[j];                                                      \
+        a6 += wj * x6[j];                                                      \
+        a7 += wj * x7[j];                                                      \
+      }                                                                        \
+      ACC a[8] = {a0, a1, a2, a3, a4, a5, a6, a7};                             \
+      for (int q = 0; q < 8; q++) z[q * M + c] = a[q] + b[c];                  \
+    }                                                                          \
+  }                                                                            \
+  /* G (M, d) += r (8, M)^T x[0..7]; rs (M) += column sums of r */             \
+  TARGET static void axpy8_##SUFFIX(void *Gv, double *rs, const double *r,     \
+                                    int64_t M, int64_t d,                      \
+                                    const float *const *x) {                   \
+    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4],    \
+                *x5 = x[5], *x6 = x[6], *x7 = x[7];                            \
+    ACC *G = Gv;                                                               \
+    for (int64_t c = 0; c < M; c++) {                                          \
+      ACC q[8];                                                                \
+      int any = 0;                                                             \
+      for (int k = 0; k < 8; k++) {                                            \
+        q[k] = (ACC)r[k * M + c];                                              \
+        rs[c] += r[k * M + c];                                                 \
+        any |= q[k] != 0;                                                      \
+      }                                                                        \
+      if (!any) continue;                                                      \
+      ACC r0 = q[0], r1 = q[1], r2 = q[2], r3 = q[3], r4 = q[4], r5 = q[5],    \
+          r6 = q[6], r7 = q[7];                                                \
+      ACC *gc = G + c * d;                                                     \
+      _Pragma("omp simd") for (int64_t j = 0; j < d; j++) gc[j] +=             \
+          r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j] + r4 * x4[j] +     \
+          r5 * x5[j] + r6 * x6[j] + r7 * x7[j];                                \
+    }                                                                          \
+  }
+
+DEFINE_BLOCK_KERNELS(f32, float, )
+DEFINE_BLOCK_KERNELS(f64, double, )
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CULEACE_AVX2 __attribute__((target("avx2,fma")))
+#define CULEACE_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
+DEFINE_BLOCK_KERNELS(f32_avx2, float, CULEACE_AVX2)
+DEFINE_BLOCK_KERNELS(f64_avx2, double, CULEACE_AVX2)
+DEFINE_BLOCK_KERNELS(f32_avx512, float, CULEACE_AVX512)
+DEFINE_BLOCK_KERNELS(f64_avx512, double, CULEACE_AVX512)
+#endif
+
+/* The kernels for the CPU at hand, by its instruction-set features (not its
+ * model name, which virtual machines hide). */
+static block_kernels pick_kernels(int f64) {
+  block_kernels k = {f64 ? dots8_f64 : dots8_f32, f64 ? axpy8_f64 : axpy8_f32};
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    k.dots = f64 ? dots8_f64_avx512 : dots8_f32_avx512;
+    k.axpy = f64 ? axpy8_f64_avx512 : axpy8_f32_avx512;
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    k.dots = f64 ? dots8_f64_avx2 : dots8_f32_avx2;
+    k.axpy = f64 ? axpy8_f64_avx2 : axpy8_f32_avx2;
+  }
+#endif
+  return k;
+}
+
+static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
+                            int64_t nb, const culeace__probe_problem *prs,
+                            const lbfgs_problem *lp, const int64_t *idx,
+                            int64_t cnt, double *ls);
+
 /* The pass over the rows for M stacked outputs: per-thread logits,
- * residuals, losses and gradient sums. ACC is the accumulation type: float
- * is fast and good to ~1e-5 in the gradient; double reaches the tight
- * tolerances used to compare with scikit-learn (products of float inputs
- * are exact in double either way). Rows go in blocks of 4 so that each
- * weight and gradient element loaded serves four rows (the pass is
- * load-bound otherwise). */
-#define DEFINE_ROW_PASS(NAME, ACC)                                             \
-  static void NAME(eval_ws *w, int64_t n, int64_t d, int64_t M,                \
-                   const culeace__probe_problem *prs,                          \
-                   const lbfgs_problem *lp, const int64_t *idx, int64_t cnt) { \
+ * residuals, losses and gradient sums, rows in blocks of ROWS over the OpenMP
+ * threads. */
+#define DEFINE_ROW_PASS(SUFFIX, ACC)                                           \
+  static void row_pass_##SUFFIX(eval_ws *w, int64_t n, int64_t d, int64_t M,   \
+                                const culeace__probe_problem *prs,             \
+                                const lbfgs_problem *lp, const int64_t *idx,   \
+                                int64_t cnt) {                                 \
     int T = w->threads;                                                        \
     ACC *Gall = (ACC *)w->Gp;                                                  \
     memset(Gall, 0, (size_t)T * (size_t)M * (size_t)d * sizeof(ACC));         \
@@ -90,54 +190,29 @@ static double row_loss(const double *z, int64_t m, int32_t y, double s,
       int t = omp_get_thread_num();                                            \
       ACC *G = Gall + (size_t)t * M * d;                                       \
       double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;     \
-      double *z = w->zp + (size_t)t * 4 * M, *r = w->rp + (size_t)t * 4 * M;   \
-      const float *W = w->W;                                                   \
-      int64_t nblk = (n + 3) / 4;                                              \
+      double *z = w->zp + (size_t)t * ROWS * M;                                \
+      double *r = w->rp + (size_t)t * ROWS * M;                                \
+      int64_t nblk = (n + ROWS - 1) / ROWS;                                    \
       _Pragma("omp for schedule(static)") for (int64_t blk = 0; blk < nblk;    \
                                                blk++) {                        \
-        int64_t i0 = blk * 4, nb = n - i0 < 4 ? n - i0 : 4;                    \
-        const float *x0 = w->xc + i0 * d;                                      \
-        const float *x1 = nb > 1 ? x0 + d : x0,                                \
-                    *x2 = nb > 2 ? x0 + 2 * d : x0,                            \
-                    *x3 = nb > 3 ? x0 + 3 * d : x0;                            \
-        for (int64_t c = 0; c < M; c++) {                                      \
-          const float *wc = W + c * d;                                         \
-          ACC a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                  \
-          _Pragma("omp simd reduction(+ : a0, a1, a2, a3)") for (int64_t j = 0; \
-                                                                j < d; j++) {  \
-            ACC wj = wc[j];                                                    \
-            a0 += wj * x0[j];                                                  \
-            a1 += wj * x1[j];                                                  \
-            a2 += wj * x2[j];                                                  \
-            a3 += wj * x3[j];                                                  \
-          }                                                                    \
-          z[c] = a0 + w->b[c];                                                 \
-          z[M + c] = a1 + w->b[c];                                             \
-          z[2 * M + c] = a2 + w->b[c];                                         \
-          z[3 * M + c] = a3 + w->b[c];                                         \
-        }                                                                      \
+        int64_t i0 = blk * ROWS, nb = n - i0 < ROWS ? n - i0 : ROWS;           \
+        const float *x[ROWS]; /* rows past the end repeat the first */         \
+        for (int q = 0; q < ROWS; q++) x[q] = w->xc + (i0 + (q < nb ? q : 0)) * d; \
+        w->kern.dots(w->W, w->b, M, d, x, z);                                  \
         block_residuals(z, r, M, i0, nb, prs, lp, idx, cnt, ls);               \
-        for (int64_t c = 0; c < M; c++) {                                      \
-          ACC r0 = (ACC)r[c], r1 = (ACC)r[M + c], r2 = (ACC)r[2 * M + c],      \
-              r3 = (ACC)r[3 * M + c];                                          \
-          if (r0 == 0 && r1 == 0 && r2 == 0 && r3 == 0) continue;              \
-          rs[c] += r[c] + r[M + c] + r[2 * M + c] + r[3 * M + c];              \
-          ACC *gc = G + c * d;                                                 \
-          _Pragma("omp simd") for (int64_t j = 0; j < d; j++) gc[j] +=         \
-              r0 * x0[j] + r1 * x1[j] + r2 * x2[j] + r3 * x3[j];               \
-        }                                                                      \
+        w->kern.axpy(G, rs, r, M, d, x);                                       \
       }                                                                        \
     }                                                                          \
   }
 
 /* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a block from
- * their logits z (4, M); rows past nb or outside a problem's training set
+ * their logits z (ROWS, M); rows past nb or outside a problem's training set
  * get zero residuals. */
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
                             int64_t nb, const culeace__probe_problem *prs,
                             const lbfgs_problem *lp, const int64_t *idx,
                             int64_t cnt, double *ls) {
-  for (int64_t bi = 0; bi < 4; bi++) {
+  for (int64_t bi = 0; bi < ROWS; bi++) {
     const double *zb = z + bi * M;
     double *rb = r + bi * M;
     int64_t i = i0 + bi, col = 0;
@@ -155,8 +230,8 @@ static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
   }
 }
 
-DEFINE_ROW_PASS(row_pass_f32, float)
-DEFINE_ROW_PASS(row_pass_f64, double)
+DEFINE_ROW_PASS(f32, float)
+DEFINE_ROW_PASS(f64, double)
 
 /* Objective and gradient of the listed problems at theta (or trial), in
  * one pass over the rows: each row's logits for every problem, its
@@ -312,14 +387,15 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
   /* float accumulation is good to ~1e-5 in the gradient; below that
    * tolerance the pass accumulates in double */
   w.f64 = o->tol < 1e-5;
+  w.kern = pick_kernels(w.f64);
   w.Gp = culeace__alloc(ctx, TMd, w.f64 ? 8 : 4, "probe gradients");
   w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
   w.rsum = culeace__alloc(ctx, (size_t)Mtot, 8, "probe residual sums");
   w.rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residual sums");
   w.loss = culeace__alloc(ctx, (size_t)P, 8, "probe losses");
   w.lsp = culeace__alloc(ctx, (size_t)T * (size_t)P, 8, "probe losses");
-  w.zp = culeace__alloc(ctx, (size_t)T * 4 * (size_t)Mtot, 8, "logits");
-  w.rp = culeace__alloc(ctx, (size_t)T * 4 * (size_t)Mtot, 8, "residuals");
+  w.zp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mtot, 8, "logits");
+  w.rp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mtot, 8, "residuals");
   w.xc = xc;
   w.shift = shift;
   if (!lp || !all || !pend || !abuf || !w.W || !w.G ||
