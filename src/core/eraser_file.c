@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/fitter.h"
+#include "io/h5attr.h"
 
 #define ERASER_FORMAT "culeace-erasers"
 #define ERASER_FORMAT_VERSION 1
@@ -34,98 +35,9 @@ void culeace_eraser_meta_init(culeace_eraser_meta *m) {
   m->layer = -1;
 }
 
-/* ---- small attribute helpers ------------------------------------------- */
-static int attr_i64(hid_t obj, const char *name, int64_t v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc < 0 ? -1 : 0;
-}
-
-static int attr_f64(hid_t obj, const char *name, double v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc < 0 ? -1 : 0;
-}
-
-static int attr_str(hid_t obj, const char *name, const char *v) {
-  if (!v) v = "";
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(v) + 1);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, t, v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return rc < 0 ? -1 : 0;
-}
-
-static int read_i64(hid_t obj, const char *name, int64_t *v) {
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t sp = H5Aget_space(a);
-  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
-           H5Tget_class(H5Aget_type(a)) == H5T_INTEGER &&
-           H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
-  H5Sclose(sp);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
-
-static int read_f64(hid_t obj, const char *name, double *v) {
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t sp = H5Aget_space(a);
-  hid_t t = H5Aget_type(a);
-  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
-           H5Tget_class(t) == H5T_FLOAT && H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
-  H5Tclose(t);
-  H5Sclose(sp);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
+/* ---- dataset helpers (attributes: io/h5attr.h) --------------------------- */
 
 /* Fixed-length string attribute into buf (at most len-1 chars). */
-static int read_str(hid_t obj, const char *name, char *buf, size_t len) {
-  buf[0] = 0;
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t ft = H5Aget_type(a);
-  int ok = 0;
-  if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
-    size_t sz = H5Tget_size(ft);
-    if (sz < len) {
-      hid_t mt = H5Tcopy(ft); /* same size and character set */
-      ok = H5Aread(a, mt, buf) >= 0;
-      buf[sz] = 0;
-      H5Tclose(mt);
-    }
-  } else if (H5Tget_class(ft) == H5T_STRING) { /* variable length */
-    hid_t mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    H5Tset_cset(mt, H5Tget_cset(ft));
-    char *p = NULL;
-    if (H5Aread(a, mt, &p) >= 0 && p) {
-      snprintf(buf, len, "%s", p);
-      ok = strlen(p) < len;
-      H5free_memory(p);
-    }
-    H5Tclose(mt);
-  }
-  H5Tclose(ft);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
 
 static int write_matrix(hid_t g, const char *name, const double *v,
                         hsize_t rows, hsize_t cols, int rank) {
@@ -174,9 +86,9 @@ culeace_status culeace_eraser_file_create(culeace_ctx *ctx, const char *path,
     return st;
   }
   hid_t g = H5Gcreate2(f->fid, "erasers", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int bad = g < 0 || attr_str(f->fid, "format", ERASER_FORMAT) ||
-            attr_i64(f->fid, "format_version", ERASER_FORMAT_VERSION) ||
-            attr_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
+  int bad = g < 0 || culeace__h5_put_str(f->fid, "format", ERASER_FORMAT) ||
+            culeace__h5_put_i64(f->fid, "format_version", ERASER_FORMAT_VERSION) ||
+            culeace__h5_put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
   if (g >= 0) H5Gclose(g);
   if (bad) {
     culeace_eraser_file_free(f);
@@ -202,21 +114,21 @@ culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
   hid_t g = H5Gcreate2(f->fid, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   int bad = g < 0;
   if (!bad) {
-    bad = attr_i64(g, "d", in->d) || attr_i64(g, "rank", in->rank) ||
-          attr_i64(g, "z_dim", in->z_dim) || attr_i64(g, "n_seen", in->n_seen) ||
-          attr_i64(g, "n_classes", in->n_classes) ||
-          attr_str(g, "method",
+    bad = culeace__h5_put_i64(g, "d", in->d) || culeace__h5_put_i64(g, "rank", in->rank) ||
+          culeace__h5_put_i64(g, "z_dim", in->z_dim) || culeace__h5_put_i64(g, "n_seen", in->n_seen) ||
+          culeace__h5_put_i64(g, "n_classes", in->n_classes) ||
+          culeace__h5_put_str(g, "method",
                    in->method == CULEACE_METHOD_ORTH ? "orth" : "leace") ||
-          attr_i64(g, "affine", in->affine) ||
-          attr_i64(g, "shrinkage", in->shrinkage) ||
-          attr_i64(g, "constrain_cov_trace", in->constrain_cov_trace) ||
-          attr_f64(g, "svd_tol", in->svd_tol) ||
-          attr_str(g, "source_file", meta->source_file) ||
-          attr_str(g, "source_dataset", meta->source_dataset) ||
-          attr_i64(g, "layer", meta->layer) ||
-          attr_str(g, "layer_name", meta->layer_name) ||
-          attr_str(g, "label_dataset", meta->label_dataset) ||
-          attr_str(g, "class_values", meta->class_values) ||
+          culeace__h5_put_i64(g, "affine", in->affine) ||
+          culeace__h5_put_i64(g, "shrinkage", in->shrinkage) ||
+          culeace__h5_put_i64(g, "constrain_cov_trace", in->constrain_cov_trace) ||
+          culeace__h5_put_f64(g, "svd_tol", in->svd_tol) ||
+          culeace__h5_put_str(g, "source_file", meta->source_file) ||
+          culeace__h5_put_str(g, "source_dataset", meta->source_dataset) ||
+          culeace__h5_put_i64(g, "layer", meta->layer) ||
+          culeace__h5_put_str(g, "layer_name", meta->layer_name) ||
+          culeace__h5_put_str(g, "label_dataset", meta->label_dataset) ||
+          culeace__h5_put_str(g, "class_values", meta->class_values) ||
           write_matrix(g, "L", e->L, (hsize_t)in->d, (hsize_t)in->rank, 2) ||
           write_matrix(g, "R", e->R, (hsize_t)in->rank, (hsize_t)in->d, 2) ||
           write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1);
@@ -233,7 +145,7 @@ culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
 culeace_status culeace_eraser_file_commit(culeace_eraser_file *f) {
   if (!f || !f->writing || f->committed) return CULEACE_ERR_INVALID_ARG;
   culeace_ctx *ctx = f->ctx;
-  if (attr_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
+  if (culeace__h5_put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
     f->fid = -1;
     return culeace__error(ctx, CULEACE_ERR_HDF5,
                           "cannot finish eraser file %s", f->tmp_path);
@@ -281,17 +193,17 @@ culeace_status culeace_eraser_file_open(culeace_ctx *ctx, const char *path,
   char fmt[64];
   int64_t ver = 0, count = -1;
   culeace_status st = CULEACE_OK;
-  if (read_str(fid, "format", fmt, sizeof fmt) || strcmp(fmt, ERASER_FORMAT))
+  if (culeace__h5_get_str(fid, "format", fmt, sizeof fmt) || strcmp(fmt, ERASER_FORMAT))
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "%s is not a culeace eraser file (attribute 'format' "
                         "missing or not '%s')", path, ERASER_FORMAT);
-  else if (read_i64(fid, "format_version", &ver) ||
+  else if (culeace__h5_get_i64(fid, "format_version", &ver) ||
            ver != ERASER_FORMAT_VERSION)
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s has format_version %lld; this culeace "
                         "reads version %d", path, (long long)ver,
                         ERASER_FORMAT_VERSION);
-  else if (read_i64(fid, "count", &count) || count < 0 || count > 1000000)
+  else if (culeace__h5_get_i64(fid, "count", &count) || count < 0 || count > 1000000)
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s: attribute 'count' missing or out of "
                         "range (file not committed?)", path);
@@ -374,17 +286,17 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
   culeace_status st = CULEACE_OK;
   culeace_eraser *e = NULL;
   const char *missing = NULL;
-  if (read_i64(g, "d", &in.d)) missing = "d";
-  else if (read_i64(g, "rank", &in.rank)) missing = "rank";
-  else if (read_i64(g, "z_dim", &in.z_dim)) missing = "z_dim";
-  else if (read_i64(g, "n_seen", &in.n_seen)) missing = "n_seen";
-  else if (read_i64(g, "n_classes", &in.n_classes)) missing = "n_classes";
-  else if (read_str(g, "method", method, sizeof method)) missing = "method";
-  else if (read_i64(g, "affine", &affine)) missing = "affine";
-  else if (read_i64(g, "shrinkage", &shrink)) missing = "shrinkage";
-  else if (read_i64(g, "constrain_cov_trace", &ctr))
+  if (culeace__h5_get_i64(g, "d", &in.d)) missing = "d";
+  else if (culeace__h5_get_i64(g, "rank", &in.rank)) missing = "rank";
+  else if (culeace__h5_get_i64(g, "z_dim", &in.z_dim)) missing = "z_dim";
+  else if (culeace__h5_get_i64(g, "n_seen", &in.n_seen)) missing = "n_seen";
+  else if (culeace__h5_get_i64(g, "n_classes", &in.n_classes)) missing = "n_classes";
+  else if (culeace__h5_get_str(g, "method", method, sizeof method)) missing = "method";
+  else if (culeace__h5_get_i64(g, "affine", &affine)) missing = "affine";
+  else if (culeace__h5_get_i64(g, "shrinkage", &shrink)) missing = "shrinkage";
+  else if (culeace__h5_get_i64(g, "constrain_cov_trace", &ctr))
     missing = "constrain_cov_trace";
-  else if (read_f64(g, "svd_tol", &in.svd_tol)) missing = "svd_tol";
+  else if (culeace__h5_get_f64(g, "svd_tol", &in.svd_tol)) missing = "svd_tol";
   if (missing) {
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s: /%s lacks attribute '%s' (or it has "
@@ -450,14 +362,14 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
                                   "layer_name", "label_dataset",
                                   "class_values"};
     for (int s = 0; s < 5; s++)
-      if (read_str(g, keys[s], f->meta_strs[s], META_STR_MAX))
+      if (culeace__h5_get_str(g, keys[s], f->meta_strs[s], META_STR_MAX))
         f->meta_strs[s][0] = 0;
     meta->source_file = f->meta_strs[0];
     meta->source_dataset = f->meta_strs[1];
     meta->layer_name = f->meta_strs[2];
     meta->label_dataset = f->meta_strs[3];
     meta->class_values = f->meta_strs[4];
-    if (read_i64(g, "layer", &meta->layer)) meta->layer = -1;
+    if (culeace__h5_get_i64(g, "layer", &meta->layer)) meta->layer = -1;
   }
   *out = e;
   e = NULL;

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/h5attr.h"
 #include "core/ctx.h"
 #include "io/h5util.h"
 #include "io/probe_file.h"
@@ -28,100 +29,6 @@ struct culeace__probe_file {
   char strs[4][META_STR_MAX];
   int64_t *class_values;
 };
-
-/* ---- attributes --------------------------------------------------------------- */
-static int put_i64(hid_t obj, const char *name, int64_t v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc < 0 ? -1 : 0;
-}
-
-static int put_f64(hid_t obj, const char *name, double v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_DOUBLE, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc < 0 ? -1 : 0;
-}
-
-static int put_str(hid_t obj, const char *name, const char *v) {
-  if (!v) v = "";
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(v) + 1);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, t, v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return rc < 0 ? -1 : 0;
-}
-
-static int get_i64(hid_t obj, const char *name, int64_t *v) {
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
-  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
-           H5Tget_class(t) == H5T_INTEGER &&
-           H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
-  H5Tclose(t);
-  H5Sclose(sp);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
-
-static int get_f64(hid_t obj, const char *name, double *v) {
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t sp = H5Aget_space(a), t = H5Aget_type(a);
-  int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
-           H5Tget_class(t) == H5T_FLOAT &&
-           H5Aread(a, H5T_NATIVE_DOUBLE, v) >= 0;
-  H5Tclose(t);
-  H5Sclose(sp);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
-
-/* String attribute (fixed or variable length) into buf. */
-static int get_str(hid_t obj, const char *name, char *buf, size_t len) {
-  buf[0] = 0;
-  if (H5Aexists(obj, name) <= 0) return -1;
-  hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
-  if (a < 0) return -1;
-  hid_t ft = H5Aget_type(a);
-  int ok = 0;
-  if (H5Tget_class(ft) == H5T_STRING && !H5Tis_variable_str(ft)) {
-    size_t sz = H5Tget_size(ft);
-    if (sz < len) {
-      hid_t mt = H5Tcopy(ft);
-      ok = H5Aread(a, mt, buf) >= 0;
-      buf[sz] = 0;
-      H5Tclose(mt);
-    }
-  } else if (H5Tget_class(ft) == H5T_STRING) {
-    hid_t mt = H5Tcopy(H5T_C_S1);
-    H5Tset_size(mt, H5T_VARIABLE);
-    H5Tset_cset(mt, H5Tget_cset(ft));
-    char *p = NULL;
-    if (H5Aread(a, mt, &p) >= 0 && p) {
-      snprintf(buf, len, "%s", p);
-      ok = strlen(p) < len;
-      H5free_memory(p);
-    }
-    H5Tclose(mt);
-  }
-  H5Tclose(ft);
-  H5Aclose(a);
-  return ok ? 0 : -1;
-}
 
 /* ---- datasets ------------------------------------------------------------------ */
 static int put_data(hid_t g, const char *name, hid_t ftype, hid_t mtype,
@@ -199,9 +106,9 @@ culeace_status culeace__probe_file_create(culeace_ctx *ctx, const char *path,
     return st;
   }
   hid_t g = H5Gcreate2(f->fid, "probes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int bad = g < 0 || put_str(f->fid, "format", CULEACE_PROBE_FILE_FORMAT) ||
-            put_i64(f->fid, "format_version", CULEACE_PROBE_FILE_VERSION) ||
-            put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
+  int bad = g < 0 || culeace__h5_put_str(f->fid, "format", CULEACE_PROBE_FILE_FORMAT) ||
+            culeace__h5_put_i64(f->fid, "format_version", CULEACE_PROBE_FILE_VERSION) ||
+            culeace__h5_put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
   if (g >= 0) H5Gclose(g);
   if (bad) {
     culeace__probe_file_free(f);
@@ -236,22 +143,22 @@ culeace_status culeace__probe_file_add(culeace__probe_file *f,
   hid_t g = H5Gcreate2(f->fid, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   int bad = g < 0;
   if (!bad) {
-    bad = put_str(g, "kind", kind_name(in.kind)) || put_i64(g, "d", in.d) ||
-          put_i64(g, "n_classes", in.n_classes) ||
-          put_i64(g, "n_outputs", in.n_outputs) ||
-          put_i64(g, "n_train", in.n_train) ||
-          put_i64(g, "n_iter", in.n_iter) ||
-          put_i64(g, "converged", in.converged) ||
-          put_f64(g, "objective", in.objective) ||
-          put_i64(g, "layer", meta->layer) ||
-          put_str(g, "layer_name", meta->layer_name) ||
-          put_str(g, "source_file", meta->source_file) ||
-          put_str(g, "source_dataset", meta->source_dataset) ||
-          put_str(g, "label_dataset", meta->label_dataset) ||
-          put_f64(g, "C", meta->C) || put_f64(g, "tol", meta->tol) ||
-          put_i64(g, "max_iter", meta->max_iter) ||
-          put_i64(g, "standardize", meta->standardize) ||
-          put_i64(g, "balanced", meta->balanced) ||
+    bad = culeace__h5_put_str(g, "kind", kind_name(in.kind)) || culeace__h5_put_i64(g, "d", in.d) ||
+          culeace__h5_put_i64(g, "n_classes", in.n_classes) ||
+          culeace__h5_put_i64(g, "n_outputs", in.n_outputs) ||
+          culeace__h5_put_i64(g, "n_train", in.n_train) ||
+          culeace__h5_put_i64(g, "n_iter", in.n_iter) ||
+          culeace__h5_put_i64(g, "converged", in.converged) ||
+          culeace__h5_put_f64(g, "objective", in.objective) ||
+          culeace__h5_put_i64(g, "layer", meta->layer) ||
+          culeace__h5_put_str(g, "layer_name", meta->layer_name) ||
+          culeace__h5_put_str(g, "source_file", meta->source_file) ||
+          culeace__h5_put_str(g, "source_dataset", meta->source_dataset) ||
+          culeace__h5_put_str(g, "label_dataset", meta->label_dataset) ||
+          culeace__h5_put_f64(g, "C", meta->C) || culeace__h5_put_f64(g, "tol", meta->tol) ||
+          culeace__h5_put_i64(g, "max_iter", meta->max_iter) ||
+          culeace__h5_put_i64(g, "standardize", meta->standardize) ||
+          culeace__h5_put_i64(g, "balanced", meta->balanced) ||
           put_data(g, "coef", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, coef, 2,
                    (hsize_t)in.n_outputs, (hsize_t)in.d) ||
           put_data(g, "intercept", H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, icpt, 1,
@@ -284,7 +191,7 @@ cleanup:
 culeace_status culeace__probe_file_commit(culeace__probe_file *f) {
   if (!f || !f->writing || f->committed) return CULEACE_ERR_INVALID_ARG;
   culeace_ctx *ctx = f->ctx;
-  if (put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
+  if (culeace__h5_put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
     f->fid = -1;
     return culeace__h5_error(ctx, CULEACE_ERR_HDF5,
                              "cannot finish probe file %s", f->tmp_path);
@@ -325,7 +232,7 @@ culeace_status culeace__probe_file_open(culeace_ctx *ctx, const char *path,
   }
   char fmt[64];
   int64_t ver = 0, count = -1;
-  if (get_str(fid, "format", fmt, sizeof fmt) ||
+  if (culeace__h5_get_str(fid, "format", fmt, sizeof fmt) ||
       strcmp(fmt, CULEACE_PROBE_FILE_FORMAT))
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "%s is not a culeace probe file (attribute 'format' "
@@ -333,13 +240,13 @@ culeace_status culeace__probe_file_open(culeace_ctx *ctx, const char *path,
                         CULEACE_PROBE_FILE_FORMAT,
                         !strcmp(fmt, "culeace-erasers")
                             ? "; it is an eraser file" : "");
-  else if (get_i64(fid, "format_version", &ver) ||
+  else if (culeace__h5_get_i64(fid, "format_version", &ver) ||
            ver != CULEACE_PROBE_FILE_VERSION)
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "probe file %s has format_version %lld; this culeace "
                         "reads version %d", path, (long long)ver,
                         CULEACE_PROBE_FILE_VERSION);
-  else if (get_i64(fid, "count", &count) || count < 0 || count > 1000000)
+  else if (culeace__h5_get_i64(fid, "count", &count) || count < 0 || count > 1000000)
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "probe file %s: attribute 'count' missing or out of "
                         "range (file not committed?)", path);
@@ -394,11 +301,11 @@ culeace_status culeace__probe_file_load(culeace__probe_file *f, int64_t i,
   int64_t d = 0, k = 0, m = 0, layer = -1, max_iter = 0, stdz = 0, bal = 0;
   double C = 0, tol = 0;
   const char *missing = NULL;
-  if (get_str(g, "kind", kind, sizeof kind)) missing = "kind";
-  else if (get_i64(g, "d", &d)) missing = "d";
-  else if (get_i64(g, "n_classes", &k)) missing = "n_classes";
-  else if (get_i64(g, "n_outputs", &m)) missing = "n_outputs";
-  else if (get_str(g, "layer_name", f->strs[0], META_STR_MAX))
+  if (culeace__h5_get_str(g, "kind", kind, sizeof kind)) missing = "kind";
+  else if (culeace__h5_get_i64(g, "d", &d)) missing = "d";
+  else if (culeace__h5_get_i64(g, "n_classes", &k)) missing = "n_classes";
+  else if (culeace__h5_get_i64(g, "n_outputs", &m)) missing = "n_outputs";
+  else if (culeace__h5_get_str(g, "layer_name", f->strs[0], META_STR_MAX))
     missing = "layer_name";
   if (missing) {
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
@@ -461,14 +368,14 @@ culeace_status culeace__probe_file_load(culeace__probe_file *f, int64_t i,
     static const char *keys[3] = {"source_file", "source_dataset",
                                   "label_dataset"};
     for (int s = 0; s < 3; s++)
-      if (get_str(g, keys[s], f->strs[s + 1], META_STR_MAX))
+      if (culeace__h5_get_str(g, keys[s], f->strs[s + 1], META_STR_MAX))
         f->strs[s + 1][0] = 0;
-    if (get_i64(g, "layer", &layer)) layer = -1;
-    if (get_f64(g, "C", &C)) C = NAN;
-    if (get_f64(g, "tol", &tol)) tol = NAN;
-    if (get_i64(g, "max_iter", &max_iter)) max_iter = -1;
-    if (get_i64(g, "standardize", &stdz)) stdz = -1;
-    if (get_i64(g, "balanced", &bal)) bal = -1;
+    if (culeace__h5_get_i64(g, "layer", &layer)) layer = -1;
+    if (culeace__h5_get_f64(g, "C", &C)) C = NAN;
+    if (culeace__h5_get_f64(g, "tol", &tol)) tol = NAN;
+    if (culeace__h5_get_i64(g, "max_iter", &max_iter)) max_iter = -1;
+    if (culeace__h5_get_i64(g, "standardize", &stdz)) stdz = -1;
+    if (culeace__h5_get_i64(g, "balanced", &bal)) bal = -1;
     free(f->class_values);
     f->class_values = cv;
     cv = NULL;

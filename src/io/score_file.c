@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/h5attr.h"
 #include "core/ctx.h"
 #include "io/h5util.h"
 #include "io/score_file.h"
@@ -20,29 +21,6 @@ struct culeace__score_file {
   int64_t count;
   char *path, *tmp_path;
 };
-
-static int put_str(hid_t obj, const char *name, const char *v) {
-  if (!v) v = "";
-  hid_t t = H5Tcopy(H5T_C_S1);
-  H5Tset_size(t, strlen(v) + 1);
-  H5Tset_cset(t, H5T_CSET_UTF8);
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, t, v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  H5Tclose(t);
-  return rc < 0 ? -1 : 0;
-}
-
-static int put_i64(hid_t obj, const char *name, int64_t v) {
-  hid_t sp = H5Screate(H5S_SCALAR);
-  hid_t a = H5Acreate2(obj, name, H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
-  herr_t rc = a < 0 ? -1 : H5Awrite(a, H5T_NATIVE_INT64, &v);
-  if (a >= 0) H5Aclose(a);
-  H5Sclose(sp);
-  return rc < 0 ? -1 : 0;
-}
 
 static int put_i64_array(hid_t obj, const char *name, const int64_t *v,
                          hsize_t n) {
@@ -91,12 +69,12 @@ culeace_status culeace__score_file_create(culeace_ctx *ctx, const char *path,
   hid_t g2 = H5Gcreate2(f->fid, "row_index", H5P_DEFAULT, H5P_DEFAULT,
                         H5P_DEFAULT);
   int bad = g1 < 0 || g2 < 0 ||
-            put_str(f->fid, "format", CULEACE_SCORE_FILE_FORMAT) ||
-            put_i64(f->fid, "format_version", CULEACE_SCORE_FILE_VERSION) ||
-            put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING) ||
-            put_str(f->fid, "source_file", source_file) ||
-            put_str(f->fid, "source_dataset", x_path) ||
-            put_str(f->fid, "probes", probes);
+            culeace__h5_put_str(f->fid, "format", CULEACE_SCORE_FILE_FORMAT) ||
+            culeace__h5_put_i64(f->fid, "format_version", CULEACE_SCORE_FILE_VERSION) ||
+            culeace__h5_put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING) ||
+            culeace__h5_put_str(f->fid, "source_file", source_file) ||
+            culeace__h5_put_str(f->fid, "source_dataset", x_path) ||
+            culeace__h5_put_str(f->fid, "probes", probes);
   if (g1 >= 0) H5Gclose(g1);
   if (g2 >= 0) H5Gclose(g2);
   if (bad) {
@@ -132,7 +110,7 @@ culeace_status culeace__score_file_add(culeace__score_file *f,
   int bad = ds < 0 ||
             (n > 0 && H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
                                H5P_DEFAULT, proba) < 0) ||
-            put_i64(ds, "layer", layer) || put_str(ds, "kind", kind) ||
+            culeace__h5_put_i64(ds, "layer", layer) || culeace__h5_put_str(ds, "kind", kind) ||
             put_i64_array(ds, "class_values", class_values, (hsize_t)k);
   if (ds >= 0) H5Dclose(ds);
   H5Sclose(sp);
@@ -160,7 +138,7 @@ culeace_status culeace__score_file_add(culeace__score_file *f,
 culeace_status culeace__score_file_commit(culeace__score_file *f) {
   if (!f || f->committed) return CULEACE_ERR_INVALID_ARG;
   culeace_ctx *ctx = f->ctx;
-  if (put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
+  if (culeace__h5_put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
     f->fid = -1;
     return culeace__h5_error(ctx, CULEACE_ERR_HDF5,
                              "cannot finish score file %s", f->tmp_path);
