@@ -190,23 +190,10 @@ culeace_status culeace_eraser_file_open(culeace_ctx *ctx, const char *path,
   if (fid < 0)
     return culeace__error(ctx, CULEACE_ERR_HDF5,
                           "cannot open eraser file %s", path);
-  char fmt[64];
-  int64_t ver = 0, count = -1;
-  culeace_status st = CULEACE_OK;
-  if (culeace__h5_get_str(fid, "format", fmt, sizeof fmt) || strcmp(fmt, ERASER_FORMAT))
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "%s is not a culeace eraser file (attribute 'format' "
-                        "missing or not '%s')", path, ERASER_FORMAT);
-  else if (culeace__h5_get_i64(fid, "format_version", &ver) ||
-           ver != ERASER_FORMAT_VERSION)
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "eraser file %s has format_version %lld; this culeace "
-                        "reads version %d", path, (long long)ver,
-                        ERASER_FORMAT_VERSION);
-  else if (culeace__h5_get_i64(fid, "count", &count) || count < 0 || count > 1000000)
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "eraser file %s: attribute 'count' missing or out of "
-                        "range (file not committed?)", path);
+  int64_t count = -1;
+  culeace_status st = culeace__h5_check_header(
+      ctx, fid, path, "eraser file", ERASER_FORMAT, ERASER_FORMAT_VERSION,
+      &count);
   if (st) {
     H5Fclose(fid);
     return st;

@@ -3,6 +3,8 @@
  * file's own character set. */
 #include "io/h5attr.h"
 
+#include "core/ctx.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -95,4 +97,28 @@ int culeace__h5_get_str(hid_t obj, const char *name, char *buf, size_t len) {
   H5Tclose(ft);
   H5Aclose(a);
   return ok ? 0 : -1;
+}
+
+culeace_status culeace__h5_check_header(culeace_ctx *ctx, hid_t fid,
+                                        const char *path, const char *what,
+                                        const char *format, int64_t version,
+                                        int64_t *count) {
+  char fmt[64];
+  int64_t ver = 0;
+  if (culeace__h5_get_str(fid, "format", fmt, sizeof fmt) || strcmp(fmt, format))
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "%s is not a culeace %s (attribute 'format' missing "
+                          "or not '%s'%s%s)", path, what, format,
+                          fmt[0] ? "; it says " : "", fmt);
+  if (culeace__h5_get_i64(fid, "format_version", &ver) || ver != version)
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "%s %s has format_version %lld; this culeace reads "
+                          "version %lld", what, path, (long long)ver,
+                          (long long)version);
+  if (culeace__h5_get_i64(fid, "count", count) || *count < 0 ||
+      *count > 1000000)
+    return culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "%s %s: attribute 'count' missing or out of range "
+                          "(file not committed?)", what, path);
+  return CULEACE_OK;
 }

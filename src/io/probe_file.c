@@ -230,26 +230,10 @@ culeace_status culeace__probe_file_open(culeace_ctx *ctx, const char *path,
     culeace__error_prefix(ctx, "probe file: ");
     return st;
   }
-  char fmt[64];
-  int64_t ver = 0, count = -1;
-  if (culeace__h5_get_str(fid, "format", fmt, sizeof fmt) ||
-      strcmp(fmt, CULEACE_PROBE_FILE_FORMAT))
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "%s is not a culeace probe file (attribute 'format' "
-                        "missing or not '%s'%s)", path,
-                        CULEACE_PROBE_FILE_FORMAT,
-                        !strcmp(fmt, "culeace-erasers")
-                            ? "; it is an eraser file" : "");
-  else if (culeace__h5_get_i64(fid, "format_version", &ver) ||
-           ver != CULEACE_PROBE_FILE_VERSION)
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "probe file %s has format_version %lld; this culeace "
-                        "reads version %d", path, (long long)ver,
-                        CULEACE_PROBE_FILE_VERSION);
-  else if (culeace__h5_get_i64(fid, "count", &count) || count < 0 || count > 1000000)
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "probe file %s: attribute 'count' missing or out of "
-                        "range (file not committed?)", path);
+  int64_t count = -1;
+  st = culeace__h5_check_header(ctx, fid, path, "probe file",
+                                CULEACE_PROBE_FILE_FORMAT,
+                                CULEACE_PROBE_FILE_VERSION, &count);
   if (st) {
     H5Fclose(fid);
     return st;
