@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "io/h5out.h"
 #include "io/h5attr.h"
 #include "core/ctx.h"
 #include "io/h5util.h"
@@ -80,41 +81,24 @@ culeace_status culeace__probe_file_create(culeace_ctx *ctx, const char *path,
   if (!ctx || !path || !out) return CULEACE_ERR_INVALID_ARG;
   *out = NULL;
   culeace__probe_file *f = calloc(1, sizeof *f);
-  size_t plen = strlen(path);
-  char *p = f ? malloc(plen + 1) : NULL, *tmp = f ? malloc(plen + 32) : NULL;
-  if (!f || !p || !tmp) {
+  char *p = f ? strdup(path) : NULL;
+  if (!f || !p) {
     free(f);
     free(p);
-    free(tmp);
     return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
   }
-  memcpy(p, path, plen + 1);
-  snprintf(tmp, plen + 32, "%s.tmp%ld", path, (long)getpid());
-  f->ctx = ctx;
-  f->path = p;
-  f->tmp_path = tmp;
-  f->writing = 1;
-  errno = 0;
-  f->fid = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  if (f->fid < 0) {
-    culeace_status st = culeace__h5_error(
-        ctx, CULEACE_ERR_IO, "cannot create probe file %s (temporary %s)%s%s",
-        path, tmp, errno ? ": " : "", errno ? strerror(errno) : "");
-    free(f->path);
-    free(f->tmp_path);
+  static const char *const groups[] = {"probes", NULL};
+  culeace_status st = culeace__h5out_create(
+      ctx, path, "probe file", CULEACE_PROBE_FILE_FORMAT,
+      CULEACE_PROBE_FILE_VERSION, groups, &f->fid, &f->tmp_path);
+  if (st) {
+    free(p);
     free(f);
     return st;
   }
-  hid_t g = H5Gcreate2(f->fid, "probes", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-  int bad = g < 0 || culeace__h5_put_str(f->fid, "format", CULEACE_PROBE_FILE_FORMAT) ||
-            culeace__h5_put_i64(f->fid, "format_version", CULEACE_PROBE_FILE_VERSION) ||
-            culeace__h5_put_str(f->fid, "culeace_version", CULEACE_VERSION_STRING);
-  if (g >= 0) H5Gclose(g);
-  if (bad) {
-    culeace__probe_file_free(f);
-    return culeace__h5_error(ctx, CULEACE_ERR_HDF5,
-                             "cannot write the header of probe file %s", path);
-  }
+  f->ctx = ctx;
+  f->path = p;
+  f->writing = 1;
   *out = f;
   return CULEACE_OK;
 }
@@ -190,29 +174,16 @@ cleanup:
 
 culeace_status culeace__probe_file_commit(culeace__probe_file *f) {
   if (!f || !f->writing || f->committed) return CULEACE_ERR_INVALID_ARG;
-  culeace_ctx *ctx = f->ctx;
-  if (culeace__h5_put_i64(f->fid, "count", f->count) < 0 || H5Fclose(f->fid) < 0) {
-    f->fid = -1;
-    return culeace__h5_error(ctx, CULEACE_ERR_HDF5,
-                             "cannot finish probe file %s", f->tmp_path);
-  }
-  f->fid = -1;
-  int fd = open(f->tmp_path, O_RDONLY);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
-  if (rename(f->tmp_path, f->path) != 0)
-    return culeace__error(ctx, CULEACE_ERR_IO, "cannot rename %s to %s: %s",
-                          f->tmp_path, f->path, strerror(errno));
-  f->committed = 1;
-  return CULEACE_OK;
+  culeace_status st = culeace__h5out_commit(f->ctx, &f->fid, f->tmp_path,
+                                            f->path, "probe file", f->count);
+  if (st == CULEACE_OK) f->committed = 1;
+  return st;
 }
 
 void culeace__probe_file_free(culeace__probe_file *f) {
   if (!f) return;
-  if (f->fid >= 0) H5Fclose(f->fid);
-  if (f->writing && !f->committed && f->tmp_path) unlink(f->tmp_path);
+  culeace__h5out_close(&f->fid, f->writing ? f->tmp_path : NULL,
+                       f->committed);
   free(f->path);
   free(f->tmp_path);
   free(f->class_values);
