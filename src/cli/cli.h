@@ -25,6 +25,14 @@ typedef struct {
 } cli_common;
 
 void cli_common_init(cli_common *c, const char *prog);
+/* getopt_long entries of the options cli_common_option handles; put first
+ * in each data-reading subcommand's table. */
+#define CLI_COMMON_LONG_OPTIONS                                                \
+  {"x", 1, 0, 0}, {"layer-axis", 1, 0, 0}, {"tokens", 0, 0, 0},                \
+      {"mask", 1, 0, 0}, {"layers", 1, 0, 0}, {"device", 1, 0, 0},             \
+      {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0}, {"json", 0, 0, 0},        \
+      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0}
+
 /* Handles one common long option (by name, with optarg); returns 1 if it
  * was one, 0 if not, -1 on a bad value (message printed). */
 int cli_common_option(cli_common *c, const char *name, const char *arg);

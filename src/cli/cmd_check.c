@@ -101,11 +101,8 @@ int cmd_check(int argc, char **argv) {
   cli_common_init(&c, "culeace check");
   const char *z_path = NULL;
   static struct option opts[] = {
-      {"x", 1, 0, 0}, {"z", 1, 0, 0}, {"layer-axis", 1, 0, 0},
-      {"tokens", 0, 0, 0}, {"mask", 1, 0, 0}, {"layers", 1, 0, 0},
-      {"device", 1, 0, 0}, {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0},
-      {"json", 0, 0, 0}, {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},
-      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+      CLI_COMMON_LONG_OPTIONS,
+      {"z", 1, 0, 0}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "h", opts, &idx)) != -1) {

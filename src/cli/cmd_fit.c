@@ -82,12 +82,9 @@ int cmd_fit(int argc, char **argv) {
   culeace_fit_opts_init(&o);
   const char *z_path = NULL, *out = NULL;
   static struct option opts[] = {
-      {"x", 1, 0, 0}, {"z", 1, 0, 0}, {"layer-axis", 1, 0, 0},
-      {"tokens", 0, 0, 0}, {"mask", 1, 0, 0}, {"layers", 1, 0, 0},
-      {"device", 1, 0, 0}, {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0},
-      {"json", 0, 0, 0}, {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},
-      {"method", 1, 0, 0}, {"no-affine", 0, 0, 0}, {"shrinkage", 0, 0, 0},
-      {"no-shrinkage", 0, 0, 0}, {"svd-tol", 1, 0, 0},
+      CLI_COMMON_LONG_OPTIONS,
+      {"z", 1, 0, 0}, {"method", 1, 0, 0}, {"no-affine", 0, 0, 0},
+      {"shrinkage", 0, 0, 0}, {"no-shrinkage", 0, 0, 0}, {"svd-tol", 1, 0, 0},
       {"no-constrain-trace", 0, 0, 0}, {"precision", 1, 0, 0},
       {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;

@@ -71,16 +71,12 @@ static int parse_double(const cli_common *c, const char *name, const char *s,
 static int parse_args(int argc, char **argv, cli_common *c,
                       probe_settings *s) {
   static struct option opts[] = {
-      {"x", 1, 0, 0}, {"layer-axis", 1, 0, 0}, {"tokens", 0, 0, 0},
-      {"mask", 1, 0, 0}, {"layers", 1, 0, 0}, {"device", 1, 0, 0},
-      {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0}, {"json", 0, 0, 0},
-      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},
-      {"y", 1, 0, 0}, {"z", 1, 0, 0}, {"groups", 1, 0, 0},
-      {"folds", 1, 0, 0}, {"seed", 1, 0, 0}, {"probe", 1, 0, 0},
-      {"C", 1, 0, 0}, {"tol", 1, 0, 0}, {"max-iter", 1, 0, 0},
-      {"no-standardize", 0, 0, 0}, {"balanced", 0, 0, 0},
-      {"control", 0, 0, 0}, {"erase", 0, 0, 0}, {"mdl", 0, 0, 0},
-      {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
+      CLI_COMMON_LONG_OPTIONS,
+      {"y", 1, 0, 0}, {"z", 1, 0, 0}, {"groups", 1, 0, 0}, {"folds", 1, 0, 0},
+      {"seed", 1, 0, 0}, {"probe", 1, 0, 0}, {"C", 1, 0, 0}, {"tol", 1, 0, 0},
+      {"max-iter", 1, 0, 0}, {"no-standardize", 0, 0, 0},
+      {"balanced", 0, 0, 0}, {"control", 0, 0, 0}, {"erase", 0, 0, 0},
+      {"mdl", 0, 0, 0}, {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
   optind = 1;
