@@ -8,12 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/fitter.h"
 #include "io/h5attr.h"
 #include "io/h5out.h"
+#include "io/h5util.h"
 
 #define ERASER_FORMAT "culeace-erasers"
 #define ERASER_FORMAT_VERSION 1
@@ -149,20 +149,14 @@ culeace_status culeace_eraser_file_open(culeace_ctx *ctx, const char *path,
                                         culeace_eraser_file **out) {
   if (!ctx || !path || !out) return CULEACE_ERR_INVALID_ARG;
   *out = NULL;
-  struct stat sb;
-  if (stat(path, &sb) != 0)
-    return culeace__error(ctx, CULEACE_ERR_NOT_FOUND,
-                          "eraser file %s not found: %s", path,
-                          strerror(errno));
-  if (H5Fis_hdf5(path) <= 0)
-    return culeace__error(ctx, CULEACE_ERR_FORMAT,
-                          "eraser file %s is not an HDF5 file", path);
-  hid_t fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (fid < 0)
-    return culeace__error(ctx, CULEACE_ERR_HDF5,
-                          "cannot open eraser file %s", path);
+  hid_t fid;
+  culeace_status st = culeace__h5_open(ctx, path, 0, &fid);
+  if (st) {
+    culeace__error_prefix(ctx, "eraser file");
+    return st;
+  }
   int64_t count = -1;
-  culeace_status st = culeace__h5_check_header(
+  st = culeace__h5_check_header(
       ctx, fid, path, "eraser file", ERASER_FORMAT, ERASER_FORMAT_VERSION,
       &count);
   if (st) {
