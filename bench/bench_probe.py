@@ -286,23 +286,7 @@ def render(res):
         f"passes (reading the next layer can overlap iterating on this one); "
         f"it leaves out process start, the float16 conversion, the flops, "
         f"and the metrics.")
-    lines.append(
-        f"- Load average before timing {la['before'][0]:.2f} "
-        f"{la['before'][1]:.2f} {la['before'][2]:.2f}, after "
-        f"{la['after'][0]:.2f} {la['after'][1]:.2f} {la['after'][2]:.2f}"
-        + ("" if la["idle"] else " (machine was not idle when timing began)")
-        + f"; other processes used {la['others_cpu_s']:.1f} CPU s in the "
-        f"{la['timed_wall_s']:.0f} s of timing ("
-        f"{la['others_cpu_s'] / la['timed_wall_s']:.2f} cores on average); "
-        f"steal {la['steal_s']:.1f} s.")
-    lines.append(
-        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
-        f"{m['os']}; OpenBLAS {m['openblas']}, kernel {m['blas_kernel']}.")
-    lines.append(
-        f"- Versions: {m['culeace']}; Python {m['python']}, numpy {m['numpy']}, "
-        f"h5py {m['h5py']} (HDF5 {m['hdf5']}), scikit-learn "
-        f"{m['scikit_learn']}, scipy {m['scipy']}, threadpoolctl "
-        f"{m['threadpoolctl']}.")
+    lines += benchlib.context_lines(la, m, f"scikit-learn {m['scikit_learn']}, scipy {m['scipy']}, threadpoolctl {m['threadpoolctl']}")
     lines.append(f"- Command: `{res['command']}`")
     return "\n".join(lines) + "\n"
 

@@ -289,3 +289,23 @@ def update_doc(doc, md, begin, end, prog="bench"):
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, doc)
+
+
+def context_lines(la, m, versions):
+    """The report's closing lines shared by every harness: load during the
+    timing, machine, and versions (versions: the harness's own packages,
+    already formatted, e.g. "torch 2.15.0, concept-erasure 0.2.4")."""
+    return [
+        f"- Load average before timing {la['before'][0]:.2f} "
+        f"{la['before'][1]:.2f} {la['before'][2]:.2f}, after "
+        f"{la['after'][0]:.2f} {la['after'][1]:.2f} {la['after'][2]:.2f}"
+        + ("" if la["idle"] else " (machine was not idle when timing began)")
+        + f"; other processes used {la['others_cpu_s']:.1f} CPU s in the "
+        f"{la['timed_wall_s']:.0f} s of timing ("
+        f"{la['others_cpu_s'] / la['timed_wall_s']:.2f} cores on average); "
+        f"steal {la['steal_s']:.1f} s.",
+        f"- Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; "
+        f"{m['os']}; OpenBLAS {m['openblas']}, kernel {m['blas_kernel']}.",
+        f"- Versions: {m['culeace']}; Python {m['python']}, numpy {m['numpy']}, "
+        f"h5py {m['h5py']} (HDF5 {m['hdf5']}), {versions}.",
+    ]
