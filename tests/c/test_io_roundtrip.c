@@ -691,25 +691,13 @@ int main(void) {
     fprintf(stderr, "cannot create context: %s\n", err);
     return 1;
   }
-  /* ids of these kinds alive before the tests; the same count after */
-  const H5I_type_t id_types[3] = {H5I_DATASPACE, H5I_DATATYPE,
-                                  H5I_GENPROP_LST};
-  hsize_t id_base[3] = {0, 0, 0};
-  H5open();
-  for (int k = 0; k < 3; k++) H5Inmembers(id_types[k], &id_base[k]);
+  tu_h5_ids ids; /* HDF5 ids alive before the tests; the same after */
+  tu_h5_ids_take(&ids);
   test_natural();
   test_layouts();
   test_labels();
   test_fixture();
-  ssize_t open_objs = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
-  CHECK(open_objs == 0, "%zd HDF5 objects left open", open_objs);
-  for (int k = 0; k < 3; k++) {
-    hsize_t now = 0;
-    H5Inmembers(id_types[k], &now);
-    CHECK(now == id_base[k], "HDF5 id type %d: %llu ids before, %llu after",
-          (int)id_types[k], (unsigned long long)id_base[k],
-          (unsigned long long)now);
-  }
+  tu_h5_ids_check(&ids);
   culeace_ctx_free(ctx);
   return tu_finish("test_io_roundtrip");
 }

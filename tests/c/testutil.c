@@ -1,6 +1,7 @@
 /* testutil.c — implementation of the C test harness (see testutil.h). */
 #include "testutil.h"
 
+#include <hdf5.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,4 +57,27 @@ const char *tu_src(const char *rel) { return tu_join("CULEACE_SOURCE_DIR", ".", 
 int tu_finish(const char *suite) {
   printf("%s: %d passed, %d failed\n", suite, tu_passed, tu_failed);
   return tu_failed ? 1 : 0;
+}
+
+static const H5I_type_t tu_id_types[3] = {H5I_DATASPACE, H5I_DATATYPE,
+                                          H5I_GENPROP_LST};
+
+void tu_h5_ids_take(tu_h5_ids *ids) {
+  H5open();
+  for (int k = 0; k < 3; k++) {
+    hsize_t v = 0;
+    H5Inmembers(tu_id_types[k], &v);
+    ids->n[k] = v;
+  }
+}
+
+void tu_h5_ids_check(const tu_h5_ids *ids) {
+  ssize_t open_objs = H5Fget_obj_count(H5F_OBJ_ALL, H5F_OBJ_ALL);
+  CHECK(open_objs == 0, "%zd HDF5 objects left open", open_objs);
+  for (int k = 0; k < 3; k++) {
+    hsize_t now = 0;
+    H5Inmembers(tu_id_types[k], &now);
+    CHECK(now == ids->n[k], "HDF5 id type %d: %llu ids before, %llu after",
+          (int)tu_id_types[k], ids->n[k], (unsigned long long)now);
+  }
 }

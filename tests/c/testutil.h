@@ -46,6 +46,15 @@ const char *tu_tmp(const char *name);
 /* $CULEACE_SOURCE_DIR/rel (static buffer rotation of 8). */
 const char *tu_src(const char *rel);
 
+/* HDF5 leak check: counts of live dataspace, datatype and property-list
+ * ids taken before the tests; tu_h5_ids_check CHECKs that no file object is
+ * open and the counts are back where they were. */
+typedef struct {
+  unsigned long long n[3];
+} tu_h5_ids;
+void tu_h5_ids_take(tu_h5_ids *ids);
+void tu_h5_ids_check(const tu_h5_ids *ids);
+
 /* Prints "N passed, N failed" and returns the exit code. */
 int tu_finish(const char *suite);
 
