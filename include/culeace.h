@@ -222,6 +222,26 @@ culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
                                     void *x, culeace_dtype xtype, int64_t n,
                                     int64_t ldx);
 
+/* The same edit on rows already in GPU memory (CUDA contexts only): x_dev
+ * (n, d) of xtype with row stride ldx, on the context's device, enqueued on
+ * `stream` (a cudaStream_t; NULL is the legacy default stream) and returning
+ * without waiting for it. The eraser's factors are copied to the device on
+ * first use and kept there (per context) while the eraser lives. float64
+ * rows are edited in float64, the others in float32 with one rounding.
+ * CULEACE_ERR_STATE on a CPU context. */
+culeace_status culeace_eraser_apply_device(culeace_ctx *ctx,
+                                           const culeace_eraser *e,
+                                           void *x_dev, culeace_dtype xtype,
+                                           int64_t n, int64_t ldx,
+                                           void *stream);
+
+/* Host memory for row blocks the library reads: page-locked on a CUDA
+ * context (so copies to the GPU run at full speed), plain malloc on the CPU.
+ * NULL (and the context's message set) on failure. Free with
+ * culeace_host_free on the same context. */
+void *culeace_host_alloc(culeace_ctx *ctx, size_t bytes);
+void culeace_host_free(culeace_ctx *ctx, void *p);
+
 /* ---- eraser files (HDF5, see docs/FORMAT.md) ---------------------------- */
 typedef struct {
   const char *source_file;    /* may be NULL */

@@ -12,6 +12,7 @@
 /* The eraser's factors in the precisions the backends use.
  * L: (d, r), R: (r, d), bias: (d) or NULL when not affine. */
 typedef struct culeace_apply_factors {
+  uint64_t serial; /* unique per eraser (device copies are cached by it) */
   int64_t d, r;
   const double *L, *R, *bias;
   const float *L32, *R32, *bias32;
@@ -56,7 +57,34 @@ typedef struct culeace_backend {
   culeace_status (*apply)(culeace_ctx *ctx, void *x, culeace_dtype xtype,
                           int64_t n, int64_t ldx,
                           const struct culeace_apply_factors *f);
+
+  /* The same edit on rows in device memory, enqueued on a caller's stream
+   * (a cudaStream_t) without waiting. NULL for backends without a device. */
+  culeace_status (*apply_device)(culeace_ctx *ctx, void *x_dev,
+                                 culeace_dtype xtype, int64_t n, int64_t ldx,
+                                 const struct culeace_apply_factors *f,
+                                 void *stream);
+
+  /* Host buffers the backend copies from fastest (page-locked for CUDA).
+   * host_alloc returns NULL with the context's message set on failure. */
+  void *(*host_alloc)(culeace_ctx *ctx, size_t bytes);
+  void (*host_free)(void *state, void *p);
 } culeace_backend;
+
+/* Helpers every backend shares (backend/common.c). */
+
+/* zc (n, k) = z - mean_z with mean_z (k) the column means of z (n, k),
+ * stride ldz. */
+void culeace__centre_z(const double *z, int64_t n, int64_t k, int64_t ldz,
+                       double *zc, double *mean_z);
+
+/* Called when a block's column means mean_x (d) may hold a NaN/Inf: returns
+ * 0 when all are finite; otherwise sets the message naming the first row and
+ * column of x (host memory) with a non-finite value (or saying the sum
+ * overflowed) and returns 1. */
+int culeace__block_nonfinite(culeace_ctx *ctx, const void *x,
+                             culeace_dtype xtype, int64_t n, int64_t d,
+                             int64_t ldx, const double *mean_x);
 
 extern const culeace_backend culeace__backend_cpu;
 #ifdef CULEACE_HAVE_CUDA

@@ -66,39 +66,6 @@ static culeace_status grow(culeace_ctx *ctx, scratch *b, size_t count,
 
 static cpu_state *state_of(culeace_ctx *ctx) { return ctx->backend_state; }
 
-/* Centred z block (n, k) into zc and its mean into mean_z. */
-static void centre_z(const double *z, int64_t n, int64_t k, int64_t ldz,
-                     double *zc, double *mean_z) {
-  for (int64_t c = 0; c < k; c++) mean_z[c] = 0;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = 0; c < k; c++) mean_z[c] += z[i * ldz + c];
-  for (int64_t c = 0; c < k; c++) mean_z[c] /= (double)n;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = 0; c < k; c++) zc[i * k + c] = z[i * ldz + c] - mean_z[c];
-}
-
-/* 1 (with the message naming the row) when the block has a NaN/Inf, which
- * shows as a non-finite column mean; a finite mean can still hide huge
- * float64 inputs whose sum overflowed, so the rows are scanned then. */
-static int block_nonfinite(culeace_ctx *ctx, const void *x,
-                           culeace_dtype xtype, int64_t n, int64_t d,
-                           int64_t ldx, const double *mean_x) {
-  int ok = 1;
-  for (int64_t j = 0; j < d; j++) ok &= isfinite(mean_x[j]) != 0;
-  if (ok) return 0;
-  int64_t col = 0, row = culeace__first_nonfinite(x, xtype, n, d, ldx, &col);
-  if (row < 0) {
-    culeace__error(ctx, CULEACE_ERR_NONFINITE,
-                   "the block's values are too large: their sum overflows "
-                   "float64");
-    return 1;
-  }
-  culeace__error(ctx, CULEACE_ERR_NONFINITE,
-                 "row %lld of the block has a non-finite value (NaN or Inf) "
-                 "in column %lld", (long long)row, (long long)col);
-  return 1;
-}
-
 /* cxz (d, k) = xc^T zc for centred xc (n, d), zc (n, k). A GEMM with tiny k
  * would repack the whole block; k GEMVs stream it once each instead. */
 static void cross_moment_f64(const double *xc, const double *zc, int64_t n,
@@ -186,13 +153,13 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   st = grow(ctx, &s->part, (size_t)threads * (size_t)d, 8, "column sums");
   if (st) return st;
   double *zc = s->z.buf;
-  if (k > 0) centre_z(z, n, k, ldz, zc, mean_z);
+  if (k > 0) culeace__centre_z(z, n, k, ldz, zc, mean_z);
   /* NaN/Inf anywhere in the block makes a column mean non-finite (a sum of
    * finite values this size cannot overflow float64 from float32 inputs);
    * block_nonfinite then finds and names the row. */
   if (prep_block(x, xtype, n, d, ldx, f32, s->x.buf, mean_x, s->part.buf,
                  threads) &&
-      block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+      culeace__block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
     return CULEACE_ERR_NONFINITE;
 
   if (!f32) {
@@ -331,6 +298,15 @@ static culeace_status cpu_apply(culeace_ctx *ctx, void *x,
   return CULEACE_OK;
 }
 
+static void *cpu_host_alloc(culeace_ctx *ctx, size_t bytes) {
+  return culeace__alloc(ctx, bytes, 1, "host block buffer");
+}
+
+static void cpu_host_free(void *state, void *p) {
+  (void)state;
+  free(p);
+}
+
 const culeace_backend culeace__backend_cpu = {
     .name = "cpu",
     .init = cpu_init,
@@ -339,4 +315,7 @@ const culeace_backend culeace__backend_cpu = {
     .eigh = cpu_eigh,
     .gemm = cpu_gemm,
     .apply = cpu_apply,
+    .apply_device = NULL,
+    .host_alloc = cpu_host_alloc,
+    .host_free = cpu_host_free,
 };

@@ -320,7 +320,7 @@ int cmd_apply(int argc, char **argv) {
   size_t es = culeace_dtype_size(culeace__act_dtype(act));
   size_t rows = (size_t)ed.ex_per_block * (size_t)t;
   ed.raw = malloc(rows * (size_t)d * es);
-  ed.compact = malloc(rows * (size_t)d * es);
+  ed.compact = culeace_host_alloc(ctx, rows * (size_t)d * es);
   ed.kept = malloc(rows * sizeof *ed.kept);
   if (!ed.raw || !ed.compact || !ed.kept) {
     cli_error(&c, "out of memory for a block of %zu rows (lower --block-rows)",
@@ -387,7 +387,7 @@ done:
   free(identity);
   apply_journal_free(&jr);
   free(ed.raw);
-  free(ed.compact);
+  culeace_host_free(ctx, ed.compact);
   free(ed.kept);
   cli_free_erasers(items, m);
   culeace_ctx_free(ctx);

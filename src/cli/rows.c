@@ -28,7 +28,8 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
     return cli_error(c, "block of %zu rows x %lld is too large", rows,
                      (long long)d);
   s->raw = malloc(bytes ? bytes : 1);
-  s->rows = malloc(bytes ? bytes : 1);
+  /* The block handed to the library: page-locked on a GPU context. */
+  s->rows = culeace_host_alloc(ctx, bytes ? bytes : 1);
   s->row_ids = malloc(rows * sizeof *s->row_ids);
   if (labels && !labels->continuous)
     s->classes = malloc(rows * sizeof *s->classes);
@@ -45,7 +46,7 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
 
 void cli_rows_close(cli_rows *s) {
   free(s->raw);
-  free(s->rows);
+  culeace_host_free(s->ctx, s->rows);
   free(s->row_ids);
   free(s->classes);
   free(s->z);

@@ -125,7 +125,7 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
                "device auto: using cuda:%d", ctx->device_index);
     } else {
       snprintf(ctx->device_note, sizeof ctx->device_note,
-               "device auto: no usable GPU (%s); using cpu", ctx->errmsg);
+               "device auto: %.200s; using cpu", ctx->errmsg);
       ctx->backend = &culeace__backend_cpu;
       ctx->errmsg[0] = 0;
     }
@@ -174,4 +174,13 @@ const char *culeace_ctx_backend_name(const culeace_ctx *ctx) {
 
 const char *culeace_ctx_device_note(const culeace_ctx *ctx) {
   return ctx ? ctx->device_note : "";
+}
+
+void *culeace_host_alloc(culeace_ctx *ctx, size_t bytes) {
+  if (!ctx) return NULL;
+  return ctx->backend->host_alloc(ctx, bytes);
+}
+
+void culeace_host_free(culeace_ctx *ctx, void *p) {
+  if (ctx && p) ctx->backend->host_free(ctx->backend_state, p);
 }

@@ -52,6 +52,8 @@ void culeace__eraser_sync(culeace_eraser *e) {
     e->R32[i] = (float)e->R[i];
   }
   for (int64_t j = 0; j < e->info.d; j++) e->bias32[j] = (float)e->bias[j];
+  static uint64_t next_serial = 1;
+  e->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
 }
 
 void culeace_eraser_free(culeace_eraser *e) {
@@ -118,9 +120,20 @@ culeace_status culeace_eraser_from_factors(culeace_ctx *ctx, int64_t d,
   return CULEACE_OK;
 }
 
-culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
-                                    void *x, culeace_dtype xtype, int64_t n,
-                                    int64_t ldx) {
+/* The eraser's factors as the backends take them. */
+static culeace_apply_factors factors_of(const culeace_eraser *e) {
+  culeace_apply_factors f = {
+      .serial = e->serial, .d = e->info.d, .r = e->info.rank,
+      .L = e->L, .R = e->R, .bias = e->info.affine ? e->bias : NULL,
+      .L32 = e->L32, .R32 = e->R32,
+      .bias32 = e->info.affine ? e->bias32 : NULL};
+  return f;
+}
+
+static culeace_status check_apply_args(culeace_ctx *ctx,
+                                       const culeace_eraser *e, void *x,
+                                       culeace_dtype xtype, int64_t n,
+                                       int64_t ldx) {
   if (!ctx || !e) return CULEACE_ERR_INVALID_ARG;
   if (n < 0 || (n > 0 && !x))
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
@@ -132,10 +145,29 @@ culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "apply: row stride %lld is smaller than d = %lld",
                           (long long)ldx, (long long)e->info.d);
-  culeace_apply_factors f = {
-      .d = e->info.d, .r = e->info.rank,
-      .L = e->L, .R = e->R, .bias = e->info.affine ? e->bias : NULL,
-      .L32 = e->L32, .R32 = e->R32,
-      .bias32 = e->info.affine ? e->bias32 : NULL};
+  return CULEACE_OK;
+}
+
+culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
+                                    void *x, culeace_dtype xtype, int64_t n,
+                                    int64_t ldx) {
+  culeace_status st = check_apply_args(ctx, e, x, xtype, n, ldx);
+  if (st) return st;
+  culeace_apply_factors f = factors_of(e);
   return ctx->backend->apply(ctx, x, xtype, n, ldx, &f);
+}
+
+culeace_status culeace_eraser_apply_device(culeace_ctx *ctx,
+                                           const culeace_eraser *e,
+                                           void *x_dev, culeace_dtype xtype,
+                                           int64_t n, int64_t ldx,
+                                           void *stream) {
+  culeace_status st = check_apply_args(ctx, e, x_dev, xtype, n, ldx);
+  if (st) return st;
+  if (!ctx->backend->apply_device)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "apply on device memory needs a CUDA context (this "
+                          "context runs on %s)", ctx->backend_name);
+  culeace_apply_factors f = factors_of(e);
+  return ctx->backend->apply_device(ctx, x_dev, xtype, n, ldx, &f, stream);
 }

@@ -29,13 +29,15 @@ struct culeace_eraser {
   double *R;    /* (r, d) */
   double *bias; /* (d), zeros when not affine */
   float *L32, *R32, *bias32;
+  uint64_t serial; /* unique per eraser contents (device caches key on it) */
 };
 
 /* Allocates an eraser with room for rank r (factors zeroed) and fills info's
  * d and rank. */
 culeace_status culeace__eraser_alloc(culeace_ctx *ctx, int64_t d, int64_t r,
                                      culeace_eraser **out);
-/* Refreshes the float32 copies from the float64 factors. */
+/* Refreshes the float32 copies from the float64 factors and gives the
+ * eraser a new serial. */
 void culeace__eraser_sync(culeace_eraser *e);
 
 /* Builds the LEACE/orth eraser from finished moments (leace.c). */

@@ -1,0 +1,618 @@
+/* cuda.c — the CUDA backend: the ops table of backend.h on cuBLAS, cuSOLVER
+ * and the kernels in kernels/. The state (one per context) owns the device
+ * choice, a stream, the cuBLAS/cuSOLVER handles, growable device buffers
+ * and a small cache of erasers' factors on the device. Every CUDA, cuBLAS
+ * and cuSOLVER call is checked; failures become a status with the raw code
+ * in the message, and out-of-memory leaves the state usable. */
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include <cusolverDn.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/ctx.h"
+#include "kernels.h"
+
+typedef struct {
+  void *p;
+  size_t cap;
+} dbuf;
+
+/* An eraser's factors on the device: Lt (r, d), R (r, d), bias (d), in
+ * float64 (f64 = 1) or float32. */
+typedef struct {
+  uint64_t serial;
+  int f64;
+  int64_t d, r;
+  dbuf mem;
+  const void *Lt, *R, *bias;
+  uint64_t used; /* tick of last use, for eviction */
+} factor_slot;
+
+enum { FACTOR_SLOTS = 64 };
+
+typedef struct {
+  int device;
+  cudaStream_t stream;
+  cublasHandle_t blas;
+  cusolverDnHandle_t solver;
+  cusolverDnParams_t params;
+  dbuf raw;   /* a block of rows as read (n, d) */
+  dbuf xc;    /* centred rows, float64 or float32 */
+  dbuf z;     /* centred labels (n, k) */
+  dbuf prod;  /* cxx/cxz products (float32 before widening) */
+  dbuf prod64;
+  dbuf sums;  /* column sums (d) */
+  dbuf work;  /* cuSOLVER workspace */
+  dbuf mat;   /* gemm/eigh operands */
+  dbuf info;
+  void *host_work; /* host scratch: centred z, float32 z, cuSOLVER host work */
+  size_t host_work_cap;
+  factor_slot slots[FACTOR_SLOTS];
+  uint64_t tick;
+} cuda_state;
+
+static cuda_state *state_of(culeace_ctx *ctx) { return ctx->backend_state; }
+
+/* ---- error translation ---------------------------------------------------- */
+
+static culeace_status cuda_fail(culeace_ctx *ctx, cudaError_t e,
+                                const char *what) {
+  (void)cudaGetLastError(); /* clear a non-sticky error for later calls */
+  culeace_status st = e == cudaErrorMemoryAllocation
+                          ? CULEACE_ERR_OUT_OF_MEMORY
+                          : CULEACE_ERR_CUDA;
+  return culeace__error(ctx, st, "%s on cuda:%d failed: %s (CUDA error %d: %s)",
+                        what, ctx->device_index, cudaGetErrorName(e), (int)e,
+                        cudaGetErrorString(e));
+}
+
+static culeace_status cublas_fail(culeace_ctx *ctx, cublasStatus_t e,
+                                  const char *what) {
+  culeace_status st = e == CUBLAS_STATUS_ALLOC_FAILED
+                          ? CULEACE_ERR_OUT_OF_MEMORY
+                          : CULEACE_ERR_CUBLAS;
+  return culeace__error(ctx, st, "%s on cuda:%d failed: %s (cuBLAS status %d)",
+                        what, ctx->device_index, cublasGetStatusString(e),
+                        (int)e);
+}
+
+static culeace_status cusolver_fail(culeace_ctx *ctx, cusolverStatus_t e,
+                                    const char *what) {
+  culeace_status st = e == CUSOLVER_STATUS_ALLOC_FAILED
+                          ? CULEACE_ERR_OUT_OF_MEMORY
+                          : CULEACE_ERR_CUSOLVER;
+  return culeace__error(ctx, st, "%s on cuda:%d failed (cuSOLVER status %d)",
+                        what, ctx->device_index, (int)e);
+}
+
+/* Each jumps to the function's cleanup label with st set. */
+#define CU(call, what)                                                         \
+  do {                                                                         \
+    cudaError_t cu_e_ = (call);                                                \
+    if (cu_e_ != cudaSuccess) {                                                \
+      st = cuda_fail(ctx, cu_e_, what);                                        \
+      goto cleanup;                                                            \
+    }                                                                          \
+  } while (0)
+#define CUBLAS(call, what)                                                     \
+  do {                                                                         \
+    cublasStatus_t cb_e_ = (call);                                             \
+    if (cb_e_ != CUBLAS_STATUS_SUCCESS) {                                      \
+      st = cublas_fail(ctx, cb_e_, what);                                      \
+      goto cleanup;                                                            \
+    }                                                                          \
+  } while (0)
+#define CUSOLVER(call, what)                                                   \
+  do {                                                                         \
+    cusolverStatus_t cs_e_ = (call);                                           \
+    if (cs_e_ != CUSOLVER_STATUS_SUCCESS) {                                    \
+      st = cusolver_fail(ctx, cs_e_, what);                                    \
+      goto cleanup;                                                            \
+    }                                                                          \
+  } while (0)
+/* A kernel launcher's result (kernels.h returns cudaError_t as int). */
+#define KERNEL(call, what) CU((cudaError_t)(call), what)
+
+/* ---- buffers ------------------------------------------------------------------ */
+
+/* Grows device buffer b to bytes (contents not kept). On failure b is empty
+ * and the state stays usable. */
+static culeace_status dgrow(culeace_ctx *ctx, dbuf *b, size_t bytes,
+                            const char *what) {
+  if (bytes <= b->cap) return CULEACE_OK;
+  if (b->p) cudaFree(b->p);
+  b->p = NULL;
+  b->cap = 0;
+  cudaError_t e = cudaMalloc(&b->p, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    b->p = NULL;
+    (void)cudaGetLastError();
+    return culeace__error(
+        ctx, e == cudaErrorMemoryAllocation ? CULEACE_ERR_OUT_OF_MEMORY
+                                            : CULEACE_ERR_CUDA,
+        "CUDA could not allocate %s (%zu bytes on cuda:%d): %s (CUDA error "
+        "%d)", what, bytes, ctx->device_index, cudaGetErrorString(e), (int)e);
+  }
+  b->cap = bytes;
+  return CULEACE_OK;
+}
+
+static void dfree(dbuf *b) {
+  if (b->p) cudaFree(b->p);
+  b->p = NULL;
+  b->cap = 0;
+}
+
+/* count * size bytes, or an out-of-memory error when that overflows. */
+static culeace_status dsize(culeace_ctx *ctx, size_t count, size_t size,
+                            size_t *bytes, const char *what) {
+  if (culeace__mul_size(count, size, bytes)) return CULEACE_OK;
+  return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "size of %s overflows (%zu x %zu bytes)", what, count,
+                        size);
+}
+
+static culeace_status grow_host(culeace_ctx *ctx, cuda_state *s, size_t bytes) {
+  if (bytes <= s->host_work_cap) return CULEACE_OK;
+  free(s->host_work);
+  s->host_work = malloc(bytes ? bytes : 1);
+  s->host_work_cap = s->host_work ? bytes : 0;
+  if (!s->host_work)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory allocating %zu bytes of host "
+                          "scratch", bytes);
+  return CULEACE_OK;
+}
+
+/* ---- init / destroy ------------------------------------------------------------ */
+
+static void cuda_destroy(void *state) {
+  cuda_state *s = state;
+  if (!s) return;
+  cudaSetDevice(s->device);
+  if (s->stream) cudaStreamSynchronize(s->stream);
+  dbuf *bufs[] = {&s->raw, &s->xc, &s->z, &s->prod, &s->prod64,
+                  &s->sums, &s->work, &s->mat, &s->info};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(bufs[i]);
+  for (int i = 0; i < FACTOR_SLOTS; i++) dfree(&s->slots[i].mem);
+  if (s->params) cusolverDnDestroyParams(s->params);
+  if (s->solver) cusolverDnDestroy(s->solver);
+  if (s->blas) cublasDestroy(s->blas);
+  if (s->stream) cudaStreamDestroy(s->stream);
+  free(s->host_work);
+  free(s);
+}
+
+static culeace_status cuda_init(culeace_ctx *ctx, void **out) {
+  culeace_status st = CULEACE_OK;
+  int count = 0;
+  /* Without a driver this fails (e.g. error 35 or 100) and leaves count. */
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    (void)cudaGetLastError();
+    return culeace__error(ctx, CULEACE_ERR_NO_DEVICE,
+                          "no usable GPU: cudaGetDeviceCount failed: %s (CUDA "
+                          "error %d)",
+                          cudaGetErrorString(e), (int)e);
+  }
+  if (ctx->device_index < 0 || ctx->device_index >= count)
+    return culeace__error(ctx, CULEACE_ERR_NO_DEVICE,
+                          "no usable GPU: cuda:%d requested but %d CUDA "
+                          "device(s) found",
+                          ctx->device_index, count);
+  cuda_state *s = calloc(1, sizeof *s);
+  if (!s)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory allocating the CUDA backend state");
+  s->device = ctx->device_index;
+  CU(cudaSetDevice(s->device), "cudaSetDevice");
+  CU(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking),
+     "cudaStreamCreate");
+  CUBLAS(cublasCreate(&s->blas), "cublasCreate");
+  CUBLAS(cublasSetStream(s->blas, s->stream), "cublasSetStream");
+  CUSOLVER(cusolverDnCreate(&s->solver), "cusolverDnCreate");
+  CUSOLVER(cusolverDnSetStream(s->solver, s->stream), "cusolverDnSetStream");
+  CUSOLVER(cusolverDnCreateParams(&s->params), "cusolverDnCreateParams");
+  *out = s;
+  return CULEACE_OK;
+cleanup:
+  cuda_destroy(s);
+  return st;
+}
+
+/* Every operation starts here: the calling thread may have another current
+ * device. */
+static culeace_status use_device(culeace_ctx *ctx, cuda_state *s) {
+  culeace_status st = CULEACE_OK;
+  CU(cudaSetDevice(s->device), "cudaSetDevice");
+cleanup:
+  return st;
+}
+
+/* ---- block moments ------------------------------------------------------------- */
+
+/* cxz (d, k) = xc^T zc with xc (n, d) and zc (n, k) row-major on the device:
+ * in cuBLAS's column-major view, cxz^T (k, d) = zc^T xc. */
+static culeace_status cross_moment(culeace_ctx *ctx, cuda_state *s, int f64,
+                                   int64_t n, int64_t d, int64_t k, void *out) {
+  culeace_status st = CULEACE_OK;
+  if (f64) {
+    const double one = 1, zero = 0;
+    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
+                       (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &zero,
+                       out, (int)k),
+           "cublasDgemm (cross moment)");
+  } else {
+    const float one = 1, zero = 0;
+    CUBLAS(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
+                       (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &zero,
+                       out, (int)k),
+           "cublasSgemm (cross moment)");
+  }
+cleanup:
+  return st;
+}
+
+/* Sizes the device buffers for a block; on failure nothing is left half
+ * allocated that matters (each buffer is either its old size or empty). */
+static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
+                                      culeace_dtype xtype, int64_t n,
+                                      int64_t d, int64_t k, int f64, int cxx) {
+  size_t nd, raw_b, xc_b, z_b, dd, prod_b;
+  culeace_status st = dsize(ctx, (size_t)n, (size_t)d, &nd, "moment block");
+  if (!st) st = dsize(ctx, nd, culeace_dtype_size(xtype), &raw_b, "block");
+  if (!st) st = dsize(ctx, nd, f64 ? 8 : 4, &xc_b, "centred block");
+  if (!st) st = dsize(ctx, (size_t)n * (size_t)k, f64 ? 8 : 4, &z_b, "labels");
+  if (!st)
+    st = dsize(ctx, cxx ? (size_t)d : (size_t)0, (size_t)d, &dd, "products");
+  if (st) return st;
+  prod_b = (dd + (size_t)d * (size_t)k) * 8;
+  if (!st) st = dgrow(ctx, &s->raw, raw_b, "the row block");
+  if (!st) st = dgrow(ctx, &s->xc, xc_b, "the centred row block");
+  if (!st) st = dgrow(ctx, &s->z, z_b, "the label block");
+  if (!st) st = dgrow(ctx, &s->prod64, prod_b, "the block moments");
+  if (!st && !f64) st = dgrow(ctx, &s->prod, prod_b / 2, "float32 moments");
+  if (!st) st = dgrow(ctx, &s->sums, (size_t)d * 8, "column sums");
+  if (!st) st = grow_host(ctx, s, (size_t)n * (size_t)k * 12);
+  return st;
+}
+
+static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
+                                         culeace_dtype xtype, int64_t n,
+                                         int64_t d, int64_t ldx,
+                                         const double *z, int64_t k,
+                                         int64_t ldz,
+                                         culeace_precision precision,
+                                         double *mean_x, double *mean_z,
+                                         double *cxx, double *cxz) {
+  cuda_state *s = state_of(ctx);
+  int f64 = precision != CULEACE_PRECISION_F32;
+  size_t es = culeace_dtype_size(xtype);
+  culeace_status st = use_device(ctx, s);
+  if (!st) st = moments_buffers(ctx, s, xtype, n, d, k, f64, cxx != NULL);
+  if (st) return st;
+  double *c64 = s->prod64.p;                               /* cxx (d, d) */
+  double *z64 = c64 + (cxx ? (size_t)d * (size_t)d : 0); /* cxz (d, k) */
+  float *c32 = s->prod.p, *z32 = c32 + (cxx ? (size_t)d * (size_t)d : 0);
+
+  /* Rows up (stride dropped), float64 column sums, means down. */
+  CU(cudaMemcpy2DAsync(s->raw.p, (size_t)d * es, x, (size_t)ldx * es,
+                       (size_t)d * es, (size_t)n, cudaMemcpyHostToDevice,
+                       s->stream),
+     "copying the row block to the GPU");
+  CU(cudaMemsetAsync(s->sums.p, 0, (size_t)d * 8, s->stream), "cudaMemset");
+  KERNEL(culeace_k_column_sums(s->raw.p, xtype, n, d, d, s->sums.p, s->stream),
+         "column sums kernel");
+  CU(cudaMemcpyAsync(mean_x, s->sums.p, (size_t)d * 8, cudaMemcpyDeviceToHost,
+                     s->stream),
+     "copying column sums from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "column sums");
+  for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
+  if (culeace__block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+    return CULEACE_ERR_NONFINITE;
+
+  KERNEL(culeace_k_centre(s->raw.p, xtype, n, d, d, s->sums.p, f64, s->xc.p,
+                          s->stream),
+         "centring kernel");
+  if (cxx) {
+    /* Row-major upper triangle = cuBLAS's column-major lower triangle. The
+     * other triangle is zeroed so the download carries no stale values. */
+    if (f64) {
+      const double one = 1, zero = 0;
+      CU(cudaMemsetAsync(c64, 0, (size_t)d * (size_t)d * 8, s->stream),
+         "cudaMemset");
+      CUBLAS(cublasDsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
+                         (int)n, &one, s->xc.p, (int)d, &zero, c64, (int)d),
+             "cublasDsyrk (co-moments)");
+    } else {
+      const float one = 1, zero = 0;
+      CU(cudaMemsetAsync(c32, 0, (size_t)d * (size_t)d * 4, s->stream),
+         "cudaMemset");
+      CUBLAS(cublasSsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
+                         (int)n, &one, s->xc.p, (int)d, &zero, c32, (int)d),
+             "cublasSsyrk (co-moments)");
+    }
+  }
+  if (k > 0) {
+    double *zc = s->host_work;
+    culeace__centre_z(z, n, k, ldz, zc, mean_z);
+    const void *zup = zc;
+    if (!f64) {
+      float *zf = (float *)(zc + (size_t)n * (size_t)k);
+      for (int64_t i = 0; i < n * k; i++) zf[i] = (float)zc[i];
+      zup = zf;
+    }
+    CU(cudaMemcpyAsync(s->z.p, zup, (size_t)n * (size_t)k * (f64 ? 8 : 4),
+                       cudaMemcpyHostToDevice, s->stream),
+       "copying the label block to the GPU");
+    CULEACE_TRY(cross_moment(ctx, s, f64, n, d, k, f64 ? (void *)z64 : z32));
+  }
+  if (!f64) {
+    size_t m = (cxx ? (size_t)d * (size_t)d : 0) + (size_t)d * (size_t)k;
+    KERNEL(culeace_k_widen(c32, c64, (int64_t)m, s->stream), "widen kernel");
+  }
+  if (cxx)
+    CU(cudaMemcpyAsync(cxx, c64, (size_t)d * (size_t)d * 8,
+                       cudaMemcpyDeviceToHost, s->stream),
+       "copying co-moments from the GPU");
+  if (k > 0)
+    CU(cudaMemcpyAsync(cxz, z64, (size_t)d * (size_t)k * 8,
+                       cudaMemcpyDeviceToHost, s->stream),
+       "copying cross moments from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "block moments");
+cleanup:
+  return st;
+}
+
+/* ---- eigh and gemm ------------------------------------------------------------- */
+
+static culeace_status cuda_eigh(culeace_ctx *ctx, double *a, double *w,
+                                int64_t d) {
+  cuda_state *s = state_of(ctx);
+  size_t dd, dev_bytes = 0, host_bytes = 0;
+  culeace_status st = use_device(ctx, s);
+  if (!st) st = dsize(ctx, (size_t)d * (size_t)d + (size_t)d, 8, &dd, "eigh");
+  if (!st) st = dgrow(ctx, &s->mat, dd, "the eigh matrix");
+  if (!st) st = dgrow(ctx, &s->info, sizeof(int), "eigh info");
+  if (st) return st;
+  double *A = s->mat.p, *W = A + (size_t)d * (size_t)d;
+  int info = 0;
+  /* Column-major call on a symmetric matrix (as the CPU backend): the
+   * eigenvector columns, read row-major, are the rows of V^T. */
+  CUSOLVER(cusolverDnXsyevd_bufferSize(
+               s->solver, s->params, CUSOLVER_EIG_MODE_VECTOR,
+               CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, A, d, CUDA_R_64F, W,
+               CUDA_R_64F, &dev_bytes, &host_bytes),
+           "cusolverDnXsyevd_bufferSize");
+  CULEACE_TRY(dgrow(ctx, &s->work, dev_bytes, "the eigh workspace"));
+  CULEACE_TRY(grow_host(ctx, s, host_bytes));
+  CU(cudaMemcpyAsync(A, a, (size_t)d * (size_t)d * 8, cudaMemcpyHostToDevice,
+                     s->stream),
+     "copying the eigh matrix to the GPU");
+  CUSOLVER(cusolverDnXsyevd(s->solver, s->params, CUSOLVER_EIG_MODE_VECTOR,
+                            CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, A, d,
+                            CUDA_R_64F, W, CUDA_R_64F, s->work.p, dev_bytes,
+                            s->host_work, host_bytes, s->info.p),
+           "cusolverDnXsyevd");
+  CU(cudaMemcpyAsync(&info, s->info.p, sizeof info, cudaMemcpyDeviceToHost,
+                     s->stream),
+     "copying eigh info from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "eigh");
+  if (info != 0)
+    return culeace__error(ctx, CULEACE_ERR_CUSOLVER,
+                          "cusolverDnXsyevd did not converge on a %lldx%lld "
+                          "matrix (info = %d)", (long long)d, (long long)d,
+                          info);
+  CU(cudaMemcpyAsync(a, A, (size_t)d * (size_t)d * 8, cudaMemcpyDeviceToHost,
+                     s->stream),
+     "copying eigenvectors from the GPU");
+  CU(cudaMemcpyAsync(w, W, (size_t)d * 8, cudaMemcpyDeviceToHost, s->stream),
+     "copying eigenvalues from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "eigh");
+cleanup:
+  return st;
+}
+
+/* Elements spanned by a row-major (rows, cols) operand with stride ld. */
+static size_t span(int64_t rows, int64_t cols, int64_t ld) {
+  return rows > 0 && cols > 0 ? (size_t)(rows - 1) * (size_t)ld + (size_t)cols
+                              : 0;
+}
+
+static culeace_status cuda_gemm(culeace_ctx *ctx, int trans_a, int trans_b,
+                                int64_t m, int64_t n, int64_t k, double alpha,
+                                const double *a, int64_t lda, const double *b,
+                                int64_t ldb, double beta, double *c,
+                                int64_t ldc) {
+  cuda_state *s = state_of(ctx);
+  if (m == 0 || n == 0) return CULEACE_OK;
+  int64_t ar = trans_a ? k : m, ac = trans_a ? m : k;
+  int64_t br = trans_b ? n : k, bc = trans_b ? k : n;
+  size_t sa = span(ar, ac, lda), sb = span(br, bc, ldb), sc = span(m, n, ldc);
+  culeace_status st = use_device(ctx, s);
+  if (!st) st = dgrow(ctx, &s->mat, (sa + sb + sc) * 8, "gemm operands");
+  if (st) return st;
+  double *A = s->mat.p, *B = A + sa, *C = B + sb;
+  if (sa)
+    CU(cudaMemcpy2DAsync(A, (size_t)lda * 8, a, (size_t)lda * 8,
+                         (size_t)ac * 8, (size_t)ar, cudaMemcpyHostToDevice,
+                         s->stream),
+       "copying a gemm operand to the GPU");
+  if (sb)
+    CU(cudaMemcpy2DAsync(B, (size_t)ldb * 8, b, (size_t)ldb * 8,
+                         (size_t)bc * 8, (size_t)br, cudaMemcpyHostToDevice,
+                         s->stream),
+       "copying a gemm operand to the GPU");
+  if (beta != 0)
+    CU(cudaMemcpy2DAsync(C, (size_t)ldc * 8, c, (size_t)ldc * 8,
+                         (size_t)n * 8, (size_t)m, cudaMemcpyHostToDevice,
+                         s->stream),
+       "copying a gemm operand to the GPU");
+  /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
+  CUBLAS(cublasDgemm(s->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N,
+                     trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, (int)n, (int)m,
+                     (int)k, &alpha, B, (int)(ldb > 0 ? ldb : 1), A,
+                     (int)(lda > 0 ? lda : 1), &beta, C, (int)ldc),
+         "cublasDgemm");
+  CU(cudaMemcpy2DAsync(c, (size_t)ldc * 8, C, (size_t)ldc * 8, (size_t)n * 8,
+                       (size_t)m, cudaMemcpyDeviceToHost, s->stream),
+     "copying a gemm result from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "gemm");
+cleanup:
+  return st;
+}
+
+/* ---- apply ----------------------------------------------------------------------- */
+
+/* The factors on the device in the precision rows of xtype use, uploaded on
+ * first use (Lt = L^T so the kernel's reads are coalesced) and cached by the
+ * eraser's serial. */
+static culeace_status device_factors(culeace_ctx *ctx, cuda_state *s,
+                                     const culeace_apply_factors *f,
+                                     culeace_dtype xtype, factor_slot **out) {
+  int f64 = xtype == CULEACE_F64;
+  factor_slot *slot = NULL;
+  s->tick++;
+  for (int i = 0; i < FACTOR_SLOTS; i++)
+    if (s->slots[i].serial == f->serial && s->slots[i].f64 == f64 &&
+        s->slots[i].d == f->d && s->slots[i].r == f->r && s->slots[i].mem.p) {
+      s->slots[i].used = s->tick;
+      *out = &s->slots[i];
+      return CULEACE_OK;
+    }
+  for (int i = 0; i < FACTOR_SLOTS; i++) /* empty, else least recently used */
+    if (!slot || s->slots[i].used < slot->used) slot = &s->slots[i];
+  slot->serial = 0;
+  size_t es = f64 ? 8 : 4, dr = (size_t)f->d * (size_t)f->r;
+  size_t bytes = (2 * dr + (size_t)f->d) * es;
+  culeace_status st = dgrow(ctx, &slot->mem, bytes, "the eraser's factors");
+  if (!st) st = grow_host(ctx, s, bytes);
+  if (st) return st;
+  /* Host image: Lt (r, d), R (r, d), bias (d). */
+  char *img = s->host_work;
+  for (int64_t c = 0; c < f->r; c++)
+    for (int64_t j = 0; j < f->d; j++) {
+      size_t at = (size_t)c * (size_t)f->d + (size_t)j;
+      if (f64)
+        ((double *)img)[at] = f->L[j * f->r + c];
+      else
+        ((float *)img)[at] = f->L32[j * f->r + c];
+    }
+  memcpy(img + dr * es, f64 ? (const void *)f->R : (const void *)f->R32,
+         dr * es);
+  const void *bias = f64 ? (const void *)f->bias : (const void *)f->bias32;
+  if (bias) memcpy(img + 2 * dr * es, bias, (size_t)f->d * es);
+  CU(cudaMemcpyAsync(slot->mem.p, img, bytes, cudaMemcpyHostToDevice,
+                     s->stream),
+     "copying the eraser's factors to the GPU");
+  CU(cudaStreamSynchronize(s->stream), "copying the eraser's factors");
+  slot->serial = f->serial;
+  slot->f64 = f64;
+  slot->d = f->d;
+  slot->r = f->r;
+  slot->used = s->tick;
+  slot->Lt = slot->mem.p;
+  slot->R = (const char *)slot->mem.p + dr * es;
+  slot->bias = bias ? (const char *)slot->mem.p + 2 * dr * es : NULL;
+  *out = slot;
+cleanup:
+  return st;
+}
+
+static culeace_status check_rank(culeace_ctx *ctx, culeace_dtype xtype,
+                                 int64_t r) {
+  if (r <= culeace_k_apply_max_rank(xtype)) return CULEACE_OK;
+  return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                        "apply on the GPU takes erasers of rank <= %lld for "
+                        "these rows (this one has rank %lld)",
+                        (long long)culeace_k_apply_max_rank(xtype),
+                        (long long)r);
+}
+
+static culeace_status cuda_apply_device(culeace_ctx *ctx, void *x_dev,
+                                        culeace_dtype xtype, int64_t n,
+                                        int64_t ldx,
+                                        const culeace_apply_factors *f,
+                                        void *stream) {
+  cuda_state *s = state_of(ctx);
+  if (f->r == 0 || n == 0) return CULEACE_OK;
+  factor_slot *slot = NULL;
+  culeace_status st = check_rank(ctx, xtype, f->r);
+  if (!st) st = use_device(ctx, s);
+  if (!st) st = device_factors(ctx, s, f, xtype, &slot);
+  if (st) return st;
+  KERNEL(culeace_k_apply(x_dev, xtype, n, f->d, ldx, f->r, slot->Lt, slot->R,
+                         slot->bias, stream),
+         "apply kernel");
+cleanup:
+  return st;
+}
+
+enum { APPLY_STAGE_BYTES = 256 << 20 }; /* device rows per round trip */
+
+/* Rows in host memory: staged through the device in chunks. */
+static culeace_status cuda_apply(culeace_ctx *ctx, void *x, culeace_dtype xtype,
+                                 int64_t n, int64_t ldx,
+                                 const culeace_apply_factors *f) {
+  cuda_state *s = state_of(ctx);
+  if (f->r == 0 || n == 0) return CULEACE_OK;
+  size_t es = culeace_dtype_size(xtype), row = (size_t)f->d * es;
+  int64_t chunk = (int64_t)(APPLY_STAGE_BYTES / row);
+  if (chunk < 1) chunk = 1;
+  if (chunk > n) chunk = n;
+  factor_slot *slot = NULL;
+  culeace_status st = check_rank(ctx, xtype, f->r);
+  if (!st) st = use_device(ctx, s);
+  if (!st) st = device_factors(ctx, s, f, xtype, &slot);
+  if (!st) st = dgrow(ctx, &s->raw, (size_t)chunk * row, "the apply block");
+  if (st) return st;
+  for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+    int64_t m = n - i0 < chunk ? n - i0 : chunk;
+    char *rows = (char *)x + (size_t)i0 * (size_t)ldx * es;
+    CU(cudaMemcpy2DAsync(s->raw.p, row, rows, (size_t)ldx * es, row, (size_t)m,
+                         cudaMemcpyHostToDevice, s->stream),
+       "copying rows to the GPU");
+    KERNEL(culeace_k_apply(s->raw.p, xtype, m, f->d, f->d, f->r, slot->Lt,
+                           slot->R, slot->bias, s->stream),
+           "apply kernel");
+    CU(cudaMemcpy2DAsync(rows, (size_t)ldx * es, s->raw.p, row, row,
+                         (size_t)m, cudaMemcpyDeviceToHost, s->stream),
+       "copying rows from the GPU");
+  }
+  CU(cudaStreamSynchronize(s->stream), "apply");
+cleanup:
+  return st;
+}
+
+/* ---- page-locked host memory ------------------------------------------------------ */
+
+static void *cuda_host_alloc(culeace_ctx *ctx, size_t bytes) {
+  void *p = NULL;
+  culeace_status st = use_device(ctx, state_of(ctx));
+  if (st) return NULL;
+  cudaError_t e = cudaHostAlloc(&p, bytes ? bytes : 1, cudaHostAllocPortable);
+  if (e != cudaSuccess) {
+    cuda_fail(ctx, e, "allocating page-locked host memory");
+    return NULL;
+  }
+  return p;
+}
+
+static void cuda_host_free(void *state, void *p) {
+  (void)state;
+  cudaFreeHost(p);
+}
+
+const culeace_backend culeace__backend_cuda = {
+    .name = "cuda",
+    .init = cuda_init,
+    .destroy = cuda_destroy,
+    .block_moments = cuda_block_moments,
+    .eigh = cuda_eigh,
+    .gemm = cuda_gemm,
+    .apply = cuda_apply,
+    .apply_device = cuda_apply_device,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+};
