@@ -118,8 +118,12 @@ typedef enum {
 
 typedef enum {
   CULEACE_PRECISION_F64 = 0, /* block moments in float64 (reference) */
-  CULEACE_PRECISION_F32 = 1  /* block moments in float32 after centring on
+  CULEACE_PRECISION_F32 = 1, /* block moments in float32 after centring on
                                 the block mean, merged into float64 */
+  CULEACE_PRECISION_TENSOR = 2 /* as F32, except that for float16/bfloat16
+                                rows the centred values are rounded back to
+                                the row's 16-bit type before Xc^T Xc (float32
+                                accumulation): tensor-core GEMM on the GPU */
 } culeace_precision;
 
 typedef struct {

@@ -25,8 +25,15 @@ int culeace_k_centre(const void *x, culeace_dtype xtype, int64_t n, int64_t d,
                      int64_t ldx, const double *sums, int out_f64, void *out,
                      void *stream);
 
-/* dst (m) = src (m) widened from float32 to float64. */
-int culeace_k_widen(const float *src, double *dst, int64_t m, void *stream);
+/* dst (m) = src (m) widened from float32 to float64, or dst += src when
+ * add is non-zero. */
+int culeace_k_widen(const float *src, double *dst, int64_t m, int add,
+                    void *stream);
+
+/* dst (m) of the 16-bit dtype (CULEACE_F16 or CULEACE_BF16) = src (m)
+ * rounded to nearest even. */
+int culeace_k_round16(const float *src, void *dst, culeace_dtype dtype,
+                      int64_t m, void *stream);
 
 /* Largest rank culeace_k_apply takes for d columns and rows of xtype. */
 int64_t culeace_k_apply_max_rank(culeace_dtype xtype);

@@ -36,10 +36,18 @@ __global__ void centre_kernel(const T *__restrict__ x, int64_t n, int64_t d,
 }
 
 __global__ void widen_kernel(const float *__restrict__ src,
-                             double *__restrict__ dst, int64_t m) {
+                             double *__restrict__ dst, int64_t m, int add) {
   for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < m;
        i += (int64_t)gridDim.x * kThreads)
-    dst[i] = src[i];
+    dst[i] = add ? dst[i] + (double)src[i] : (double)src[i];
+}
+
+template <typename T>
+__global__ void round16_kernel(const float *__restrict__ src,
+                               T *__restrict__ dst, int64_t m) {
+  for (int64_t i = (int64_t)blockIdx.x * kThreads + threadIdx.x; i < m;
+       i += (int64_t)gridDim.x * kThreads)
+    dst[i] = narrow<T, float>(src[i]);
 }
 
 /* About 8 resident blocks per SM on a large GPU, at most one y-slice per
@@ -83,10 +91,27 @@ extern "C" int culeace_k_centre(const void *x, culeace_dtype xtype, int64_t n,
 }
 
 extern "C" int culeace_k_widen(const float *src, double *dst, int64_t m,
-                               void *stream) {
+                               int add, void *stream) {
   if (m <= 0) return 0;
   int64_t blocks = (m + kThreads - 1) / kThreads;
   if (blocks > 65535) blocks = 65535;
-  widen_kernel<<<(unsigned)blocks, kThreads, 0, (cudaStream_t)stream>>>(src, dst, m);
+  widen_kernel<<<(unsigned)blocks, kThreads, 0, (cudaStream_t)stream>>>(src, dst, m, add);
+  return (int)cudaGetLastError();
+}
+
+extern "C" int culeace_k_round16(const float *src, void *dst,
+                                 culeace_dtype dtype, int64_t m, void *stream) {
+  if (m <= 0) return 0;
+  int64_t blocks = (m + kThreads - 1) / kThreads;
+  if (blocks > 65535) blocks = 65535;
+  cudaStream_t s = (cudaStream_t)stream;
+  if (dtype == CULEACE_F16)
+    round16_kernel<__half><<<(unsigned)blocks, kThreads, 0, s>>>(
+        src, (__half *)dst, m);
+  else if (dtype == CULEACE_BF16)
+    round16_kernel<__nv_bfloat16><<<(unsigned)blocks, kThreads, 0, s>>>(
+        src, (__nv_bfloat16 *)dst, m);
+  else
+    return (int)cudaErrorInvalidValue;
   return (int)cudaGetLastError();
 }

@@ -31,7 +31,9 @@ typedef struct culeace_backend {
    *   cxx (d, d): sum_i (x_i - mean_x)(x_i - mean_x)^T, upper triangle
    *              (row-major, i <= j) filled; may be NULL to skip,
    *   cxz (d, k): sum_i (x_i - mean_x)(z_i - mean_z)^T.
-   * precision F32 does the products in float32 after centring.
+   * precision F32 does the products in float32 after centring; TENSOR
+   * does too, but rounds the centred values of float16/bfloat16 blocks back
+   * to their type before cxx (cxz keeps the float32 values).
    * A NaN/Inf in x returns CULEACE_ERR_NONFINITE with a message naming the
    * row within the block (and nothing is written). */
   culeace_status (*block_moments)(culeace_ctx *ctx, const void *x,
@@ -64,6 +66,28 @@ typedef struct culeace_backend {
                                  culeace_dtype xtype, int64_t n, int64_t ldx,
                                  const struct culeace_apply_factors *f,
                                  void *stream);
+
+  /* Running co-moments kept on the device (optional; NULL where the fitter
+   * merges block moments on the host). acc_update does block_moments'
+   * work but, instead of returning the block's co-moments, adds them to the
+   * running sums in *acc (created on first use; cxx only when with_cxx):
+   *   C += C_b + w dx dx^T,   Cxz += Cxz_b + w dx dz^T,
+   * dx = mean_x - prev_mean_x, dz = mean_z - prev_mean_z,
+   * w = n_prev n / (n_prev + n); the block's means still come back in
+   * mean_x (d) and mean_z (k) for the caller's running means. acc_read
+   * copies the sums out (cxx: (d, d) upper triangle, may be NULL; cxz:
+   * (d, k)); acc_free releases them. */
+  culeace_status (*acc_update)(culeace_ctx *ctx, void **acc, const void *x,
+                               culeace_dtype xtype, int64_t n, int64_t d,
+                               int64_t ldx, const double *z, int64_t k,
+                               int64_t ldz, culeace_precision precision,
+                               int with_cxx, int64_t n_prev,
+                               const double *prev_mean_x,
+                               const double *prev_mean_z, double *mean_x,
+                               double *mean_z);
+  culeace_status (*acc_read)(culeace_ctx *ctx, void *acc, double *cxx,
+                             double *cxz);
+  void (*acc_free)(void *state, void *acc);
 
   /* Host buffers the backend copies from fastest (page-locked for CUDA).
    * host_alloc returns NULL with the context's message set on failure. */

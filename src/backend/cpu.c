@@ -129,6 +129,15 @@ static int prep_block(const void *x, culeace_dtype xtype, int64_t n,
   return 0;
 }
 
+/* Rounds m float32 values to float16/bfloat16 (nearest even) and back, in
+ * place: what the tensor-core path on the GPU multiplies. */
+static void round_through(float *v, size_t m, culeace_dtype t, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+  for (size_t i = 0; i < m; i++)
+    v[i] = t == CULEACE_F16 ? culeace__f16_to_f32(culeace__f32_to_f16(v[i]))
+                            : culeace__bf16_to_f32(culeace__f32_to_bf16(v[i]));
+}
+
 static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                                         culeace_dtype xtype, int64_t n,
                                         int64_t d, int64_t ldx,
@@ -138,7 +147,9 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
                                         double *mean_x, double *mean_z,
                                         double *cxx, double *cxz) {
   cpu_state *s = state_of(ctx);
-  int f32 = precision == CULEACE_PRECISION_F32;
+  int f32 = precision != CULEACE_PRECISION_F64;
+  int round16 = precision == CULEACE_PRECISION_TENSOR &&
+                (xtype == CULEACE_F16 || xtype == CULEACE_BF16);
   size_t nd;
   if (!culeace__mul_size((size_t)n, (size_t)d, &nd))
     return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "block too large");
@@ -175,18 +186,19 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
    * widened into the float64 outputs. */
   float *xb = s->x.buf;
   float *c32 = s->c.buf;
-  if (cxx) {
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0f,
-                xb, (int)d, 0.0f, c32, (int)d);
-    for (int64_t i = 0; i < d; i++)
-      for (int64_t j = i; j < d; j++) cxx[i * d + j] = c32[i * d + j];
-  }
   if (k > 0) {
     float *z32 = c32 + (size_t)d * (size_t)(cxx ? d : k);
     for (int64_t i = 0; i < n * k; i++) z32[i] = (float)zc[i];
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
                 (int)n, 1.0f, xb, (int)d, z32, (int)k, 0.0f, c32, (int)k);
     for (int64_t i = 0; i < d * k; i++) cxz[i] = c32[i];
+  }
+  if (round16) round_through(xb, (size_t)n * (size_t)d, xtype, threads);
+  if (cxx) {
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)d, (int)n, 1.0f,
+                xb, (int)d, 0.0f, c32, (int)d);
+    for (int64_t i = 0; i < d; i++)
+      for (int64_t j = i; j < d; j++) cxx[i * d + j] = c32[i * d + j];
   }
   return CULEACE_OK;
 }
@@ -316,6 +328,9 @@ const culeace_backend culeace__backend_cpu = {
     .gemm = cpu_gemm,
     .apply = cpu_apply,
     .apply_device = NULL,
+    .acc_update = NULL, /* the fitter merges on the host */
+    .acc_read = NULL,
+    .acc_free = NULL,
     .host_alloc = cpu_host_alloc,
     .host_free = cpu_host_free,
 };

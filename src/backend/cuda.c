@@ -232,34 +232,13 @@ cleanup:
 
 /* ---- block moments ------------------------------------------------------------- */
 
-/* cxz (d, k) = xc^T zc with xc (n, d) and zc (n, k) row-major on the device:
- * in cuBLAS's column-major view, cxz^T (k, d) = zc^T xc. */
-static culeace_status cross_moment(culeace_ctx *ctx, cuda_state *s, int f64,
-                                   int64_t n, int64_t d, int64_t k, void *out) {
-  culeace_status st = CULEACE_OK;
-  if (f64) {
-    const double one = 1, zero = 0;
-    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
-                       (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &zero,
-                       out, (int)k),
-           "cublasDgemm (cross moment)");
-  } else {
-    const float one = 1, zero = 0;
-    CUBLAS(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
-                       (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &zero,
-                       out, (int)k),
-           "cublasSgemm (cross moment)");
-  }
-cleanup:
-  return st;
-}
-
 /* Sizes the device buffers for a block; on failure nothing is left half
- * allocated that matters (each buffer is either its old size or empty). */
+ * allocated that matters (each buffer is either its old size or empty).
+ * prod holds the float32 products (cxx then cxz) when f64 is 0. */
 static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
                                       culeace_dtype xtype, int64_t n,
                                       int64_t d, int64_t k, int f64, int cxx) {
-  size_t nd, raw_b, xc_b, z_b, dd, prod_b;
+  size_t nd, raw_b, xc_b, z_b, dd;
   culeace_status st = dsize(ctx, (size_t)n, (size_t)d, &nd, "moment block");
   if (!st) st = dsize(ctx, nd, culeace_dtype_size(xtype), &raw_b, "block");
   if (!st) st = dsize(ctx, nd, f64 ? 8 : 4, &xc_b, "centred block");
@@ -267,36 +246,30 @@ static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
   if (!st)
     st = dsize(ctx, cxx ? (size_t)d : (size_t)0, (size_t)d, &dd, "products");
   if (st) return st;
-  prod_b = (dd + (size_t)d * (size_t)k) * 8;
+  size_t prod = dd + (size_t)d * (size_t)k;
   if (!st) st = dgrow(ctx, &s->raw, raw_b, "the row block");
   if (!st) st = dgrow(ctx, &s->xc, xc_b, "the centred row block");
   if (!st) st = dgrow(ctx, &s->z, z_b, "the label block");
-  if (!st) st = dgrow(ctx, &s->prod64, prod_b, "the block moments");
-  if (!st && !f64) st = dgrow(ctx, &s->prod, prod_b / 2, "float32 moments");
-  if (!st) st = dgrow(ctx, &s->sums, (size_t)d * 8, "column sums");
+  if (!st && !f64) st = dgrow(ctx, &s->prod, prod * 4, "float32 moments");
+  if (!st) st = dgrow(ctx, &s->sums, ((size_t)d + (size_t)k) * 8, "sums");
   if (!st) st = grow_host(ctx, s, (size_t)n * (size_t)k * 12);
   return st;
 }
 
-static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
-                                         culeace_dtype xtype, int64_t n,
-                                         int64_t d, int64_t ldx,
-                                         const double *z, int64_t k,
-                                         int64_t ldz,
-                                         culeace_precision precision,
-                                         double *mean_x, double *mean_z,
-                                         double *cxx, double *cxz) {
-  cuda_state *s = state_of(ctx);
-  int f64 = precision != CULEACE_PRECISION_F32;
+/* The first half of every moment op: the block up to the device, float64
+ * column sums, means to the host (mean_x (d), mean_z (k)) with NaN/Inf
+ * refused there, the centred block in s->xc (float64 or float32) and the
+ * centred labels in s->z. */
+static culeace_status moments_prologue(culeace_ctx *ctx, cuda_state *s,
+                                       const void *x, culeace_dtype xtype,
+                                       int64_t n, int64_t d, int64_t ldx,
+                                       const double *z, int64_t k, int64_t ldz,
+                                       int f64, int with_cxx, double *mean_x,
+                                       double *mean_z) {
   size_t es = culeace_dtype_size(xtype);
   culeace_status st = use_device(ctx, s);
-  if (!st) st = moments_buffers(ctx, s, xtype, n, d, k, f64, cxx != NULL);
+  if (!st) st = moments_buffers(ctx, s, xtype, n, d, k, f64, with_cxx);
   if (st) return st;
-  double *c64 = s->prod64.p;                               /* cxx (d, d) */
-  double *z64 = c64 + (cxx ? (size_t)d * (size_t)d : 0); /* cxz (d, k) */
-  float *c32 = s->prod.p, *z32 = c32 + (cxx ? (size_t)d * (size_t)d : 0);
-
-  /* Rows up (stride dropped), float64 column sums, means down. */
   CU(cudaMemcpy2DAsync(s->raw.p, (size_t)d * es, x, (size_t)ldx * es,
                        (size_t)d * es, (size_t)n, cudaMemcpyHostToDevice,
                        s->stream),
@@ -311,29 +284,9 @@ static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
   for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
   if (culeace__block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
     return CULEACE_ERR_NONFINITE;
-
   KERNEL(culeace_k_centre(s->raw.p, xtype, n, d, d, s->sums.p, f64, s->xc.p,
                           s->stream),
          "centring kernel");
-  if (cxx) {
-    /* Row-major upper triangle = cuBLAS's column-major lower triangle. The
-     * other triangle is zeroed so the download carries no stale values. */
-    if (f64) {
-      const double one = 1, zero = 0;
-      CU(cudaMemsetAsync(c64, 0, (size_t)d * (size_t)d * 8, s->stream),
-         "cudaMemset");
-      CUBLAS(cublasDsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
-                         (int)n, &one, s->xc.p, (int)d, &zero, c64, (int)d),
-             "cublasDsyrk (co-moments)");
-    } else {
-      const float one = 1, zero = 0;
-      CU(cudaMemsetAsync(c32, 0, (size_t)d * (size_t)d * 4, s->stream),
-         "cudaMemset");
-      CUBLAS(cublasSsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
-                         (int)n, &one, s->xc.p, (int)d, &zero, c32, (int)d),
-             "cublasSsyrk (co-moments)");
-    }
-  }
   if (k > 0) {
     double *zc = s->host_work;
     culeace__centre_z(z, n, k, ldz, zc, mean_z);
@@ -346,21 +299,213 @@ static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
     CU(cudaMemcpyAsync(s->z.p, zup, (size_t)n * (size_t)k * (f64 ? 8 : 4),
                        cudaMemcpyHostToDevice, s->stream),
        "copying the label block to the GPU");
-    CULEACE_TRY(cross_moment(ctx, s, f64, n, d, k, f64 ? (void *)z64 : z32));
+    /* The copy reads host_work: finish it before the next op reuses it. */
+    CU(cudaStreamSynchronize(s->stream), "copying the label block");
   }
-  if (!f64) {
-    size_t m = (cxx ? (size_t)d * (size_t)d : 0) + (size_t)d * (size_t)k;
-    KERNEL(culeace_k_widen(c32, c64, (int64_t)m, s->stream), "widen kernel");
+cleanup:
+  return st;
+}
+
+/* The block's co-moments from s->xc and s->z, added (beta = 1) or written
+ * (beta = 0) into float64 device outputs: c64 (d, d) row-major upper
+ * triangle (NULL to skip) and z64 (d, k). In cuBLAS's column-major view the
+ * row-major upper triangle is the lower one, and cxz^T (k, d) = zc^T xc.
+ * float32 products go through s->prod and are widened (and added). */
+static culeace_status block_products(culeace_ctx *ctx, cuda_state *s,
+                                     culeace_precision precision,
+                                     culeace_dtype xtype, int64_t n, int64_t d,
+                                     int64_t k, double *c64, double *z64,
+                                     int add) {
+  culeace_status st = CULEACE_OK;
+  int f64 = precision == CULEACE_PRECISION_F64;
+  if (f64) {
+    const double one = 1, beta = add ? 1 : 0;
+    if (c64)
+      CUBLAS(cublasDsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
+                         (int)n, &one, s->xc.p, (int)d, &beta, c64, (int)d),
+             "cublasDsyrk (co-moments)");
+    if (k > 0)
+      CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
+                         (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &beta,
+                         z64, (int)k),
+             "cublasDgemm (cross moment)");
+    goto cleanup;
   }
+  const float one = 1, zero = 0;
+  float *c32 = s->prod.p, *z32 = c32 + (c64 ? (size_t)d * (size_t)d : 0);
+  if (k > 0) { /* first: the tensor path rounds s->xc's values below */
+    CUBLAS(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)k, (int)d,
+                       (int)n, &one, s->z.p, (int)k, s->xc.p, (int)d, &zero,
+                       z32, (int)k),
+           "cublasSgemm (cross moment)");
+    KERNEL(culeace_k_widen(z32, z64, d * k, add, s->stream), "widen kernel");
+  }
+  if (c64 && precision == CULEACE_PRECISION_TENSOR &&
+      (xtype == CULEACE_F16 || xtype == CULEACE_BF16)) {
+    /* Centred values rounded to the rows' type (into s->raw, whose rows are
+     * no longer needed), full Xc^T Xc on tensor cores, float32 sums. */
+    cudaDataType t16 = xtype == CULEACE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+    KERNEL(culeace_k_round16(s->xc.p, s->raw.p, xtype, n * d, s->stream),
+           "rounding kernel");
+    CUBLAS(cublasGemmEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)d,
+                        (int)n, &one, s->raw.p, t16, (int)d, s->raw.p, t16,
+                        (int)d, &zero, c32, CUDA_R_32F, (int)d,
+                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+           "cublasGemmEx (16-bit co-moments)");
+    KERNEL(culeace_k_widen(c32, c64, d * d, add, s->stream), "widen kernel");
+  } else if (c64) {
+    CU(cudaMemsetAsync(c32, 0, (size_t)d * (size_t)d * 4, s->stream),
+       "cudaMemset");
+    CUBLAS(cublasSsyrk(s->blas, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, (int)d,
+                       (int)n, &one, s->xc.p, (int)d, &zero, c32, (int)d),
+           "cublasSsyrk (co-moments)");
+    KERNEL(culeace_k_widen(c32, c64, d * d, add, s->stream), "widen kernel");
+  }
+cleanup:
+  return st;
+}
+
+static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
+                                         culeace_dtype xtype, int64_t n,
+                                         int64_t d, int64_t ldx,
+                                         const double *z, int64_t k,
+                                         int64_t ldz,
+                                         culeace_precision precision,
+                                         double *mean_x, double *mean_z,
+                                         double *cxx, double *cxz) {
+  cuda_state *s = state_of(ctx);
+  int f64 = precision == CULEACE_PRECISION_F64;
+  size_t dd = cxx ? (size_t)d * (size_t)d : 0;
+  culeace_status st = moments_prologue(ctx, s, x, xtype, n, d, ldx, z, k, ldz,
+                                       f64, cxx != NULL, mean_x, mean_z);
+  if (!st) st = dgrow(ctx, &s->prod64, (dd + (size_t)d * (size_t)k) * 8,
+                      "the block moments");
+  if (st) return st;
+  double *c64 = cxx ? s->prod64.p : NULL, *z64 = (double *)s->prod64.p + dd;
+  /* The other triangle is zeroed so the copy back carries no stale values. */
   if (cxx)
-    CU(cudaMemcpyAsync(cxx, c64, (size_t)d * (size_t)d * 8,
-                       cudaMemcpyDeviceToHost, s->stream),
+    CU(cudaMemsetAsync(c64, 0, dd * 8, s->stream), "cudaMemset");
+  CULEACE_TRY(block_products(ctx, s, precision, xtype, n, d, k, c64, z64, 0));
+  if (cxx)
+    CU(cudaMemcpyAsync(cxx, c64, dd * 8, cudaMemcpyDeviceToHost, s->stream),
        "copying co-moments from the GPU");
   if (k > 0)
     CU(cudaMemcpyAsync(cxz, z64, (size_t)d * (size_t)k * 8,
                        cudaMemcpyDeviceToHost, s->stream),
        "copying cross moments from the GPU");
   CU(cudaStreamSynchronize(s->stream), "block moments");
+cleanup:
+  return st;
+}
+
+/* ---- running co-moments on the device --------------------------------------- */
+
+typedef struct {
+  int64_t d, k;
+  int with_cxx;
+  dbuf mem; /* cxx (d, d) when with_cxx, then cxz (d, k), then dx (d), dz (k) */
+} cuda_acc;
+
+static void cuda_acc_free(void *state, void *acc) {
+  cuda_state *s = state;
+  cuda_acc *a = acc;
+  if (!a) return;
+  if (s) cudaSetDevice(s->device);
+  dfree(&a->mem);
+  free(a);
+}
+
+static culeace_status acc_create(culeace_ctx *ctx, cuda_state *s, int64_t d,
+                                 int64_t k, int with_cxx, cuda_acc **out) {
+  cuda_acc *a = calloc(1, sizeof *a);
+  if (!a)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "out of memory allocating running moments");
+  a->d = d;
+  a->k = k;
+  a->with_cxx = with_cxx;
+  size_t count = (with_cxx ? (size_t)d * (size_t)d : 0) +
+                 ((size_t)d + 1) * (size_t)k + (size_t)d + (size_t)k, bytes;
+  culeace_status st = dsize(ctx, count, 8, &bytes, "running moments");
+  if (!st) st = dgrow(ctx, &a->mem, bytes, "the running co-moments");
+  if (!st)
+    CU(cudaMemsetAsync(a->mem.p, 0, bytes, s->stream), "cudaMemset");
+cleanup:
+  if (st) {
+    cuda_acc_free(s, a);
+    return st;
+  }
+  *out = a;
+  return CULEACE_OK;
+}
+
+static double *acc_cxx(cuda_acc *a) { return a->with_cxx ? a->mem.p : NULL; }
+static double *acc_cxz(cuda_acc *a) {
+  return (double *)a->mem.p + (a->with_cxx ? (size_t)a->d * (size_t)a->d : 0);
+}
+
+static culeace_status cuda_acc_update(
+    culeace_ctx *ctx, void **accp, const void *x, culeace_dtype xtype,
+    int64_t n, int64_t d, int64_t ldx, const double *z, int64_t k, int64_t ldz,
+    culeace_precision precision, int with_cxx, int64_t n_prev,
+    const double *prev_mean_x, const double *prev_mean_z, double *mean_x,
+    double *mean_z) {
+  cuda_state *s = state_of(ctx);
+  int f64 = precision == CULEACE_PRECISION_F64;
+  culeace_status st = use_device(ctx, s);
+  if (st) return st;
+  if (!*accp) {
+    cuda_acc *created = NULL;
+    st = acc_create(ctx, s, d, k, with_cxx, &created);
+    if (st) return st;
+    *accp = created;
+  }
+  cuda_acc *a = *accp;
+  st = moments_prologue(ctx, s, x, xtype, n, d, ldx, z, k, ldz, f64, with_cxx,
+                        mean_x, mean_z);
+  if (st) return st;
+  CULEACE_TRY(block_products(ctx, s, precision, xtype, n, d, k, acc_cxx(a),
+                             acc_cxz(a), 1));
+  if (n_prev > 0) { /* Chan's correction: w dx dx^T and w dx dz^T */
+    double w = (double)n_prev * (double)n / ((double)n_prev + (double)n);
+    CULEACE_TRY(grow_host(ctx, s, ((size_t)d + (size_t)k) * 8));
+    double *delta = s->host_work; /* dx (d) then dz (k) */
+    for (int64_t j = 0; j < d; j++) delta[j] = mean_x[j] - prev_mean_x[j];
+    for (int64_t c = 0; c < k; c++) delta[d + c] = mean_z[c] - prev_mean_z[c];
+    double *ddx = acc_cxz(a) + (size_t)d * (size_t)k, *ddz = ddx + d;
+    CU(cudaMemcpyAsync(ddx, delta, ((size_t)d + (size_t)k) * 8,
+                       cudaMemcpyHostToDevice, s->stream),
+       "copying mean shifts to the GPU");
+    if (with_cxx)
+      CUBLAS(cublasDsyr(s->blas, CUBLAS_FILL_MODE_LOWER, (int)d, &w, ddx, 1,
+                        acc_cxx(a), (int)d),
+             "cublasDsyr (moment merge)");
+    if (k > 0)
+      CUBLAS(cublasDger(s->blas, (int)k, (int)d, &w, ddz, 1, ddx, 1,
+                        acc_cxz(a), (int)k),
+             "cublasDger (moment merge)");
+  }
+  /* host_work (labels, shifts) is reused by the next call: wait here. */
+  CU(cudaStreamSynchronize(s->stream), "merging block moments");
+cleanup:
+  return st;
+}
+
+static culeace_status cuda_acc_read(culeace_ctx *ctx, void *acc, double *cxx,
+                                    double *cxz) {
+  cuda_state *s = state_of(ctx);
+  cuda_acc *a = acc;
+  culeace_status st = use_device(ctx, s);
+  if (st) return st;
+  if (cxx && a->with_cxx)
+    CU(cudaMemcpyAsync(cxx, acc_cxx(a), (size_t)a->d * (size_t)a->d * 8,
+                       cudaMemcpyDeviceToHost, s->stream),
+       "copying running co-moments from the GPU");
+  if (cxz && a->k > 0)
+    CU(cudaMemcpyAsync(cxz, acc_cxz(a), (size_t)a->d * (size_t)a->k * 8,
+                       cudaMemcpyDeviceToHost, s->stream),
+       "copying running cross moments from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "reading running moments");
 cleanup:
   return st;
 }
@@ -613,6 +758,9 @@ const culeace_backend culeace__backend_cuda = {
     .gemm = cuda_gemm,
     .apply = cuda_apply,
     .apply_device = cuda_apply_device,
+    .acc_update = cuda_acc_update,
+    .acc_read = cuda_acc_read,
+    .acc_free = cuda_acc_free,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
 };

@@ -22,7 +22,9 @@ static const char *fit_help =
     "  --no-shrinkage      plain sample covariance (Bessel-corrected)\n"
     "  --svd-tol F         drop singular values of W Sigma_xz <= F (0.01)\n"
     "  --no-constrain-trace  allow the erased covariance trace to grow\n"
-    "  --precision P       f64 (default) or f32 block moments\n"
+    "  --precision P       block moments in f64 (default), f32, or tensor\n"
+    "                      (f32; 16-bit rows centred and rounded back to\n"
+    "                      16 bits for X^T X: tensor cores on a GPU)\n"
     "  -o, --output FILE   eraser file to write\n"
     "\n";
 
@@ -122,7 +124,10 @@ int cmd_fit(int argc, char **argv) {
     } else if (!strcmp(name, "precision")) {
       if (!strcmp(optarg, "f64")) o.precision = CULEACE_PRECISION_F64;
       else if (!strcmp(optarg, "f32")) o.precision = CULEACE_PRECISION_F32;
-      else return cli_error(&c, "--precision must be f32 or f64 (got '%s')",
+      else if (!strcmp(optarg, "tensor"))
+        o.precision = CULEACE_PRECISION_TENSOR;
+      else return cli_error(&c, "--precision must be f64, f32 or tensor (got "
+                            "'%s')",
                             optarg), EXIT_USAGE;
     }
   }

@@ -55,7 +55,8 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
                           "svd_tol must be a positive number (got %g)",
                           opts->svd_tol);
   if (opts->precision != CULEACE_PRECISION_F64 &&
-      opts->precision != CULEACE_PRECISION_F32)
+      opts->precision != CULEACE_PRECISION_F32 &&
+      opts->precision != CULEACE_PRECISION_TENSOR)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "unknown precision %d", (int)opts->precision);
 
@@ -105,6 +106,7 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
 
 void culeace_fitter_free(culeace_fitter *f) {
   if (!f) return;
+  if (f->dev_acc) f->ctx->backend->acc_free(f->ctx->backend_state, f->dev_acc);
   free(f->mean_x);
   free(f->mean_z);
   free(f->cxx);
@@ -143,6 +145,25 @@ static void merge_block(culeace_fitter *f, int64_t nb) {
   f->n += nb;
 }
 
+/* The running means and count after a block whose co-moments the backend
+ * merged itself (block means in b_mean_x/b_mean_z). */
+static void merge_means(culeace_fitter *f, int64_t nb) {
+  double nt = (double)f->n + (double)nb, nbd = (double)nb;
+  for (int64_t j = 0; j < f->d; j++)
+    f->mean_x[j] += (f->b_mean_x[j] - f->mean_x[j]) * nbd / nt;
+  for (int64_t c = 0; c < f->z_dim; c++)
+    f->mean_z[c] += (f->b_mean_z[c] - f->mean_z[c]) * nbd / nt;
+  f->n += nb;
+}
+
+culeace_status culeace__fitter_sync(culeace_fitter *f) {
+  if (!f->dev_acc || !f->host_stale) return CULEACE_OK;
+  culeace_status st =
+      f->ctx->backend->acc_read(f->ctx, f->dev_acc, f->cxx, f->cxz);
+  if (!st) f->host_stale = 0;
+  return st;
+}
+
 static culeace_status check_x(culeace_fitter *f, const void *x,
                               culeace_dtype t, int64_t n, int64_t ldx) {
   culeace_ctx *ctx = f->ctx;
@@ -165,6 +186,16 @@ static culeace_status update_dense(culeace_fitter *f, const void *x,
                                    const double *z, int64_t ldz) {
   if (n == 0) return CULEACE_OK;
   culeace_ctx *ctx = f->ctx;
+  if (ctx->backend->acc_update) { /* co-moments stay on the device */
+    culeace_status st = ctx->backend->acc_update(
+        ctx, &f->dev_acc, x, t, n, f->d, ldx, z, f->z_dim, ldz,
+        f->opts.precision, f->cxx != NULL, f->n, f->mean_x, f->mean_z,
+        f->b_mean_x, f->b_mean_z);
+    if (st) return st;
+    merge_means(f, n);
+    f->host_stale = 1;
+    return CULEACE_OK;
+  }
   culeace_status st = ctx->backend->block_moments(
       ctx, x, t, n, f->d, ldx, z, f->z_dim, ldz, f->opts.precision,
       f->b_mean_x, f->b_mean_z, f->cxx ? f->b_cxx : NULL, f->b_cxz);
@@ -256,6 +287,8 @@ culeace_status culeace_fitter_moments(const culeace_fitter *f, double *mean_x,
     return culeace__error(ctx, CULEACE_ERR_DEGENERATE,
                           "moments need at least 2 rows (seen %lld)",
                           (long long)f->n);
+  culeace_status st = culeace__fitter_sync((culeace_fitter *)f);
+  if (st) return st;
   double s = 1.0 / (double)(f->n - 1);
   if (mean_x) memcpy(mean_x, f->mean_x, (size_t)d * 8);
   if (mean_z) memcpy(mean_z, f->mean_z, (size_t)zd * 8);
@@ -282,6 +315,8 @@ culeace_status culeace_fitter_class_means(const culeace_fitter *f,
   int64_t d = f->d, k = f->k, zd = f->z_dim;
   if (counts) memcpy(counts, f->class_counts, (size_t)k * 8);
   if (!means) return CULEACE_OK;
+  culeace_status st = culeace__fitter_sync((culeace_fitter *)f);
+  if (st) return st;
   /* With z_c the indicator of class c: cxz[:, c] = n_c (mean_c - mean). */
   for (int64_t c = 0; c < k; c++) {
     double nc = (double)f->class_counts[c];

@@ -21,7 +21,15 @@ struct culeace_fitter {
   /* per-block scratch: block moments and the dense z block */
   double *b_mean_x, *b_mean_z, *b_cxx, *b_cxz, *zblock;
   int64_t zblock_rows;
+  /* Running co-moments held by the backend (CUDA) instead of cxx/cxz; the
+   * host copies are refreshed by culeace__fitter_sync before use. */
+  void *dev_acc;
+  int host_stale; /* cxx/cxz behind dev_acc */
 };
+
+/* Brings cxx/cxz up to date from the backend's running co-moments (a no-op
+ * when the fitter merges on the host). */
+culeace_status culeace__fitter_sync(culeace_fitter *f);
 
 struct culeace_eraser {
   culeace_eraser_info info;

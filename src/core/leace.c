@@ -274,5 +274,7 @@ cleanup:
 culeace_status culeace_fitter_finalize(culeace_fitter *f,
                                        culeace_eraser **out) {
   if (!f || !out) return CULEACE_ERR_INVALID_ARG;
+  culeace_status st = culeace__fitter_sync(f);
+  if (st) return st;
   return culeace__leace_build(f, out);
 }
