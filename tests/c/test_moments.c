@@ -91,9 +91,18 @@ static void one_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
   two_pass(x, z, n, d, zd, mx, sxx, sxz);
   CHECK_OK(ctx, culeace_fitter_moments(f, gmx, NULL, gsxz, gsxx));
   double tol = prec == CULEACE_PRECISION_F64 ? 1e-10 : 2e-5;
+  /* TENSOR rounds centred 16-bit values once more (half an ulp: 2^-11
+   * relative for float16, 2^-8 for bfloat16) before X^T X. */
+  double tol_xx = tol;
+  if (prec == CULEACE_PRECISION_TENSOR && t == CULEACE_F16) tol_xx = 5e-4;
+  if (prec == CULEACE_PRECISION_TENSOR && t == CULEACE_BF16) tol_xx = 4e-3;
   double e1 = tu_rel_err(gmx, mx, d), e2 = tu_rel_err(gsxx, sxx, d * d),
          e3 = tu_rel_err(gsxz, sxz, d * zd);
-  CHECK(e1 < tol && e2 < tol && e3 < tol,
+  if (getenv("CULEACE_TEST_VERBOSE"))
+    printf("dtype %-8s prec %d n %4lld d %3lld: mean %.1e xx %.1e xz %.1e\n",
+           culeace_dtype_name(t), (int)prec, (long long)n, (long long)d, e1,
+           e2, e3);
+  CHECK(e1 < tol && e2 < tol_xx && e3 < tol,
         "dtype %s classes %d k %lld prec %d n %lld d %lld: rel err mean %.2e "
         "xx %.2e xz %.2e", culeace_dtype_name(t), classes, (long long)k,
         (int)prec, (long long)n, (long long)d, e1, e2, e3);
@@ -135,6 +144,7 @@ int main(void) {
       one_case(ctx, &rng, types[ti], 1, 5, CULEACE_PRECISION_F64);
       one_case(ctx, &rng, types[ti], 0, 3, CULEACE_PRECISION_F64);
       one_case(ctx, &rng, types[ti], 1, 3, CULEACE_PRECISION_F32);
+      one_case(ctx, &rng, types[ti], 1, 2, CULEACE_PRECISION_TENSOR);
     }
   /* Errors: bad class, non-finite row, stride too small. */
   culeace_fitter *f = NULL;
