@@ -35,7 +35,8 @@ typedef struct culeace_backend {
    * does too, but rounds the centred values of float16/bfloat16 blocks back
    * to their type before cxx (cxz keeps the float32 values).
    * A NaN/Inf in x returns CULEACE_ERR_NONFINITE with a message naming the
-   * row within the block (and nothing is written). */
+   * row within the block (cxx and cxz untouched; the means may have been
+   * written). */
   culeace_status (*block_moments)(culeace_ctx *ctx, const void *x,
                                   culeace_dtype xtype, int64_t n, int64_t d,
                                   int64_t ldx, const double *z, int64_t k,

@@ -156,7 +156,7 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   culeace_status st = grow(ctx, &s->x, nd, f32 ? 4 : 8, "moment block");
   if (!st) st = grow(ctx, &s->z, (size_t)n * (size_t)k, 8, "label block");
   if (!st && f32)
-    st = grow(ctx, &s->c, (size_t)d * (size_t)(cxx ? d : k) +
+    st = grow(ctx, &s->c, (size_t)d * (size_t)(cxx && d > k ? d : k) +
                               (size_t)n * (size_t)k, 4, "float32 products");
   if (st) return st;
 
@@ -187,7 +187,8 @@ static culeace_status cpu_block_moments(culeace_ctx *ctx, const void *x,
   float *xb = s->x.buf;
   float *c32 = s->c.buf;
   if (k > 0) {
-    float *z32 = c32 + (size_t)d * (size_t)(cxx ? d : k);
+    /* after both products' room: cxz (d, k) and cxx (d, d) use c32 */
+    float *z32 = c32 + (size_t)d * (size_t)(cxx && d > k ? d : k);
     for (int64_t i = 0; i < n * k; i++) z32[i] = (float)zc[i];
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)d, (int)k,
                 (int)n, 1.0f, xb, (int)d, z32, (int)k, 0.0f, c32, (int)k);
