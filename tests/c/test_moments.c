@@ -129,12 +129,21 @@ static void one_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
   free(mx); free(sxx); free(sxz); free(gmx); free(gsxx); free(gsxz);
 }
 
-int main(void) {
+/* With --cuda the same cases run on a CUDA context (the running moments
+ * then stay on the device); exit 77 (skipped) when there is none. */
+int main(int argc, char **argv) {
   culeace_ctx *ctx = NULL;
   culeace_ctx_opts co;
   culeace_ctx_opts_init(&co);
-  co.device = CULEACE_DEVICE_CPU;
-  CHECK_OK(ctx, culeace_ctx_create(&co, &ctx, NULL, 0));
+  int cuda = argc > 1 && !strcmp(argv[1], "--cuda");
+  co.device = cuda ? CULEACE_DEVICE_CUDA : CULEACE_DEVICE_CPU;
+  char err[1024] = "";
+  if (cuda && culeace_ctx_create(&co, &ctx, err, sizeof err) != CULEACE_OK) {
+    printf("SKIP: fitter on CUDA: %s\n", err);
+    return 77;
+  }
+  if (!cuda) CHECK_OK(ctx, culeace_ctx_create(&co, &ctx, NULL, 0));
+  printf("fitter on %s\n", culeace_ctx_backend_name(ctx));
   tu_rng rng;
   tu_seed(&rng, 42);
   culeace_dtype types[4] = {CULEACE_F64, CULEACE_F32, CULEACE_F16, CULEACE_BF16};
