@@ -18,12 +18,12 @@
 #              library path): --version, fit + check on data/sample.h5 on cuda
 #   test_*     every C test in build/tests/, run directly (not ctest: the
 #              build tree's absolute paths differ here);
-#              test_backend_conformance twice, without and with --cuda
+#              test_backend_conformance and test_moments twice, without
+#              and with --cuda
+#   memcheck   compute-sanitizer --tool memcheck on conformance --cuda --quick
+#   racecheck  compute-sanitizer --tool racecheck on the same
 #   pytest     tests/py with CULEACE_BIN=build/culeace (--device auto: GPU)
 #   bench      bench/gpu/bench_gpu.py (sizes from BENCH_* variables)
-#   memcheck   compute-sanitizer --tool memcheck on the conformance --cuda run
-#   racecheck  compute-sanitizer --tool racecheck on the same (the two
-#              sanitizers last: their time is the hardest to predict)
 # then prints a table (step, result, seconds) and exits 1 if a step failed.
 # Exit 77 from a test is SKIP; for the --cuda runs (and the sanitizers) a
 # skip on a GPU machine counts as a failure.
@@ -250,26 +250,15 @@ for t in "$build"/tests/test_*; do
     run_step "$name" "$LOG_TEST" "${T_TEST:-120}" 0 "$t" ${CONFORMANCE_ARGS:-}
     # shellcheck disable=SC2086
     run_step "$name --cuda" "$LOG_TEST" "${T_TEST:-120}" 1 "$t" --cuda ${CONFORMANCE_ARGS:-}
+  elif [ "$name" = test_moments ]; then
+    run_step "$name" "$LOG_TEST" "${T_TEST:-120}" 0 "$t"
+    run_step "$name --cuda" "$LOG_TEST" "${T_TEST:-120}" 1 "$t" --cuda
   else
     run_step "$name" "$LOG_TEST" "${T_TEST:-120}" 0 "$t"
   fi
 done
 [ $ntests -gt 0 ] || note_row "C tests" FAIL "no executables in $build/tests"
 [ -x "$conf" ] || note_row "test_backend_conformance" FAIL "not built ($conf)"
-
-# ---- Python suite ------------------------------------------------------------------------
-if [ $do_pytest = 1 ]; then
-  xdist=()
-  python3 -c 'import xdist' 2>/dev/null && xdist=(-n "${PYTEST_WORKERS:-8}")
-  run_step pytest "$LOG_PY" "${T_PYTEST:-200}" 0 env CULEACE_BIN="$build/culeace" \
-    python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 "$root/tests/py"
-fi
-
-# ---- benchmark ------------------------------------------------------------------------------
-if [ $do_bench = 1 ]; then
-  run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
-    PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
-fi
 
 # ---- compute-sanitizer on the conformance --cuda run -----------------------------------
 sanitizer="$(command -v compute-sanitizer || find /usr/local /opt -maxdepth 5 \
@@ -283,11 +272,25 @@ if [ $do_sanitize = 1 ] && [ -x "$conf" ]; then
     [ "${LEAKCHECK:-1}" = 0 ] && leak=()
     # shellcheck disable=SC2086
     run_step memcheck "$LOG_MEM" "${T_SANITIZE:-120}" 1 "$sanitizer" --tool memcheck \
-      "${leak[@]}" --error-exitcode 1 "$conf" --cuda ${CONFORMANCE_ARGS:-}
+      "${leak[@]}" --error-exitcode 1 "$conf" --cuda --quick ${CONFORMANCE_ARGS:-}
     # shellcheck disable=SC2086
     run_step racecheck "$LOG_RACE" "${T_SANITIZE:-120}" 1 "$sanitizer" --tool racecheck \
-      --error-exitcode 1 "$conf" --cuda ${CONFORMANCE_ARGS:-}
+      --error-exitcode 1 "$conf" --cuda --quick ${CONFORMANCE_ARGS:-}
   fi
+fi
+
+# ---- Python suite ------------------------------------------------------------------------
+if [ $do_pytest = 1 ]; then
+  xdist=()
+  python3 -c 'import xdist' 2>/dev/null && xdist=(-n "${PYTEST_WORKERS:-8}")
+  run_step pytest "$LOG_PY" "${T_PYTEST:-200}" 0 env CULEACE_BIN="$build/culeace" \
+    python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 "$root/tests/py"
+fi
+
+# ---- benchmark ------------------------------------------------------------------------------
+if [ $do_bench = 1 ]; then
+  run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
+    PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
 fi
 
 # ---- summary -------------------------------------------------------------------------------
