@@ -20,11 +20,15 @@
 #              build tree's absolute paths differ here);
 #              test_backend_conformance and test_moments twice, without
 #              and with --cuda
-#   memcheck   compute-sanitizer --tool memcheck on conformance --cuda --quick
+#   memcheck   compute-sanitizer --tool memcheck on conformance --cuda
+#              --quick --no-oom (the deliberate failed allocation would count
+#              as an API error)
 #   racecheck  compute-sanitizer --tool racecheck on the same
-#   pytest     tests/py with CULEACE_BIN=build/culeace (--device auto: GPU)
 #   bench      bench/gpu/bench_gpu.py (sizes from BENCH_* variables)
-# then prints a table (step, result, seconds) and exits 1 if a step failed.
+#   pytest     tests/py with CULEACE_BIN=build/culeace (--device auto: GPU),
+#              in parallel when pytest-xdist is importable (or carried in .whl)
+# then prints a table (step, result, seconds), the error lines of each failed
+# step's log, and exits 1 if a step failed.
 # Exit 77 from a test is SKIP; for the --cuda runs (and the sanitizers) a
 # skip on a GPU machine counts as a failure.
 #
@@ -68,6 +72,7 @@ SUMMARY="$out/summary.txt"
 
 rows=()     # "name|result|seconds|note"
 failed=0
+failed_logs=()  # "name|log" of the steps that failed
 
 # run_step NAME LOG LIMIT SKIP_IS_FAIL CMD... : runs CMD with its output
 # appended to LOG, under min(LIMIT, what is left of the budget).
@@ -101,6 +106,7 @@ run_step() {
   esac
   echo "== $name: $res${note:+ ($note)} in ${dt}s" >>"$log"
   rows+=("$name|$res|$dt|$note")
+  [ "$res" = FAIL ] && failed_logs+=("$name|$log")
 }
 
 note_row() { rows+=("$1|$2|0|$3"); [ "$2" = FAIL ] && failed=1; }
@@ -271,12 +277,19 @@ if [ $do_sanitize = 1 ] && [ -x "$conf" ]; then
     leak=(--leak-check full)
     [ "${LEAKCHECK:-1}" = 0 ] && leak=()
     # shellcheck disable=SC2086
+    # --no-oom: the deliberate failed cudaHostAlloc would count as an API error.
     run_step memcheck "$LOG_MEM" "${T_SANITIZE:-120}" 1 "$sanitizer" --tool memcheck \
-      "${leak[@]}" --error-exitcode 1 "$conf" --cuda --quick ${CONFORMANCE_ARGS:-}
+      "${leak[@]}" --error-exitcode 1 "$conf" --cuda --quick --no-oom ${CONFORMANCE_ARGS:-}
     # shellcheck disable=SC2086
     run_step racecheck "$LOG_RACE" "${T_SANITIZE:-120}" 1 "$sanitizer" --tool racecheck \
-      --error-exitcode 1 "$conf" --cuda --quick ${CONFORMANCE_ARGS:-}
+      --error-exitcode 1 "$conf" --cuda --quick --no-oom ${CONFORMANCE_ARGS:-}
   fi
+fi
+
+# ---- benchmark ------------------------------------------------------------------------------
+if [ $do_bench = 1 ]; then
+  run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
+    PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
 fi
 
 # ---- Python suite ------------------------------------------------------------------------
@@ -285,12 +298,6 @@ if [ $do_pytest = 1 ]; then
   python3 -c 'import xdist' 2>/dev/null && xdist=(-n "${PYTEST_WORKERS:-8}")
   run_step pytest "$LOG_PY" "${T_PYTEST:-200}" 0 env CULEACE_BIN="$build/culeace" \
     python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 "$root/tests/py"
-fi
-
-# ---- benchmark ------------------------------------------------------------------------------
-if [ $do_bench = 1 ]; then
-  run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
-    PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
 fi
 
 # ---- summary -------------------------------------------------------------------------------
@@ -307,6 +314,16 @@ fi
   for r in "${rows[@]}"; do
     IFS='|' read -r n res s note <<<"$r"
     printf '%-34s %-5s %6s  %s\n' "$n" "$res" "$s" "$note"
+  done
+  # The lines of a failed step's log that say why (its section only).
+  for r in "${failed_logs[@]-}"; do
+    [ -n "$r" ] || continue
+    IFS='|' read -r n log <<<"$r"
+    echo
+    echo "---- $n: from $(basename "$log")"
+    awk -v step="== $n  (limit" 'index($0, step) == 1 {on = 1} on' "$log" \
+      | grep -E -i 'error|fail|invalid|leak|hazard|saved|assert|traceback|not found|timed out' \
+      | head -25
   done
   echo
   if [ $failed = 0 ]; then echo "gpu-check: ALL PASSED"; else echo "gpu-check: FAILED"; fi

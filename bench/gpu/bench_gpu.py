@@ -27,7 +27,8 @@ uses the public C API of include/culeace.h:
 Sizes come from the environment (defaults in brackets): BENCH_N [1048576],
 BENCH_D [4096], BENCH_BLOCK [65536], BENCH_REPEATS [3], BENCH_GEMM [8192],
 BENCH_EIGH [4096], BENCH_COPY_MIB [2048], BENCH_H2D_MIB [1024],
-BENCH_PRECISION [f32] (culeace block moments: f32 or f64), BENCH_PINNED [1]
+BENCH_PRECISION [f32,tensor] (culeace block moments: f32, f64, tensor),
+BENCH_RANK [16] (the second apply's rank; 0 or 1 skips it), BENCH_PINNED [1]
 (also time culeace from page-locked memory), BENCH_SEED [0]. Every timing
 is a median over repeats after one warm-up, with CUDA events (or a
 synchronize on each side of a host timer).
@@ -242,9 +243,9 @@ class Eraser:
             self.h = None
 
 
-def culeace_fit(ctx, x, labels, block, precision):
-    """Fits on x (n, d) host array (any buffer with .ctypes.data) in blocks.
-    Returns an Eraser."""
+def culeace_fit(ctx, x, labels, block, precision, classes=2, svd_tol=0.01):
+    """Fits on x (n, d) host array (any buffer with .ctypes.data) in blocks;
+    labels (n,) int32 in [0, classes). Returns an Eraser."""
     cl = ctx.cl
     n, d = x.shape
     dt = {np.dtype(np.float16): DT_F16, np.dtype(np.float32): DT_F32,
@@ -252,10 +253,10 @@ def culeace_fit(ctx, x, labels, block, precision):
     buf, o = cl.fit_opts()
     # concept-erasure's LeaceFitter defaults.
     o.method, o.affine, o.shrinkage, o.constrain_cov_trace = METHOD_LEACE, 1, 1, 1
-    o.svd_tol = 0.01
+    o.svd_tol = svd_tol
     o.precision = PRECISIONS[precision]
     f = ctypes.c_void_p()
-    ctx.check(cl.lib.culeace_fitter_create(ctx.h, d, 2, Z_CLASSES, buf,
+    ctx.check(cl.lib.culeace_fitter_create(ctx.h, d, classes, Z_CLASSES, buf,
                                            ctypes.byref(f)), "fitter_create")
     try:
         base, lbase = x.ctypes.data, labels.ctypes.data
@@ -611,6 +612,32 @@ def bench_apply(torch, dev, cl, ctx, x, er, ce, p):
     return out
 
 
+def bench_apply_multi(torch, dev, cl, ctx, x, p):
+    """Apply at rank r = BENCH_RANK (default 16): an eraser fitted by
+    culeace on the first rows with r + 1 random classes; the peer is
+    concept-erasure's LeaceEraser holding the same factors (its apply does
+    not depend on how they were fitted)."""
+    from concept_erasure import LeaceEraser
+    t = torch
+    r = p["rank_multi"]
+    m = min(x.shape[0], 131072)
+    rng = np.random.default_rng(p["seed"] + 11)
+    labels = rng.integers(0, r + 1, size=m, dtype=np.int32)
+    er = culeace_fit(ctx, x[:m], labels, p["block"], "f32", classes=r + 1,
+                     svd_tol=1e-6)  # random classes: keep every real direction
+    try:
+        if er.rank != r:
+            raise CuleaceError(f"{r + 1}-class eraser has rank {er.rank}, not {r}")
+        f32 = dict(device=dev.name, dtype=t.float32)
+        ce = LeaceEraser(t.from_numpy(er.L).to(**f32), t.from_numpy(er.R).to(**f32),
+                         t.from_numpy(er.bias).to(**f32))
+        out = bench_apply(torch, dev, cl, ctx, x, er, ce, p)
+        out["rank"] = r
+        return out
+    finally:
+        er.free()
+
+
 # ---- dry run: the CPU-independent parts on a CPU context ---------------------------
 
 def dry_run(cl, torch, LeaceFitter, p, res):
@@ -656,6 +683,8 @@ def dry_run(cl, torch, LeaceFitter, p, res):
         res["apply"] = bench_apply(torch, dev, cl, ctx, x,
                                    variants[f"culeace_{p['precisions'][0]}"],
                                    variants.get("concept_erasure"), p)
+        if LeaceFitter is not None and p["rank_multi"] > 1:
+            res["apply_multi"] = bench_apply_multi(torch, dev, cl, ctx, x, p)
         for v in variants.values():
             if isinstance(v, Eraser):
                 v.free()
@@ -718,10 +747,13 @@ def render(res):
                          f"{ag['bias_maxrel']:.1e}, rank {ag['rank']} vs "
                          f"{ag['rank_ref']}")
         lines.append("")
-    ap = res.get("apply")
-    if ap and "culeace" in ap:
-        d2d = fl.get("d2d", {}).get("gb_s")
-        lines += ["| apply in place (rank 1, f16) | time ms | GB/s | of D2D |",
+    d2d = fl.get("d2d", {}).get("gb_s")
+    for key in ("apply", "apply_multi"):
+        ap = res.get(key)
+        if not (ap and "culeace" in ap):
+            continue
+        rank = ap.get("rank", 1)
+        lines += [f"| apply in place (rank {rank}, f16) | time ms | GB/s | of D2D |",
                   "|---|---:|---:|---:|"]
         for k, label in (("culeace", "culeace_eraser_apply (host, dry run)"
                           if p.get("dry_run") else "culeace_eraser_apply_device"),
@@ -732,10 +764,11 @@ def render(res):
                 lines.append(f"| {label} | {s['median'] * 1e3:.2f} | "
                              f"{s['gb_s']:.0f} | {frac} |")
         lines.append("")
-        lines.append(f"- apply: culeace vs its float64 reference rel "
+        lines.append(f"- apply rank {rank}: culeace vs its float64 reference rel "
                      f"{ap['self_rel']:.1e}" + (
                          f", vs concept-erasure output rel {ap['vs_peer_rel']:.1e}"
                          if "vs_peer_rel" in ap else ""))
+        lines.append("")
     if res["checks"]:
         lines.append("")
         lines.append("| check | value | limit | ok |")
@@ -780,6 +813,7 @@ def main():
         "copy_mib": env_int("BENCH_COPY_MIB", 16 if dry else 2048),
         "h2d_mib": env_int("BENCH_H2D_MIB", 16 if dry else 1024),
         "precisions": os.environ.get("BENCH_PRECISION", "f32,tensor").split(","),
+        "rank_multi": env_int("BENCH_RANK", 16),
         "pinned": env_int("BENCH_PINNED", 1),
         "seed": env_int("BENCH_SEED", 0),
         "dry_run": dry,
@@ -837,6 +871,12 @@ def main():
                       a["self_rel"], 1e-2)
                 if "vs_peer_rel" in a:
                     check("dry apply (host): culeace vs concept-erasure output",
+                          a["vs_peer_rel"], 1e-2)
+                a = res.get("apply_multi")
+                if a:
+                    check(f"dry apply rank {a['rank']} (host) vs f64 reference",
+                          a["self_rel"], 1e-2)
+                    check(f"dry apply rank {a['rank']} (host) vs concept-erasure",
                           a["vs_peer_rel"], 1e-2)
             except Exception as e:
                 traceback.print_exc()
@@ -931,6 +971,23 @@ def main():
             except Exception as e:
                 traceback.print_exc()
                 res["errors"].append(f"apply: {type(e).__name__}: {e}")
+        if "apply" in res and p["rank_multi"] > 1:
+            try:
+                res["apply_multi"] = bench_apply_multi(torch, dev, cl, ctx, x, p)
+                a = res["apply_multi"]
+                r = a["rank"]
+                check(f"apply rank {r}: culeace vs its f64 reference",
+                      a["self_rel"], 1e-2)
+                check(f"apply rank {r}: culeace vs concept-erasure output",
+                      a["vs_peer_rel"], 1e-2)
+                d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
+                if d2d:
+                    for k in ("culeace", "concept_erasure"):
+                        a[k]["of_d2d"] = a[k]["gb_s"] / d2d
+            except Exception as e:
+                traceback.print_exc()
+                res["errors"].append(f"apply rank {p['rank_multi']}: "
+                                     f"{type(e).__name__}: {e}")
         for v in variants.values():
             if isinstance(v, Eraser):
                 v.free()

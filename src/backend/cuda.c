@@ -207,6 +207,11 @@ static culeace_status cuda_init(culeace_ctx *ctx, void **out) {
                           "out of memory allocating the CUDA backend state");
   s->device = ctx->device_index;
   CU(cudaSetDevice(s->device), "cudaSetDevice");
+  struct cudaDeviceProp prop;
+  CU(cudaGetDeviceProperties(&prop, s->device), "cudaGetDeviceProperties");
+  snprintf(ctx->device_note, sizeof ctx->device_note,
+           "cuda:%d (%.120s, sm_%d%d, %.1f GiB)", s->device, prop.name,
+           prop.major, prop.minor, (double)prop.totalGlobalMem / 1073741824.0);
   CU(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking),
      "cudaStreamCreate");
   CUBLAS(cublasCreate(&s->blas), "cublasCreate");

@@ -120,9 +120,11 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
     ctx->backend = &culeace__backend_cuda;
     st = ctx->backend->init(ctx, &ctx->backend_state);
     if (st == CULEACE_OK) {
+      char gpu[sizeof ctx->device_note];
+      snprintf(gpu, sizeof gpu, "%s", ctx->device_note);
       ctx->device = CULEACE_DEVICE_CUDA;
       snprintf(ctx->device_note, sizeof ctx->device_note,
-               "device auto: using cuda:%d", ctx->device_index);
+               "device auto: using %.200s", gpu);
     } else {
       snprintf(ctx->device_note, sizeof ctx->device_note,
                "device auto: %.200s; using cpu", ctx->errmsg);
@@ -144,6 +146,12 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
   } else if (!ctx->backend_state) {
     ctx->device = CULEACE_DEVICE_CUDA;
     st = ctx->backend->init(ctx, &ctx->backend_state);
+    if (st == CULEACE_OK) {
+      char gpu[sizeof ctx->device_note];
+      snprintf(gpu, sizeof gpu, "%s", ctx->device_note);
+      snprintf(ctx->device_note, sizeof ctx->device_note, "device %.200s",
+               gpu);
+    }
   }
   if (ctx->device == CULEACE_DEVICE_CUDA)
     snprintf(ctx->backend_name, sizeof ctx->backend_name, "cuda:%d",

@@ -345,10 +345,45 @@ def test_bad_options(small):
                   tmp / "o.h5", "--layers", "7"], "layer 7")
     expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
                   tmp / "o.h5", "--method", "magic"], "--method")
-    expect_error(["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
-                  tmp / "o.h5", "--device", "cuda"], "CUDA")
     expect_error(["apply", er, dump, "--x", "/hidden"], "-o OUT", "--in-place")
     assert not (tmp / "o.h5").exists()
+
+
+def gpu_present():
+    """True when nvidia-smi lists a GPU on this machine."""
+    try:
+        p = subprocess.run(["nvidia-smi", "-L"], capture_output=True,
+                           text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return p.returncode == 0 and "GPU" in p.stdout
+
+
+def test_device_cuda(small):
+    """--device cuda: where there is a GPU, the fit runs there and gives the
+    CPU's erasers (the edit L R and the bias, float64 fits, to 1e-8
+    relative); where there is none, a clear error and no output."""
+    tmp, dump, er = small
+    args = ["fit", dump, "--x", "/hidden", "--z", "/labels", "-o",
+            tmp / "o.h5", "--device", "cuda"]
+    if not gpu_present():
+        expect_error(args, "CUDA")
+        assert not (tmp / "o.h5").exists()
+        return
+    p = run(*args)
+    assert "device cuda" in p.stderr, p.stderr
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", tmp / "c.h5",
+        "--device", "cpu")
+    with h5py.File(tmp / "o.h5") as g, h5py.File(tmp / "c.h5") as c:
+        names = sorted(c["erasers"])
+        assert names and sorted(g["erasers"]) == names
+        for n in names:
+            eg, ec = g["erasers"][n], c["erasers"][n]
+            pg = eg["L"][:] @ eg["R"][:]
+            pc = ec["L"][:] @ ec["R"][:]
+            assert np.linalg.norm(pg - pc) <= 1e-8 * np.linalg.norm(pc), n
+            bg, bc = eg["bias"][:], ec["bias"][:]
+            assert np.linalg.norm(bg - bc) <= 1e-8 * np.linalg.norm(bc), n
 
 
 def test_in_place_refuses_compressed(tmp_path):
