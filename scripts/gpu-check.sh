@@ -294,9 +294,16 @@ fi
 
 # ---- Python suite ------------------------------------------------------------------------
 if [ $do_pytest = 1 ]; then
-  xdist=()
-  python3 -c 'import xdist' 2>/dev/null && xdist=(-n "${PYTEST_WORKERS:-8}")
+  # With workers, each process gets its share of the cores: OpenMP and
+  # OpenBLAS spinning on all cores in every worker stalls them all.
+  xdist=() threads="$(nproc)"
+  if python3 -c 'import xdist' 2>/dev/null; then
+    workers="${PYTEST_WORKERS:-8}"
+    xdist=(-n "$workers" -v)
+    threads=$(( $(nproc) / workers )); [ "$threads" -ge 1 ] || threads=1
+  fi
   run_step pytest "$LOG_PY" "${T_PYTEST:-200}" 0 env CULEACE_BIN="$build/culeace" \
+    OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
     python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 "$root/tests/py"
 fi
 
