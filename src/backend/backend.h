@@ -90,6 +90,26 @@ typedef struct culeace_backend {
                              double *cxz);
   void (*acc_free)(void *state, void *acc);
 
+  /* LEACE's whitening built on the device from the running co-moments in
+   * acc (optional: NULL where the core builds it on the host with eigh and
+   * gemm; acc must hold cxx). With C the acc's co-moment (d, d) and Cxz its
+   * cross moment (d, zd):
+   *   S = C / n_div, then optimal linear shrinkage for sample size n when
+   *   shrink; S = V diag(w) V^T; cut = w_max d DBL_EPSILON;
+   *   W = V diag(w > cut ? w^-1/2 : 0) V^T, W+ the same with w^1/2;
+   *   M (d, zd) = m_scale W Cxz, copied to the host; *tr_s = tr(S).
+   * The same float64 arithmetic as the host path. S, W and W+ stay with
+   * acc (freed with it) for leace_factors. */
+  culeace_status (*leace_whiten)(culeace_ctx *ctx, void *acc, double n,
+                                 double n_div, int shrink, double m_scale,
+                                 double *M, double *tr_s);
+  /* After leace_whiten, to the host: L (d, r) = W+ U_r, R (r, d) = U_r^T W,
+   * RS (r, d) = R S and SU (d, r) = S U_r, with U_r the first r columns of
+   * U (d, ldu) row-major (host memory); r >= 1. */
+  culeace_status (*leace_factors)(culeace_ctx *ctx, void *acc, const double *U,
+                                  int64_t ldu, int64_t r, double *L, double *R,
+                                  double *RS, double *SU);
+
   /* Host buffers the backend copies from fastest (page-locked for CUDA).
    * host_alloc returns NULL with the context's message set on failure. */
   void *(*host_alloc)(culeace_ctx *ctx, size_t bytes);

@@ -11,7 +11,9 @@
 #include <string.h>
 
 #include "core/ctx.h"
+#include "core/fitter.h"
 #include "kernels.h"
+#include "whiten.h"
 
 typedef struct {
   void *p;
@@ -409,6 +411,10 @@ typedef struct {
   int64_t d, k;
   int with_cxx;
   dbuf mem; /* cxx (d, d) when with_cxx, then cxz (d, k), then dx (d), dz (k) */
+  /* leace_whiten's results, for leace_factors: S, W, W+ (d, d) each, then
+   * eigenvalues (d) and 2 statistics; `wk` the eigenvectors and workspace */
+  dbuf wh, wk;
+  int whitened;
 } cuda_acc;
 
 static void cuda_acc_free(void *state, void *acc) {
@@ -417,6 +423,8 @@ static void cuda_acc_free(void *state, void *acc) {
   if (!a) return;
   if (s) cudaSetDevice(s->device);
   dfree(&a->mem);
+  dfree(&a->wh);
+  dfree(&a->wk);
   free(a);
 }
 
@@ -466,6 +474,7 @@ static culeace_status cuda_acc_update(
     *accp = created;
   }
   cuda_acc *a = *accp;
+  a->whitened = 0;
   st = moments_prologue(ctx, s, x, xtype, n, d, ldx, z, k, ldz, f64, with_cxx,
                         mean_x, mean_z);
   if (st) return st;
@@ -515,34 +524,26 @@ cleanup:
   return st;
 }
 
-/* ---- eigh and gemm ------------------------------------------------------------- */
+/* ---- LEACE whitening on the device ------------------------------------------- */
 
-static culeace_status cuda_eigh(culeace_ctx *ctx, double *a, double *w,
-                                int64_t d) {
-  cuda_state *s = state_of(ctx);
-  size_t dd, dev_bytes = 0, host_bytes = 0;
-  culeace_status st = use_device(ctx, s);
-  if (!st) st = dsize(ctx, (size_t)d * (size_t)d + (size_t)d, 8, &dd, "eigh");
-  if (!st) st = dgrow(ctx, &s->mat, dd, "the eigh matrix");
-  if (!st) st = dgrow(ctx, &s->info, sizeof(int), "eigh info");
-  if (st) return st;
-  double *A = s->mat.p, *W = A + (size_t)d * (size_t)d;
+/* cusolverDnXsyevd on a (d, d) in place (eigenvectors in its columns), w (d)
+ * eigenvalues ascending, workspace in *work; info checked. */
+static culeace_status syevd_device(culeace_ctx *ctx, cuda_state *s, double *a,
+                                   double *w, int64_t d, dbuf *work) {
+  culeace_status st = CULEACE_OK;
+  size_t dev_bytes = 0, host_bytes = 0;
   int info = 0;
-  /* Column-major call on a symmetric matrix (as the CPU backend): the
-   * eigenvector columns, read row-major, are the rows of V^T. */
   CUSOLVER(cusolverDnXsyevd_bufferSize(
                s->solver, s->params, CUSOLVER_EIG_MODE_VECTOR,
-               CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, A, d, CUDA_R_64F, W,
+               CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, a, d, CUDA_R_64F, w,
                CUDA_R_64F, &dev_bytes, &host_bytes),
            "cusolverDnXsyevd_bufferSize");
-  CULEACE_TRY(dgrow(ctx, &s->work, dev_bytes, "the eigh workspace"));
+  CULEACE_TRY(dgrow(ctx, work, dev_bytes, "the eigh workspace"));
+  CULEACE_TRY(dgrow(ctx, &s->info, sizeof(int), "eigh info"));
   CULEACE_TRY(grow_host(ctx, s, host_bytes));
-  CU(cudaMemcpyAsync(A, a, (size_t)d * (size_t)d * 8, cudaMemcpyHostToDevice,
-                     s->stream),
-     "copying the eigh matrix to the GPU");
   CUSOLVER(cusolverDnXsyevd(s->solver, s->params, CUSOLVER_EIG_MODE_VECTOR,
-                            CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, A, d,
-                            CUDA_R_64F, W, CUDA_R_64F, s->work.p, dev_bytes,
+                            CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, a, d,
+                            CUDA_R_64F, w, CUDA_R_64F, work->p, dev_bytes,
                             s->host_work, host_bytes, s->info.p),
            "cusolverDnXsyevd");
   CU(cudaMemcpyAsync(&info, s->info.p, sizeof info, cudaMemcpyDeviceToHost,
@@ -554,6 +555,151 @@ static culeace_status cuda_eigh(culeace_ctx *ctx, double *a, double *w,
                           "cusolverDnXsyevd did not converge on a %lldx%lld "
                           "matrix (info = %d)", (long long)d, (long long)d,
                           info);
+cleanup:
+  return st;
+}
+
+static culeace_status cuda_leace_whiten(culeace_ctx *ctx, void *acc, double n,
+                                        double n_div, int shrink,
+                                        double m_scale, double *M,
+                                        double *tr_s) {
+  cuda_state *s = state_of(ctx);
+  cuda_acc *a = acc;
+  const int64_t d = a->d, k = a->k;
+  const size_t dd = (size_t)d * (size_t)d;
+  culeace_status st = use_device(ctx, s);
+  if (st) return st;
+  if (!a->with_cxx)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "whitening needs the running covariance");
+  a->whitened = 0;
+  size_t bytes;
+  CULEACE_TRY(dsize(ctx, 3 * dd + (size_t)d + 2, 8, &bytes, "the whitening"));
+  CULEACE_TRY(dgrow(ctx, &a->wh, bytes, "the whitening matrices"));
+  CULEACE_TRY(dsize(ctx, 2 * dd, 8, &bytes, "the eigenvectors"));
+  CULEACE_TRY(dgrow(ctx, &a->wk, bytes, "the eigenvectors"));
+  double *S = a->wh.p, *W = S + dd, *Wp = W + dd, *w = Wp + dd, *stats = w + d;
+  double *V = a->wk.p, *T = V + dd;
+  double host_stats[2] = {0, 0};
+  const double one = 1, zero = 0;
+  /* S = C / n_div, with tr(S) and ||S||_F^2 for the shrinkage. */
+  CU(cudaMemsetAsync(stats, 0, 2 * 8, s->stream), "cudaMemset");
+  KERNEL(culeace_k_symmetrise(acc_cxx(a), S, d, 1.0 / n_div, stats, s->stream),
+         "symmetrising kernel");
+  CU(cudaMemcpyAsync(host_stats, stats, 2 * 8, cudaMemcpyDeviceToHost,
+                     s->stream),
+     "copying the covariance's trace from the GPU");
+  CU(cudaStreamSynchronize(s->stream), "covariance");
+  double tr = host_stats[0];
+  if (shrink) {
+    double alpha, diag_add;
+    culeace__shrinkage_coefs(host_stats[0], host_stats[1], d, n, &alpha,
+                             &diag_add);
+    KERNEL(culeace_k_shrink(S, d, alpha, diag_add, s->stream),
+           "shrinkage kernel");
+    tr = alpha * tr + diag_add * (double)d;
+  }
+  *tr_s = tr;
+  /* S = V diag(w) V^T (V's columns); W = (V diag(g)) V^T, W+ likewise. */
+  CU(cudaMemcpyAsync(V, S, dd * 8, cudaMemcpyDeviceToDevice, s->stream),
+     "copying the covariance on the GPU");
+  CULEACE_TRY(syevd_device(ctx, s, V, w, d, &s->work));
+  for (int pass = 0; pass < 2; pass++) {
+    KERNEL(culeace_k_scale_eigvecs(V, w, d, pass == 0, T, s->stream),
+           "eigenvector scaling kernel");
+    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)d,
+                       (int)d, &one, T, (int)d, V, (int)d, &zero,
+                       pass == 0 ? W : Wp, (int)d),
+           "cublasDgemm (whitening)");
+  }
+  /* M (d, k) row-major = m_scale W Cxz: column-major M^T = Cxz^T W. */
+  if (k > 0) {
+    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)k, (int)d,
+                       (int)d, &m_scale, acc_cxz(a), (int)k, W, (int)d, &zero,
+                       T, (int)k),
+           "cublasDgemm (W Sigma_xz)");
+    CU(cudaMemcpyAsync(M, T, (size_t)d * (size_t)k * 8,
+                       cudaMemcpyDeviceToHost, s->stream),
+       "copying W Sigma_xz from the GPU");
+  }
+  CU(cudaStreamSynchronize(s->stream), "whitening");
+  a->whitened = 1;
+cleanup:
+  return st;
+}
+
+static culeace_status cuda_leace_factors(culeace_ctx *ctx, void *acc,
+                                         const double *U, int64_t ldu,
+                                         int64_t r, double *L, double *R,
+                                         double *RS, double *SU) {
+  cuda_state *s = state_of(ctx);
+  cuda_acc *a = acc;
+  const int64_t d = a->d;
+  const size_t dd = (size_t)d * (size_t)d;
+  culeace_status st = use_device(ctx, s);
+  if (st) return st;
+  if (!a->whitened || r < 1 || ldu < r)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "leace_factors without a whitening (or r = %lld)",
+                          (long long)r);
+  double *S = a->wh.p, *W = S + dd, *Wp = W + dd;
+  size_t dr = (size_t)d * (size_t)r, du = (size_t)d * (size_t)ldu;
+  CULEACE_TRY(dgrow(ctx, &a->wk, (du + 4 * dr) * 8, "the eraser's factors"));
+  double *Ud = a->wk.p, *Ld = Ud + du, *Rd = Ld + dr, *RSd = Rd + dr,
+         *SUd = RSd + dr;
+  const double one = 1, zero = 0;
+  CU(cudaMemcpyAsync(Ud, U, du * 8, cudaMemcpyHostToDevice, s->stream),
+     "copying singular vectors to the GPU");
+  /* Column-major views: Ud is U^T (ldu, d); its first r rows are U_r^T. */
+  /* L^T (r, d) = U_r^T W+ */
+  CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)r, (int)d, (int)d,
+                     &one, Ud, (int)ldu, Wp, (int)d, &zero, Ld, (int)r),
+         "cublasDgemm (L)");
+  /* R^T (d, r) = W U_r */
+  CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)r, (int)d,
+                     &one, W, (int)d, Ud, (int)ldu, &zero, Rd, (int)d),
+         "cublasDgemm (R)");
+  CU(cudaMemcpyAsync(L, Ld, dr * 8, cudaMemcpyDeviceToHost, s->stream),
+     "copying L from the GPU");
+  CU(cudaMemcpyAsync(R, Rd, dr * 8, cudaMemcpyDeviceToHost, s->stream),
+     "copying R from the GPU");
+  if (RS) { /* (R S)^T (d, r) = S R^T */
+    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)d, (int)r,
+                       (int)d, &one, S, (int)d, Rd, (int)d, &zero, RSd, (int)d),
+           "cublasDgemm (R S)");
+    CU(cudaMemcpyAsync(RS, RSd, dr * 8, cudaMemcpyDeviceToHost, s->stream),
+       "copying R S from the GPU");
+  }
+  if (SU) { /* (S U_r)^T (r, d) = U_r^T S */
+    CUBLAS(cublasDgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, (int)r, (int)d,
+                       (int)d, &one, Ud, (int)ldu, S, (int)d, &zero, SUd,
+                       (int)r),
+           "cublasDgemm (S U)");
+    CU(cudaMemcpyAsync(SU, SUd, dr * 8, cudaMemcpyDeviceToHost, s->stream),
+       "copying S U from the GPU");
+  }
+  CU(cudaStreamSynchronize(s->stream), "the eraser's factors");
+cleanup:
+  return st;
+}
+
+/* ---- eigh and gemm ------------------------------------------------------------- */
+
+static culeace_status cuda_eigh(culeace_ctx *ctx, double *a, double *w,
+                                int64_t d) {
+  cuda_state *s = state_of(ctx);
+  size_t dd;
+  culeace_status st = use_device(ctx, s);
+  if (!st) st = dsize(ctx, (size_t)d * (size_t)d + (size_t)d, 8, &dd, "eigh");
+  if (!st) st = dgrow(ctx, &s->mat, dd, "the eigh matrix");
+  if (st) return st;
+  double *A = s->mat.p, *W = A + (size_t)d * (size_t)d;
+  /* Column-major call on a symmetric matrix (as the CPU backend): the
+   * eigenvector columns, read row-major, are the rows of V^T. */
+  CU(cudaMemcpyAsync(A, a, (size_t)d * (size_t)d * 8, cudaMemcpyHostToDevice,
+                     s->stream),
+     "copying the eigh matrix to the GPU");
+  CULEACE_TRY(syevd_device(ctx, s, A, W, d, &s->work));
   CU(cudaMemcpyAsync(a, A, (size_t)d * (size_t)d * 8, cudaMemcpyDeviceToHost,
                      s->stream),
      "copying eigenvectors from the GPU");
@@ -766,6 +912,8 @@ const culeace_backend culeace__backend_cuda = {
     .acc_update = cuda_acc_update,
     .acc_read = cuda_acc_read,
     .acc_free = cuda_acc_free,
+    .leace_whiten = cuda_leace_whiten,
+    .leace_factors = cuda_leace_factors,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
 };

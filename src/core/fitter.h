@@ -60,9 +60,19 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out);
 culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
                                         int64_t d, const double *U,
                                         int64_t ldu, culeace_eraser **e);
+/* The same from tr(S), RS = R S (rank, d) and SU = S U_rank (d, rank)
+ * instead of S (the device path keeps S on the GPU). */
+culeace_status culeace__constrain_trace_with(culeace_ctx *ctx, double trS,
+                                             const double *RS, const double *SU,
+                                             int64_t d, const double *U,
+                                             int64_t ldu, culeace_eraser **e);
 
 /* Optimal linear shrinkage (concept-erasure / Bodnar-Gupta-Parolya) of the
- * sample covariance S_n (d, d) for sample size n, in place (shrinkage.c). */
+ * sample covariance S_n (d, d) for sample size n, in place (shrinkage.c):
+ * S <- alpha S + diag_add I, the coefficients from tr(S) and ||S||_F^2
+ * (culeace__shrinkage_coefs, shared with the device path). */
 void culeace__optimal_linear_shrinkage(double *s, int64_t d, double n);
+void culeace__shrinkage_coefs(double tr, double fro2, int64_t d, double n,
+                              double *alpha, double *diag_add);
 
 #endif

@@ -83,17 +83,45 @@ static double trace_ab(const double *A, const double *B, int64_t m, int64_t p) {
 culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
                                       int64_t d, const double *U, int64_t ldu,
                                       culeace_eraser **e) {
+  int64_t r = (*e)->info.rank;
+  if (r == 0) return CULEACE_OK;
+  culeace_status st = CULEACE_OK;
+  double *RS = malloc((size_t)r * d * 8), *SU = malloc((size_t)d * r * 8);
+  double *Ur = malloc((size_t)d * r * 8);
+  if (!RS || !SU || !Ur) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory in the covariance-trace constraint");
+    goto cleanup;
+  }
+  for (int64_t i = 0; i < d; i++)
+    for (int64_t j = 0; j < r; j++) Ur[i * r + j] = U[i * ldu + j];
+  double trS = 0;
+  for (int64_t i = 0; i < d; i++) trS += S[i * d + i];
+  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, d, d, 1, (*e)->R, d, S, d, 0,
+                                 RS, d));
+  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, r, d, 1, S, d, Ur, r, 0, SU, r));
+  st = culeace__constrain_trace_with(ctx, trS, RS, SU, d, U, ldu, e);
+cleanup:
+  free(RS);
+  free(SU);
+  free(Ur);
+  return st;
+}
+
+culeace_status culeace__constrain_trace_with(culeace_ctx *ctx, double trS,
+                                           const double *RS, const double *SU,
+                                           int64_t d, const double *U,
+                                           int64_t ldu, culeace_eraser **e) {
   culeace_eraser *er = *e;
   int64_t r = er->info.rank;
   if (r == 0) return CULEACE_OK;
   culeace_status st = CULEACE_OK;
-  double *RS = malloc((size_t)r * d * 8), *G = malloc((size_t)r * r * 8);
-  double *H = malloc((size_t)r * r * 8), *SU = malloc((size_t)d * r * 8);
+  double *G = malloc((size_t)r * r * 8), *H = malloc((size_t)r * r * 8);
   double *Ur = malloc((size_t)d * r * 8), *UL = malloc((size_t)r * r * 8);
   double *RSU = malloc((size_t)r * r * 8), *E = NULL, *sv = NULL, *u = NULL,
          *vt = NULL;
   culeace_eraser *mixed = NULL;
-  if (!RS || !G || !H || !SU || !Ur || !UL || !RSU) {
+  if (!G || !H || !Ur || !UL || !RSU) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory in the covariance-trace constraint");
     goto cleanup;
@@ -101,9 +129,6 @@ culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
   for (int64_t i = 0; i < d; i++)
     for (int64_t j = 0; j < r; j++) Ur[i * r + j] = U[i * ldu + j];
   const double *L = er->L, *R = er->R;
-  double trS = 0;
-  for (int64_t i = 0; i < d; i++) trS += S[i * d + i];
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, d, d, 1, R, d, S, d, 0, RS, d));
   CULEACE_TRY(ctx->backend->gemm(ctx, 0, 1, r, r, d, 1, RS, d, R, d, 0, G, r));
   CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, L, r, L, r, 0, H, r));
   double t_rsl = trace_ab(RS, L, r, d);
@@ -111,7 +136,6 @@ culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
   if (!(new_tr > trS)) goto cleanup;
 
   /* Mix P with Q = I - U U^T so that tr(P' S P'^T) = tr(S). */
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, r, d, 1, S, d, Ur, r, 0, SU, r));
   CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, Ur, r, L, r, 0, UL, r));
   CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, r, d, 1, RS, d, Ur, r, 0, RSU, r));
   double t_usu = 0;
@@ -167,10 +191,8 @@ culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
   *e = mixed;
   mixed = NULL;
 cleanup:
-  free(RS);
   free(G);
   free(H);
-  free(SU);
   free(Ur);
   free(UL);
   free(RSU);
@@ -182,12 +204,22 @@ cleanup:
   return st;
 }
 
+/* LEACE whose running co-moments are on a device that builds the
+ * whitening there (and CULEACE_HOST_WHITEN unset: it forces the host path,
+ * for comparisons). */
+static int device_path(const culeace_fitter *f) {
+  const culeace_backend *b = f->ctx->backend;
+  return f->opts.method == CULEACE_METHOD_LEACE && f->dev_acc && f->cxx &&
+         b->leace_whiten && b->leace_factors && !getenv("CULEACE_HOST_WHITEN");
+}
+
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   culeace_ctx *ctx = f->ctx;
   int64_t d = f->d, zd = f->z_dim, mn = d < zd ? d : zd;
   int leace = f->opts.method == CULEACE_METHOD_LEACE;
   culeace_status st = CULEACE_OK;
   culeace_eraser *e = NULL;
+  double *RS = NULL, *SU = NULL; /* (r, d), (d, r): the device path's */
   work k;
   memset(&k, 0, sizeof k);
   *out = NULL;
@@ -205,7 +237,15 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
     goto cleanup;
   }
   double scale = 1.0 / (double)(f->n - 1);
-  if (leace) {
+  const int on_device = device_path(f);
+  double trS = 0;
+  if (on_device) { /* S, W, W+ stay on the device; M comes back */
+    double n = (double)f->n;
+    CULEACE_TRY(ctx->backend->leace_whiten(ctx, f->dev_acc, n,
+                                           f->opts.shrinkage ? n : n - 1.0,
+                                           f->opts.shrinkage, scale, k.M,
+                                           &trS));
+  } else if (leace) {
     k.S = culeace__alloc(ctx, dd, 8, "covariance");
     k.V = culeace__alloc(ctx, dd, 8, "eigenvectors");
     k.w = culeace__alloc(ctx, (size_t)d, 8, "eigenvalues");
@@ -237,7 +277,19 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   int64_t r = 0;
   while (r < mn && k.s[r] > f->opts.svd_tol) r++;
   CULEACE_TRY(culeace__eraser_alloc(ctx, d, r, &e));
-  if (r > 0) {
+  if (r > 0 && on_device) {
+    int trace = f->opts.constrain_cov_trace;
+    if (trace) {
+      RS = culeace__alloc(ctx, (size_t)r * (size_t)d, 8, "R S");
+      SU = culeace__alloc(ctx, (size_t)d * (size_t)r, 8, "S U");
+      if (!RS || !SU) {
+        st = CULEACE_ERR_OUT_OF_MEMORY;
+        goto cleanup;
+      }
+    }
+    CULEACE_TRY(ctx->backend->leace_factors(ctx, f->dev_acc, k.U, mn, r, e->L,
+                                            e->R, RS, SU));
+  } else if (r > 0) {
     if (leace) {
       /* L = W+ U_r (d, r); R = U_r^T W = (W U_r)^T (r, d) */
       CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, r, d, 1.0, k.Winv, d, k.U,
@@ -259,13 +311,17 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   e->info.shrinkage = f->opts.shrinkage;
   e->info.constrain_cov_trace = f->opts.constrain_cov_trace;
   e->info.svd_tol = f->opts.svd_tol;
-  if (leace && f->opts.constrain_cov_trace)
+  if (leace && f->opts.constrain_cov_trace && on_device)
+    CULEACE_TRY(culeace__constrain_trace_with(ctx, trS, RS, SU, d, k.U, mn, &e));
+  else if (leace && f->opts.constrain_cov_trace)
     CULEACE_TRY(culeace__constrain_trace(ctx, k.S, d, k.U, mn, &e));
   if (!f->opts.affine) memset(e->bias, 0, (size_t)d * 8);
   culeace__eraser_sync(e);
   *out = e;
   e = NULL;
 cleanup:
+  free(RS);
+  free(SU);
   culeace_eraser_free(e);
   work_free(&k);
   return st;
@@ -274,7 +330,9 @@ cleanup:
 culeace_status culeace_fitter_finalize(culeace_fitter *f,
                                        culeace_eraser **out) {
   if (!f || !out) return CULEACE_ERR_INVALID_ARG;
-  culeace_status st = culeace__fitter_sync(f);
-  if (st) return st;
+  if (!device_path(f)) { /* the host path reads cxx/cxz */
+    culeace_status st = culeace__fitter_sync(f);
+    if (st) return st;
+  }
   return culeace__leace_build(f, out);
 }
