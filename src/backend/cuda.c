@@ -48,6 +48,11 @@ typedef struct {
   dbuf work;  /* cuSOLVER workspace */
   dbuf mat;   /* gemm/eigh operands */
   dbuf info;
+  /* The running-moment pipeline (acc_update): chunk i + 1 is copied on
+   * copy_stream into slot[(i + 1) % 2] while chunk i is computed. */
+  cudaStream_t copy_stream;
+  dbuf slot[2];
+  cudaEvent_t copied[2], consumed[2];
   void *host_work; /* host scratch: centred z, float32 z, cuSOLVER host work */
   size_t host_work_cap;
   factor_slot slots[FACTOR_SLOTS];
@@ -177,6 +182,13 @@ static void cuda_destroy(void *state) {
   dbuf *bufs[] = {&s->raw, &s->xc, &s->z, &s->prod, &s->prod64,
                   &s->sums, &s->work, &s->mat, &s->info};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(bufs[i]);
+  if (s->copy_stream) cudaStreamSynchronize(s->copy_stream);
+  for (int i = 0; i < 2; i++) {
+    dfree(&s->slot[i]);
+    if (s->copied[i]) cudaEventDestroy(s->copied[i]);
+    if (s->consumed[i]) cudaEventDestroy(s->consumed[i]);
+  }
+  if (s->copy_stream) cudaStreamDestroy(s->copy_stream);
   for (int i = 0; i < FACTOR_SLOTS; i++) dfree(&s->slots[i].mem);
   if (s->params) cusolverDnDestroyParams(s->params);
   if (s->solver) cusolverDnDestroy(s->solver);
@@ -216,6 +228,14 @@ static culeace_status cuda_init(culeace_ctx *ctx, void **out) {
            prop.major, prop.minor, (double)prop.totalGlobalMem / 1073741824.0);
   CU(cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking),
      "cudaStreamCreate");
+  CU(cudaStreamCreateWithFlags(&s->copy_stream, cudaStreamNonBlocking),
+     "cudaStreamCreate");
+  for (int i = 0; i < 2; i++) {
+    CU(cudaEventCreateWithFlags(&s->copied[i], cudaEventDisableTiming),
+       "cudaEventCreate");
+    CU(cudaEventCreateWithFlags(&s->consumed[i], cudaEventDisableTiming),
+       "cudaEventCreate");
+  }
   CUBLAS(cublasCreate(&s->blas), "cublasCreate");
   CUBLAS(cublasSetStream(s->blas, s->stream), "cublasSetStream");
   CUSOLVER(cusolverDnCreate(&s->solver), "cusolverDnCreate");
@@ -244,7 +264,8 @@ cleanup:
  * prod holds the float32 products (cxx then cxz) when f64 is 0. */
 static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
                                       culeace_dtype xtype, int64_t n,
-                                      int64_t d, int64_t k, int f64, int cxx) {
+                                      int64_t d, int64_t k, int f64, int cxx,
+                                      int with_raw) {
   size_t nd, raw_b, xc_b, z_b, dd;
   culeace_status st = dsize(ctx, (size_t)n, (size_t)d, &nd, "moment block");
   if (!st) st = dsize(ctx, nd, culeace_dtype_size(xtype), &raw_b, "block");
@@ -254,7 +275,7 @@ static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
     st = dsize(ctx, cxx ? (size_t)d : (size_t)0, (size_t)d, &dd, "products");
   if (st) return st;
   size_t prod = dd + (size_t)d * (size_t)k;
-  if (!st) st = dgrow(ctx, &s->raw, raw_b, "the row block");
+  if (!st && with_raw) st = dgrow(ctx, &s->raw, raw_b, "the row block");
   if (!st) st = dgrow(ctx, &s->xc, xc_b, "the centred row block");
   if (!st) st = dgrow(ctx, &s->z, z_b, "the label block");
   if (!st && !f64) st = dgrow(ctx, &s->prod, prod * 4, "float32 moments");
@@ -263,35 +284,31 @@ static culeace_status moments_buffers(culeace_ctx *ctx, cuda_state *s,
   return st;
 }
 
-/* The first half of every moment op: the block up to the device, float64
- * column sums, means to the host (mean_x (d), mean_z (k)) with NaN/Inf
- * refused there, the centred block in s->xc (float64 or float32) and the
- * centred labels in s->z. */
-static culeace_status moments_prologue(culeace_ctx *ctx, cuda_state *s,
-                                       const void *x, culeace_dtype xtype,
-                                       int64_t n, int64_t d, int64_t ldx,
-                                       const double *z, int64_t k, int64_t ldz,
-                                       int f64, int with_cxx, double *mean_x,
-                                       double *mean_z) {
-  size_t es = culeace_dtype_size(xtype);
-  culeace_status st = use_device(ctx, s);
-  if (!st) st = moments_buffers(ctx, s, xtype, n, d, k, f64, with_cxx);
-  if (st) return st;
-  CU(cudaMemcpy2DAsync(s->raw.p, (size_t)d * es, x, (size_t)ldx * es,
-                       (size_t)d * es, (size_t)n, cudaMemcpyHostToDevice,
-                       s->stream),
-     "copying the row block to the GPU");
+/* The first half of every moment op, on rows already on the device (raw,
+ * (n, d) contiguous; the same rows are rows row0.. of x_block on the host,
+ * whose earlier rows are known finite: for the NaN message):
+ * float64 column sums, means to the host (mean_x (d), mean_z (k)) with
+ * NaN/Inf refused there, the centred block in s->xc (float64 or float32)
+ * and the centred labels in s->z. */
+static culeace_status prologue_on_device(culeace_ctx *ctx, cuda_state *s,
+                                         const void *raw, const void *x_block,
+                                         int64_t row0, culeace_dtype xtype,
+                                         int64_t n, int64_t d, int64_t ldx,
+                                         const double *z, int64_t k,
+                                         int64_t ldz, int f64, double *mean_x,
+                                         double *mean_z) {
+  culeace_status st = CULEACE_OK;
   CU(cudaMemsetAsync(s->sums.p, 0, (size_t)d * 8, s->stream), "cudaMemset");
-  KERNEL(culeace_k_column_sums(s->raw.p, xtype, n, d, d, s->sums.p, s->stream),
+  KERNEL(culeace_k_column_sums(raw, xtype, n, d, d, s->sums.p, s->stream),
          "column sums kernel");
   CU(cudaMemcpyAsync(mean_x, s->sums.p, (size_t)d * 8, cudaMemcpyDeviceToHost,
                      s->stream),
      "copying column sums from the GPU");
   CU(cudaStreamSynchronize(s->stream), "column sums");
   for (int64_t j = 0; j < d; j++) mean_x[j] /= (double)n;
-  if (culeace__block_nonfinite(ctx, x, xtype, n, d, ldx, mean_x))
+  if (culeace__block_nonfinite(ctx, x_block, xtype, row0 + n, d, ldx, mean_x))
     return CULEACE_ERR_NONFINITE;
-  KERNEL(culeace_k_centre(s->raw.p, xtype, n, d, d, s->sums.p, f64, s->xc.p,
+  KERNEL(culeace_k_centre(raw, xtype, n, d, d, s->sums.p, f64, s->xc.p,
                           s->stream),
          "centring kernel");
   if (k > 0) {
@@ -313,6 +330,28 @@ cleanup:
   return st;
 }
 
+/* The prologue of block_moments: the block up to the device (s->raw) on
+ * the state's stream, then prologue_on_device. */
+static culeace_status moments_prologue(culeace_ctx *ctx, cuda_state *s,
+                                       const void *x, culeace_dtype xtype,
+                                       int64_t n, int64_t d, int64_t ldx,
+                                       const double *z, int64_t k, int64_t ldz,
+                                       int f64, int with_cxx, double *mean_x,
+                                       double *mean_z) {
+  size_t es = culeace_dtype_size(xtype);
+  culeace_status st = use_device(ctx, s);
+  if (!st) st = moments_buffers(ctx, s, xtype, n, d, k, f64, with_cxx, 1);
+  if (st) return st;
+  CU(cudaMemcpy2DAsync(s->raw.p, (size_t)d * es, x, (size_t)ldx * es,
+                       (size_t)d * es, (size_t)n, cudaMemcpyHostToDevice,
+                       s->stream),
+     "copying the row block to the GPU");
+  st = prologue_on_device(ctx, s, s->raw.p, x, 0, xtype, n, d, ldx, z, k, ldz,
+                          f64, mean_x, mean_z);
+cleanup:
+  return st;
+}
+
 /* The block's co-moments from s->xc and s->z, added (beta = 1) or written
  * (beta = 0) into float64 device outputs: c64 (d, d) row-major upper
  * triangle (NULL to skip) and z64 (d, k). In cuBLAS's column-major view the
@@ -321,8 +360,8 @@ cleanup:
 static culeace_status block_products(culeace_ctx *ctx, cuda_state *s,
                                      culeace_precision precision,
                                      culeace_dtype xtype, int64_t n, int64_t d,
-                                     int64_t k, double *c64, double *z64,
-                                     int add) {
+                                     int64_t k, void *raw, double *c64,
+                                     double *z64, int add) {
   culeace_status st = CULEACE_OK;
   int f64 = precision == CULEACE_PRECISION_F64;
   if (f64) {
@@ -349,13 +388,13 @@ static culeace_status block_products(culeace_ctx *ctx, cuda_state *s,
   }
   if (c64 && precision == CULEACE_PRECISION_TENSOR &&
       (xtype == CULEACE_F16 || xtype == CULEACE_BF16)) {
-    /* Centred values rounded to the rows' type (into s->raw, whose rows are
+    /* Centred values rounded to the rows' type (into raw, whose rows are
      * no longer needed), full Xc^T Xc on tensor cores, float32 sums. */
     cudaDataType t16 = xtype == CULEACE_F16 ? CUDA_R_16F : CUDA_R_16BF;
-    KERNEL(culeace_k_round16(s->xc.p, s->raw.p, xtype, n * d, s->stream),
+    KERNEL(culeace_k_round16(s->xc.p, raw, xtype, n * d, s->stream),
            "rounding kernel");
     CUBLAS(cublasGemmEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)d, (int)d,
-                        (int)n, &one, s->raw.p, t16, (int)d, s->raw.p, t16,
+                        (int)n, &one, raw, t16, (int)d, raw, t16,
                         (int)d, &zero, c32, CUDA_R_32F, (int)d,
                         CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
            "cublasGemmEx (16-bit co-moments)");
@@ -392,7 +431,8 @@ static culeace_status cuda_block_moments(culeace_ctx *ctx, const void *x,
   /* The other triangle is zeroed so the copy back carries no stale values. */
   if (cxx)
     CU(cudaMemsetAsync(c64, 0, dd * 8, s->stream), "cudaMemset");
-  CULEACE_TRY(block_products(ctx, s, precision, xtype, n, d, k, c64, z64, 0));
+  CULEACE_TRY(block_products(ctx, s, precision, xtype, n, d, k, s->raw.p, c64,
+                             z64, 0));
   if (cxx)
     CU(cudaMemcpyAsync(cxx, c64, dd * 8, cudaMemcpyDeviceToHost, s->stream),
        "copying co-moments from the GPU");
@@ -411,6 +451,8 @@ typedef struct {
   int64_t d, k;
   int with_cxx;
   dbuf mem; /* cxx (d, d) when with_cxx, then cxz (d, k), then dx (d), dz (k) */
+  dbuf blk; /* the same layout: the block being added, merged into mem only
+               once all its rows have passed the NaN check */
   /* leace_whiten's results, for leace_factors: S, W, W+ (d, d) each, then
    * eigenvalues (d) and 2 statistics; `wk` the eigenvectors and workspace */
   dbuf wh, wk;
@@ -423,6 +465,7 @@ static void cuda_acc_free(void *state, void *acc) {
   if (!a) return;
   if (s) cudaSetDevice(s->device);
   dfree(&a->mem);
+  dfree(&a->blk);
   dfree(&a->wh);
   dfree(&a->wk);
   free(a);
@@ -452,11 +495,86 @@ cleanup:
   return CULEACE_OK;
 }
 
-static double *acc_cxx(cuda_acc *a) { return a->with_cxx ? a->mem.p : NULL; }
-static double *acc_cxz(cuda_acc *a) {
-  return (double *)a->mem.p + (a->with_cxx ? (size_t)a->d * (size_t)a->d : 0);
+/* The parts of a sums buffer laid out as acc->mem (or acc->blk). */
+static double *sums_cxx(const cuda_acc *a, const dbuf *m) {
+  return a->with_cxx ? m->p : NULL;
+}
+static double *sums_cxz(const cuda_acc *a, const dbuf *m) {
+  return (double *)m->p + (a->with_cxx ? (size_t)a->d * (size_t)a->d : 0);
+}
+static double *acc_cxx(cuda_acc *a) { return sums_cxx(a, &a->mem); }
+static double *acc_cxz(cuda_acc *a) { return sums_cxz(a, &a->mem); }
+static size_t sums_count(const cuda_acc *a) {
+  return (a->with_cxx ? (size_t)a->d * (size_t)a->d : 0) +
+         ((size_t)a->d + 1) * (size_t)a->k + (size_t)a->d;
 }
 
+/* Chan's correction for two sets of rows whose means differ by dx (d), dz
+ * (k) (host): C += w dx dx^T, Cxz += w dx dz^T on the sums in m. */
+static culeace_status chan_merge(culeace_ctx *ctx, cuda_state *s,
+                                 cuda_acc *a, dbuf *m, double w,
+                                 const double *delta) {
+  culeace_status st = CULEACE_OK;
+  const int64_t d = a->d, k = a->k;
+  double *ddx = sums_cxz(a, m) + (size_t)d * (size_t)k, *ddz = ddx + d;
+  CU(cudaMemcpyAsync(ddx, delta, ((size_t)d + (size_t)k) * 8,
+                     cudaMemcpyHostToDevice, s->stream),
+     "copying mean shifts to the GPU");
+  if (a->with_cxx)
+    CUBLAS(cublasDsyr(s->blas, CUBLAS_FILL_MODE_LOWER, (int)d, &w, ddx, 1,
+                      sums_cxx(a, m), (int)d),
+           "cublasDsyr (moment merge)");
+  if (k > 0)
+    CUBLAS(cublasDger(s->blas, (int)k, (int)d, &w, ddz, 1, ddx, 1,
+                      sums_cxz(a, m), (int)k),
+           "cublasDger (moment merge)");
+cleanup:
+  return st;
+}
+
+/* y (m) += x (m) on the device, in pieces cuBLAS's int sizes take. */
+static culeace_status daxpy_long(culeace_ctx *ctx, cuda_state *s,
+                                 const double *x, double *y, size_t m) {
+  culeace_status st = CULEACE_OK;
+  const double one = 1;
+  for (size_t i = 0; i < m; i += (size_t)1 << 30) {
+    size_t c = m - i < ((size_t)1 << 30) ? m - i : ((size_t)1 << 30);
+    CUBLAS(cublasDaxpy(s->blas, (int)c, &one, x + i, 1, y + i, 1),
+           "cublasDaxpy (moment merge)");
+  }
+cleanup:
+  return st;
+}
+
+/* Rows per chunk of acc_update's pipeline: large enough for efficient
+ * GEMMs, small enough that a block of 64k rows has four chunks to overlap. */
+enum { CHUNK_ROWS = 16384 };
+
+/* Copies rows [i0, i0 + m) of x into pipeline slot `slot` on the copy
+ * stream, after the compute stream has finished with that slot. */
+static culeace_status copy_chunk(culeace_ctx *ctx, cuda_state *s, int slot,
+                                 const void *x, culeace_dtype xtype,
+                                 int64_t i0, int64_t m, int64_t d,
+                                 int64_t ldx) {
+  culeace_status st = CULEACE_OK;
+  size_t es = culeace_dtype_size(xtype);
+  CU(cudaStreamWaitEvent(s->copy_stream, s->consumed[slot], 0),
+     "cudaStreamWaitEvent");
+  CU(cudaMemcpy2DAsync(s->slot[slot].p, (size_t)d * es,
+                       (const char *)x + (size_t)i0 * (size_t)ldx * es,
+                       (size_t)ldx * es, (size_t)d * es, (size_t)m,
+                       cudaMemcpyHostToDevice, s->copy_stream),
+     "copying rows to the GPU");
+  CU(cudaEventRecord(s->copied[slot], s->copy_stream), "cudaEventRecord");
+cleanup:
+  return st;
+}
+
+/* The block goes up in chunks: chunk c + 1 is copied (copy stream) while
+ * chunk c is reduced (the state's stream). Chunks are merged (Chan) into
+ * the block's own sums acc->blk, which join the running sums only after
+ * every chunk passed the NaN check: a refused block leaves them as they
+ * were. */
 static culeace_status cuda_acc_update(
     culeace_ctx *ctx, void **accp, const void *x, culeace_dtype xtype,
     int64_t n, int64_t d, int64_t ldx, const double *z, int64_t k, int64_t ldz,
@@ -464,7 +582,9 @@ static culeace_status cuda_acc_update(
     const double *prev_mean_x, const double *prev_mean_z, double *mean_x,
     double *mean_z) {
   cuda_state *s = state_of(ctx);
-  int f64 = precision == CULEACE_PRECISION_F64;
+  const int f64 = precision == CULEACE_PRECISION_F64;
+  const size_t es = culeace_dtype_size(xtype);
+  double *host = NULL;
   culeace_status st = use_device(ctx, s);
   if (st) return st;
   if (!*accp) {
@@ -475,33 +595,82 @@ static culeace_status cuda_acc_update(
   }
   cuda_acc *a = *accp;
   a->whitened = 0;
-  st = moments_prologue(ctx, s, x, xtype, n, d, ldx, z, k, ldz, f64, with_cxx,
-                        mean_x, mean_z);
-  if (st) return st;
-  CULEACE_TRY(block_products(ctx, s, precision, xtype, n, d, k, acc_cxx(a),
-                             acc_cxz(a), 1));
-  if (n_prev > 0) { /* Chan's correction: w dx dx^T and w dx dz^T */
-    double w = (double)n_prev * (double)n / ((double)n_prev + (double)n);
-    CULEACE_TRY(grow_host(ctx, s, ((size_t)d + (size_t)k) * 8));
-    double *delta = s->host_work; /* dx (d) then dz (k) */
-    for (int64_t j = 0; j < d; j++) delta[j] = mean_x[j] - prev_mean_x[j];
-    for (int64_t c = 0; c < k; c++) delta[d + c] = mean_z[c] - prev_mean_z[c];
-    double *ddx = acc_cxz(a) + (size_t)d * (size_t)k, *ddz = ddx + d;
-    CU(cudaMemcpyAsync(ddx, delta, ((size_t)d + (size_t)k) * 8,
-                       cudaMemcpyHostToDevice, s->stream),
-       "copying mean shifts to the GPU");
-    if (with_cxx)
-      CUBLAS(cublasDsyr(s->blas, CUBLAS_FILL_MODE_LOWER, (int)d, &w, ddx, 1,
-                        acc_cxx(a), (int)d),
-             "cublasDsyr (moment merge)");
-    if (k > 0)
-      CUBLAS(cublasDger(s->blas, (int)k, (int)d, &w, ddz, 1, ddx, 1,
-                        acc_cxz(a), (int)k),
-             "cublasDger (moment merge)");
+  const int64_t chunk = n < 2 * CHUNK_ROWS ? n : CHUNK_ROWS;
+  size_t slot_b, sums_b;
+  CULEACE_TRY(dsize(ctx, (size_t)chunk * (size_t)d, es, &slot_b, "row chunk"));
+  CULEACE_TRY(dsize(ctx, sums_count(a), 8, &sums_b, "block moments"));
+  CULEACE_TRY(moments_buffers(ctx, s, xtype, chunk, d, k, f64, with_cxx, 0));
+  CULEACE_TRY(dgrow(ctx, &s->slot[0], slot_b, "a row chunk"));
+  CULEACE_TRY(dgrow(ctx, &s->slot[1], slot_b, "a row chunk"));
+  CULEACE_TRY(dgrow(ctx, &a->blk, sums_b, "the block's co-moments"));
+  /* host: chunk means cm (d + k), block means bm (d + k), delta (d + k) */
+  const size_t dk = (size_t)d + (size_t)k;
+  host = malloc(3 * dk * 8);
+  if (!host) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory for the block means");
+    goto cleanup;
   }
-  /* host_work (labels, shifts) is reused by the next call: wait here. */
-  CU(cudaStreamSynchronize(s->stream), "merging block moments");
+  double *cm = host, *bm = cm + dk, *delta = bm + dk;
+  CU(cudaMemsetAsync(a->blk.p, 0, sums_b, s->stream), "cudaMemset");
+  CULEACE_TRY(copy_chunk(ctx, s, 0, x, xtype, 0, chunk, d, ldx));
+  int64_t nb = 0; /* rows of this block reduced so far */
+  for (int64_t i0 = 0, c = 0; i0 < n; i0 += chunk, c++) {
+    const int slot = (int)(c % 2);
+    const int64_t m = n - i0 < chunk ? n - i0 : chunk;
+    CU(cudaStreamWaitEvent(s->stream, s->copied[slot], 0),
+       "cudaStreamWaitEvent");
+    CULEACE_TRY(prologue_on_device(ctx, s, s->slot[slot].p, x, i0, xtype, m, d,
+                                   ldx, k > 0 ? z + (size_t)i0 * (size_t)ldz
+                                              : NULL,
+                                   k, ldz, f64, cm, cm + d));
+    CULEACE_TRY(block_products(ctx, s, precision, xtype, m, d, k,
+                               s->slot[slot].p, sums_cxx(a, &a->blk),
+                               sums_cxz(a, &a->blk), 1));
+    if (nb > 0) {
+      for (size_t j = 0; j < dk; j++) delta[j] = cm[j] - bm[j];
+      CULEACE_TRY(chan_merge(ctx, s, a, &a->blk,
+                             (double)nb * (double)m / ((double)nb + (double)m),
+                             delta));
+      for (size_t j = 0; j < dk; j++)
+        bm[j] += delta[j] * ((double)m / ((double)nb + (double)m));
+    } else {
+      memcpy(bm, cm, dk * 8);
+    }
+    nb += m;
+    CU(cudaEventRecord(s->consumed[slot], s->stream), "cudaEventRecord");
+    if (i0 + m < n) {
+      int64_t next = n - (i0 + m) < chunk ? n - (i0 + m) : chunk;
+      CULEACE_TRY(copy_chunk(ctx, s, 1 - slot, x, xtype, i0 + m, next, d, ldx));
+    }
+  }
+  /* Every row passed: the block joins the running sums. */
+  if (with_cxx)
+    CULEACE_TRY(daxpy_long(ctx, s, sums_cxx(a, &a->blk), acc_cxx(a),
+                           (size_t)d * (size_t)d));
+  if (k > 0)
+    CULEACE_TRY(daxpy_long(ctx, s, sums_cxz(a, &a->blk), acc_cxz(a),
+                           (size_t)d * (size_t)k));
+  if (n_prev > 0) {
+    for (int64_t j = 0; j < d; j++) delta[j] = bm[j] - prev_mean_x[j];
+    for (int64_t c = 0; c < k; c++) delta[d + c] = bm[d + c] - prev_mean_z[c];
+    CULEACE_TRY(chan_merge(
+        ctx, s, a, &a->mem,
+        (double)n_prev * (double)n / ((double)n_prev + (double)n), delta));
+  }
+  memcpy(mean_x, bm, (size_t)d * 8);
+  if (k > 0) memcpy(mean_z, bm + d, (size_t)k * 8);
+  /* No wait for the merge: every copy of the caller's rows has completed
+   * (each chunk's column sums came back after it), the shift uploads were
+   * staged from pageable memory when they returned, and the next call's
+   * first copy may overlap this block's last products. */
 cleanup:
+  if (st) { /* nothing left in flight that reads the caller's rows */
+    cudaStreamSynchronize(s->copy_stream);
+    cudaStreamSynchronize(s->stream);
+    (void)cudaGetLastError();
+  }
+  free(host);
   return st;
 }
 

@@ -129,6 +129,73 @@ static void one_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
   free(mx); free(sxx); free(sxz); free(gmx); free(gsxx); free(gsxz);
 }
 
+/* Blocks larger than the CUDA backend's pipeline chunk (16384 rows: a
+ * block of more than 32768 rows is reduced in chunks, copy and compute
+ * overlapped) still give the two-pass moments, fed as one block, after a
+ * small first block (so the merge with earlier rows is exercised too); and
+ * a NaN in a late chunk is refused with its row named and leaves the
+ * moments as they were. The CPU backend must do the same. */
+static void large_block_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
+                             culeace_precision prec) {
+  const int64_t n = 2 * 16384 + 4321 + 17, d = 19, k = 3, first = 17;
+  size_t es = culeace_dtype_size(t);
+  double *x = malloc((size_t)(n * d) * 8), *z = calloc((size_t)(n * k), 8);
+  int32_t *cls = malloc((size_t)n * 4);
+  char *xt = malloc((size_t)(n * d) * es);
+  double row[19];
+  for (int64_t i = 0; i < n; i++) {
+    cls[i] = (int32_t)tu_randint(rng, 0, k - 1);
+    for (int64_t j = 0; j < d; j++)
+      row[j] = 50.0 + tu_normal(rng) * (1 + 0.1 * j) + 0.7 * cls[i];
+    culeace__from_f64(row, d, t, xt + (size_t)i * d * es);
+    culeace__to_f64(xt + (size_t)i * d * es, t, d, x + i * d);
+    z[i * k + cls[i]] = 1;
+  }
+  culeace_fit_opts o;
+  culeace_fit_opts_init(&o);
+  o.precision = prec;
+  culeace_fitter *f = NULL;
+  CHECK_OK(ctx, culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &o, &f));
+  if (f) {
+    CHECK_OK(ctx, culeace_fitter_update_classes(f, xt, t, first, d, cls));
+    /* A NaN in the last chunk: refused, the row named, nothing added. */
+    char *bad = malloc((size_t)(n * d) * es);
+    memcpy(bad, xt, (size_t)(n * d) * es);
+    const int64_t nan_row = n - first - 5;
+    double nanv = NAN;
+    culeace__from_f64(&nanv, 1, t, bad + ((size_t)(first + nan_row) * d + 3) * es);
+    CHECK(culeace_fitter_update_classes(f, bad + (size_t)first * d * es, t,
+                                        n - first, d, cls + first) ==
+              CULEACE_ERR_NONFINITE,
+          "NaN in a late chunk accepted (%s)", culeace_dtype_name(t));
+    char want[64];
+    snprintf(want, sizeof want, "row %lld", (long long)nan_row);
+    CHECK(strstr(culeace_ctx_last_error(ctx), want) != NULL,
+          "message names %s: %s", want, culeace_ctx_last_error(ctx));
+    free(bad);
+    CHECK(culeace_fitter_rows(f) == first, "rows after the refused block");
+    CHECK_OK(ctx, culeace_fitter_update_classes(f, xt + (size_t)first * d * es,
+                                                t, n - first, d, cls + first));
+    double mx[19], *sxx = malloc((size_t)(d * d) * 8),
+           *sxz = malloc((size_t)(d * k) * 8);
+    double gmx[19], *gsxx = malloc((size_t)(d * d) * 8),
+           *gsxz = malloc((size_t)(d * k) * 8);
+    two_pass(x, z, n, d, k, mx, sxx, sxz);
+    CHECK_OK(ctx, culeace_fitter_moments(f, gmx, NULL, gsxz, gsxx));
+    double tol = prec == CULEACE_PRECISION_F64 ? 1e-10 : 2e-5;
+    double tol_xx = prec != CULEACE_PRECISION_TENSOR ? tol
+                    : t == CULEACE_BF16 ? 4e-3 : 5e-4; /* as one_case */
+    double e1 = tu_rel_err(gmx, mx, d), e2 = tu_rel_err(gsxx, sxx, d * d),
+           e3 = tu_rel_err(gsxz, sxz, d * k);
+    CHECK(e1 < tol && e2 < tol_xx && e3 < tol,
+          "large block %s prec %d: rel err mean %.2e xx %.2e xz %.2e",
+          culeace_dtype_name(t), (int)prec, e1, e2, e3);
+    free(sxx); free(sxz); free(gsxx); free(gsxz);
+    culeace_fitter_free(f);
+  }
+  free(x); free(z); free(cls); free(xt);
+}
+
 /* With --cuda the same cases run on a CUDA context (the running moments
  * then stay on the device); exit 77 (skipped) when there is none. */
 int main(int argc, char **argv) {
@@ -155,6 +222,9 @@ int main(int argc, char **argv) {
       one_case(ctx, &rng, types[ti], 1, 3, CULEACE_PRECISION_F32);
       one_case(ctx, &rng, types[ti], 1, 2, CULEACE_PRECISION_TENSOR);
     }
+  large_block_case(ctx, &rng, CULEACE_F16, CULEACE_PRECISION_F32);
+  large_block_case(ctx, &rng, CULEACE_F32, CULEACE_PRECISION_F64);
+  large_block_case(ctx, &rng, CULEACE_BF16, CULEACE_PRECISION_TENSOR);
   /* Errors: bad class, non-finite row, stride too small. */
   culeace_fitter *f = NULL;
   CHECK_OK(ctx, culeace_fitter_create(ctx, 3, 2, CULEACE_Z_CLASSES, NULL, &f));
