@@ -497,9 +497,14 @@ def bench_fit(torch, dev, cl, ctx, x, labels, p, LeaceFitter, res):
     variants = {}
     runs = []
 
-    def cul_run(name, arr, prec):
+    def cul_run(name, arr, prec, host_whiten=False):
         def fn():
-            variants[name] = culeace_fit(ctx, arr, labels, blk, prec)
+            if host_whiten:  # the eraser's whitening built on the host
+                os.environ["CULEACE_HOST_WHITEN"] = "1"
+            try:
+                variants[name] = culeace_fit(ctx, arr, labels, blk, prec)
+            finally:
+                os.environ.pop("CULEACE_HOST_WHITEN", None)
         return (name, fn)
 
     for prec in p["precisions"]:
@@ -516,6 +521,10 @@ def bench_fit(torch, dev, cl, ctx, x, labels, p, LeaceFitter, res):
             np.copyto(xp, x)
             for prec in p["precisions"]:
                 runs.append(cul_run(f"culeace_{prec}_pinned", xp, prec))
+            if dev.cuda:  # before/after the whitening moved to the device
+                prec = p["precisions"][0]
+                runs.append(cul_run(f"culeace_{prec}_pinned_hostwhiten", xp,
+                                    prec, host_whiten=True))
 
     def peer():
         variants["concept_erasure"] = peer_fit(torch, dev, xt, zt, blk,
@@ -568,7 +577,7 @@ def bench_fit(torch, dev, cl, ctx, x, labels, p, LeaceFitter, res):
         return out, variants
     finally:
         for k in list(variants):
-            if k.endswith("_pinned"):
+            if "_pinned" in k:
                 variants.pop(k).free()
         if ptr:
             del xp, pinned
@@ -639,6 +648,13 @@ def bench_apply(torch, dev, cl, ctx, x, er, ce, p):
         out["concept_erasure"] = dict(s, gb_s=out["bytes"] / s["median"] / 1e9)
     s = dev.time_events(cul, p["apply_repeats"])
     out["culeace"] = dict(s, gb_s=out["bytes"] / s["median"] / 1e9)
+    if dev.cuda:  # the general kernel, for comparison (kernels/apply.cu)
+        os.environ["CULEACE_APPLY_KERNEL"] = "generic"
+        try:
+            s = dev.time_events(cul, p["apply_repeats"])
+        finally:
+            os.environ.pop("CULEACE_APPLY_KERNEL", None)
+        out["culeace_generic"] = dict(s, gb_s=out["bytes"] / s["median"] / 1e9)
     del xg
     if dev.cuda:
         t.cuda.empty_cache()
@@ -766,7 +782,9 @@ def render(res):
             else:
                 prec = k.split("_")[1]
                 label = (f"culeace {prec}, " + ("culeace_host_alloc rows"
-                         if k.endswith("_pinned") else "numpy rows"))
+                         if "_pinned" in k else "numpy rows")
+                         + (", whitening on the host" if k.endswith("_hostwhiten")
+                            else ""))
             ratio = f"{peer / s['median']:.2f}" if peer else ""
             xf = (f"{s['median'] / floors_s[prec]:.2f}" if prec in floors_s
                   else "")
@@ -797,6 +815,8 @@ def render(res):
                   "|---|---:|---:|---:|"]
         for k, label in (("culeace", "culeace_eraser_apply (host, dry run)"
                           if p.get("dry_run") else "culeace_eraser_apply_device"),
+                         ("culeace_generic", "culeace, general kernel "
+                          "(CULEACE_APPLY_KERNEL=generic)"),
                          ("concept_erasure", "concept-erasure eraser(x) f16")):
             if k in ap:
                 s = ap[k]
@@ -1008,7 +1028,7 @@ def main():
                           a["vs_peer_rel"], 1e-2)
                 d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
                 if d2d:
-                    for k in ("culeace", "concept_erasure"):
+                    for k in ("culeace", "culeace_generic", "concept_erasure"):
                         if k in a:
                             a[k]["of_d2d"] = a[k]["gb_s"] / d2d
             except Exception as e:
@@ -1025,8 +1045,9 @@ def main():
                       a["vs_peer_rel"], 1e-2)
                 d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
                 if d2d:
-                    for k in ("culeace", "concept_erasure"):
-                        a[k]["of_d2d"] = a[k]["gb_s"] / d2d
+                    for k in ("culeace", "culeace_generic", "concept_erasure"):
+                        if k in a:
+                            a[k]["of_d2d"] = a[k]["gb_s"] / d2d
             except Exception as e:
                 traceback.print_exc()
                 res["errors"].append(f"apply rank {p['rank_multi']}: "
