@@ -18,8 +18,8 @@
 #              library path): --version, fit + check on data/sample.h5 on cuda
 #   test_*     every C test in build/tests/, run directly (not ctest: the
 #              build tree's absolute paths differ here);
-#              test_backend_conformance and test_moments twice, without
-#              and with --cuda
+#              test_backend_conformance, test_moments and test_finalize
+#              twice, without and with --cuda
 #   memcheck   compute-sanitizer --tool memcheck on conformance --cuda
 #              --quick --no-oom (the deliberate failed allocation would count
 #              as an API error)
@@ -256,7 +256,7 @@ for t in "$build"/tests/test_*; do
     run_step "$name" "$LOG_TEST" "${T_TEST:-120}" 0 "$t" ${CONFORMANCE_ARGS:-}
     # shellcheck disable=SC2086
     run_step "$name --cuda" "$LOG_TEST" "${T_TEST:-120}" 1 "$t" --cuda ${CONFORMANCE_ARGS:-}
-  elif [ "$name" = test_moments ]; then
+  elif [ "$name" = test_moments ] || [ "$name" = test_finalize ]; then
     run_step "$name" "$LOG_TEST" "${T_TEST:-120}" 0 "$t"
     run_step "$name --cuda" "$LOG_TEST" "${T_TEST:-120}" 1 "$t" --cuda
   else
