@@ -38,6 +38,8 @@ typedef struct {
   void *compact;    /* kept rows */
   int64_t *kept;    /* indices of kept rows */
   int64_t ex_per_block;
+  int in_place;    /* editing FILE itself */
+  int64_t written; /* blocks written so far by this run */
 } editor;
 
 /* Edits one block in memory: rows kept by the mask and finite get the
@@ -79,12 +81,40 @@ static int edit_block(editor *ed, cli_layer_eraser *it, int64_t ex0, int64_t nex
              (char *)ed->compact + (size_t)i * rb, rb);
   }
   if (st) return cli_error_ctx(ed->c, ed->ctx, "");
+  /* Finite rows in, so a non-finite value out is an overflow of the
+   * stored type (float16 tops out at 65504): refuse before writing. */
+  for (int64_t i = 0; i < m; i++) {
+    int64_t col;
+    if (culeace__first_nonfinite((char *)ed->raw + (size_t)ed->kept[i] * rb,
+                                 dt, 1, d, d, &col) >= 0)
+      return cli_error(ed->c, "%s: %s: the erased row %lld overflows %s in "
+                       "column %lld (the eraser does not suit this data, or "
+                       "the data needs a wider type); this block was not "
+                       "written%s", ed->file,
+                       culeace__act_dataset_path(a, it->layer),
+                       (long long)(ex0 * t + ed->kept[i]),
+                       culeace_dtype_name(dt), (long long)col,
+                       ed->in_place && ed->written
+                           ? "; earlier blocks are already erased (the "
+                             "checkpoint keeps the position)"
+                           : "");
+  }
   it->edited += m;
   return 0;
 }
 
 static int io_fail(editor *ed, int64_t layer) {
   return cli_error_ctx(ed->c, ed->ctx, culeace__act_dataset_path(ed->act, layer));
+}
+
+/* The message for a failed write of the output's temporary copy. */
+static int write_error(const cli_common *c, const char *dst) {
+  int e = errno;
+  return cli_error(c, "writing the temporary copy %s: %s%s (nothing was "
+                   "written to the output)", dst, strerror(e),
+                   e == ENOSPC || e == EFBIG || e == EDQUOT
+                       ? " (disk full or file-size limit)"
+                       : "");
 }
 
 /* Copies src to dst (created exclusively), fsynced. 0 ok. */
@@ -116,21 +146,21 @@ static int copy_file(const cli_common *c, const char *src, const char *dst) {
       ssize_t w = write(out, buf + off, (size_t)(r - off));
       if (w < 0 && errno == EINTR) continue;
       if (w < 0) {
-        cli_error(c, "writing %s: %s", dst, strerror(errno));
+        write_error(c, dst);
         goto done;
       }
       off += w;
     }
   }
   if (fsync(out) != 0) {
-    cli_error(c, "writing %s: %s", dst, strerror(errno));
+    write_error(c, dst);
     goto done;
   }
   rc = 0;
 done:
   if (in >= 0) close(in);
   if (out >= 0 && close(out) != 0 && rc == 0)
-    rc = cli_error(c, "writing %s: %s", dst, strerror(errno));
+    rc = write_error(c, dst);
   free(buf);
   return rc;
 }
@@ -167,6 +197,7 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
       if (edit_block(ed, it, ex, nex)) return 1;
       if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
         return io_fail(ed, it->layer);
+      ed->written++;
       ex += nex;
       if (jr) {
         if (culeace__act_flush(a)) return io_fail(ed, it->layer);
@@ -315,6 +346,7 @@ int cmd_apply(int argc, char **argv) {
   ed.ctx = ctx;
   ed.act = act;
   ed.file = out ? out : file;
+  ed.in_place = out == NULL;
   ed.ex_per_block = cli_examples_per_block(&c, act);
   int64_t t = culeace__act_tokens(act), d = culeace__act_width(act);
   size_t es = culeace_dtype_size(culeace__act_dtype(act));

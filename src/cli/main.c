@@ -1,9 +1,11 @@
 /* main.c — entry point of the `culeace` command: dispatches subcommands,
  * prints the version and the top-level help. */
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <cblas.h>
+#include <hdf5.h>
 
 #include "cli/cli.h"
 #include "cli/probe.h"
@@ -24,6 +26,14 @@ static const char *usage =
     "  --version                         version and compiled backends\n";
 
 int main(int argc, char **argv) {
+  /* A file-size limit (ulimit -f) makes writes fail with EFBIG instead of
+   * killing the process: the error path then removes partial outputs. */
+  signal(SIGXFSZ, SIG_IGN);
+  /* libhdf5 1.10 crashes in its exit-time cleanup (H5F__close_cb) when a
+   * file's H5Fclose failed on a write error (disk full): every file is
+   * closed explicitly, so its atexit cleanup is not needed. Must come
+   * before the first HDF5 call. */
+  H5dont_atexit();
   cli_select_blas_kernel(argv);
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
     printf("%s", usage);

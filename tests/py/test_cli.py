@@ -235,6 +235,9 @@ def small(tmp_path):
 def expect_error(args, *needles):
     p = run(*args, check=False)
     assert p.returncode != 0, f"expected failure: {args}"
+    # Under an ASan/UBSan build a report would also be a non-zero exit.
+    assert "Sanitizer" not in p.stderr and "runtime error:" not in p.stderr, \
+        p.stderr
     for n in needles:
         assert n in p.stderr, f"{n!r} not in message: {p.stderr!r}"
     return p

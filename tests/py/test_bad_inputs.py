@@ -1,0 +1,120 @@
+"""test_bad_inputs.py — every case of the bad-input catalogue
+(tests/bad_inputs/make_bad_inputs.py) through the CLI: a non-zero exit, a
+message naming the file/dataset/row and what was expected, no output or
+temporary file left behind, and every input byte for byte as before. An
+in-place apply may leave its checkpoint and journal (that is how it
+resumes); the file itself must be unchanged, and rerunning without the
+fault must give the one-shot result."""
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
+sys.path.insert(0, str(ROOT / "tests" / "bad_inputs"))
+import make_bad_inputs  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(),
+                                reason=f"culeace binary not built ({BIN})")
+RESUME_FILES = (".culeace-apply", ".culeace-journal")
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad_inputs")
+    return d, {c[0]: c for c in make_bad_inputs.make(str(d), BIN)}
+
+
+def digests(d):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in Path(d).iterdir() if p.is_file()}
+
+
+def case_names():
+    """The catalogue's case names (parametrize needs them before the files
+    exist); test_catalogue_is_complete checks them against make()."""
+    return [
+        "truncated HDF5 file", "not HDF5", "dims overflow the machine",
+        "zero rows", "d = 0", "labels of the wrong length",
+        "labels of the wrong type", "one class", "NaN in activations",
+        "value overflows float16 on write (to a new file)",
+        "value overflows float16 on write (in place)",
+        "eraser file with a missing field",
+        "eraser file of another format version",
+        "eraser file with inconsistent shapes",
+        "eraser file with a non-finite matrix",
+        "output path equal to the input",
+        "disk full while fitting (file-size limit)",
+        "disk full while copying for apply -o",
+        "disk full while journaling an in-place apply",
+    ]
+
+
+def test_catalogue_is_complete(catalogue):
+    assert sorted(catalogue[1]) == sorted(case_names())
+
+
+@pytest.mark.parametrize("name", case_names())
+def test_bad_input(catalogue, name):
+    d, cases = catalogue
+    _, argv, needles, limit = cases[name]
+    for p in Path(d).iterdir():  # leftovers of an earlier case's resume files
+        if p.name.endswith(RESUME_FILES):
+            p.unlink()
+    before = digests(d)
+    r = make_bad_inputs.run_case(BIN, argv, limit)
+    assert r.returncode > 0, f"exit {r.returncode} (signal?): {r.stderr}"
+    assert "Sanitizer" not in r.stderr and "runtime error:" not in r.stderr, \
+        r.stderr
+    for n in needles:
+        assert n in r.stderr, f"{n!r} not in the message: {r.stderr!r}"
+    after = digests(d)
+    new = sorted(set(after) - set(before))
+    in_place = "--in-place" in argv
+    assert all(in_place and n.endswith(RESUME_FILES) for n in new), \
+        f"left behind: {new}"
+    changed = [n for n in before if after.get(n) != before[n]]
+    assert not changed, f"inputs modified: {changed}"
+
+
+def test_in_place_resumes_after_disk_full(catalogue):
+    """After the journal could not be written, the same command without the
+    limit completes and gives exactly the one-shot result."""
+    d, cases = catalogue
+    _, argv, _, limit = cases["disk full while journaling an in-place apply"]
+    r = make_bad_inputs.run_case(BIN, argv, limit)
+    assert r.returncode > 0
+    subprocess.run([BIN, *argv, "--quiet"], check=True, capture_output=True)
+    target = argv[2]
+    oneshot = Path(d) / "oneshot.h5"
+    subprocess.run([BIN, "apply", argv[1], str(Path(d) / "good.h5"), "--x",
+                    "/hidden", "-o", str(oneshot), "--quiet"], check=True,
+                   capture_output=True)
+    with h5py.File(target) as a, h5py.File(oneshot) as b:
+        assert np.array_equal(a["hidden"][...], b["hidden"][...])
+    assert not any(Path(target + s).exists() for s in RESUME_FILES)
+    oneshot.unlink()
+
+
+def test_odd_dataset_path(tmp_path):
+    """Spaces, non-ASCII and ':' in dataset paths are fine end to end."""
+    src = tmp_path / "odd.h5"
+    x = np.random.default_rng(3).standard_normal((300, 8)).astype(np.float16)
+    with h5py.File(src, "w") as f:
+        f["acts dir/ü:x"] = x
+        f["labels"] = (np.arange(300) % 2).astype(np.int64)
+    er, out = tmp_path / "e.h5", tmp_path / "o.h5"
+    subprocess.run([BIN, "fit", src, "--x", "/acts dir/ü:x", "--z", "/labels",
+                    "-o", er, "--quiet"], check=True, capture_output=True)
+    subprocess.run([BIN, "apply", er, src, "--x", "/acts dir/ü:x", "-o", out,
+                    "--quiet"], check=True, capture_output=True)
+    with h5py.File(out) as f:
+        assert f["acts dir/ü:x"].shape == x.shape
+        assert not np.array_equal(f["acts dir/ü:x"][...], x)
