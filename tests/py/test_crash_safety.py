@@ -1,0 +1,126 @@
+"""test_crash_safety.py — `culeace apply` killed (SIGKILL) at random points,
+many times over, never loses data:
+
+  --in-place   each kill is followed by the same command, which resumes from
+               the checkpoint and journal; the final file equals a one-shot
+               apply bit for bit and opens in HDF5, and nothing is left over;
+  -o OUT       an existing OUT stays byte for byte as it was until a run
+               completes; the completed OUT equals the one-shot result.
+
+Kill times are drawn from a seeded generator as fractions of an unkilled
+run's duration (early fractions for --in-place, whose resumed runs have
+less left to do), so the kills land in different phases (start-up, copy,
+editing, journal, rename)."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
+MAKE_DUMP = ROOT / "data" / "make_dump.py"
+
+pytestmark = pytest.mark.skipif(not Path(BIN).exists(),
+                                reason=f"culeace binary not built ({BIN})")
+
+
+def make_case(tmp_path, dtype):
+    dump = tmp_path / "d.h5"
+    subprocess.run([sys.executable, str(MAKE_DUMP), "-o", str(dump), "--quiet",
+                    "--rows", "60000", "--dim", "96", "--layers", "2",
+                    "--dtype", dtype, "--layout", "group"], check=True)
+    er = tmp_path / "e.h5"
+    subprocess.run([BIN, "fit", dump, "--x", "/hidden", "--z", "/labels",
+                    "-o", er, "--quiet"], check=True, capture_output=True)
+    ref = tmp_path / "ref.h5"
+    subprocess.run([BIN, "apply", er, dump, "--x", "/hidden", "-o", ref,
+                    "--quiet"], check=True, capture_output=True)
+    return dump, er, ref
+
+
+def timed(cmd):
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def kill_at(cmd, delay):
+    """Runs cmd, SIGKILLs it after delay s; True if it was killed."""
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    killed = p.poll() is None
+    if killed:
+        p.send_signal(signal.SIGKILL)
+    rc = p.wait()
+    return killed and rc == -signal.SIGKILL
+
+
+def same_layers(a_path, b_path):
+    with h5py.File(a_path, "r") as a, h5py.File(b_path, "r") as b:
+        for l in ("0", "1"):
+            np.testing.assert_array_equal(a["hidden"][l][...],
+                                          b["hidden"][l][...])
+
+
+@pytest.mark.parametrize("dtype,seed", [("float16", 1), ("bfloat16", 2),
+                                        ("float32", 3)])
+def test_in_place_killed_many_times(tmp_path, dtype, seed):
+    dump, er, ref = make_case(tmp_path, dtype)
+    ip = tmp_path / "ip.h5"
+    cmd = [BIN, "apply", str(er), str(ip), "--x", "/hidden", "--in-place",
+           "--quiet", "--block-rows", "512"]
+    scratch = tmp_path / "scratch.h5"
+    scratch.write_bytes(dump.read_bytes())
+    full = timed([BIN, "apply", str(er), str(scratch), "--x", "/hidden",
+                  "--in-place", "--quiet", "--block-rows", "512"])
+    ip.write_bytes(dump.read_bytes())
+    rng = random.Random(seed)
+    kills = 0
+    for _ in range(12):
+        if kill_at(cmd, rng.uniform(0.02, 0.3) * full):
+            kills += 1
+            with h5py.File(ip, "r"):  # still a readable HDF5 file
+                pass
+        else:
+            break  # the run completed: the file is done
+    else:
+        subprocess.run(cmd, check=True, capture_output=True)
+    assert kills >= 3, f"only {kills} kills landed (full run {full:.2f} s)"
+    same_layers(ip, ref)
+    assert not Path(str(ip) + ".culeace-apply").exists()
+    assert not Path(str(ip) + ".culeace-journal").exists()
+
+
+def test_copy_killed_keeps_old_output(tmp_path):
+    dump, er, ref = make_case(tmp_path, "float16")
+    out = tmp_path / "out.h5"
+    out.write_bytes(dump.read_bytes())  # an older OUT, to be replaced
+    old = out.read_bytes()
+    cmd = [BIN, "apply", str(er), str(dump), "--x", "/hidden", "-o", str(out),
+           "--quiet", "--block-rows", "512"]
+    full = timed([BIN, "apply", str(er), str(dump), "--x", "/hidden", "-o",
+                  str(tmp_path / "timing.h5"), "--quiet", "--block-rows",
+                  "512"])
+    rng = random.Random(7)
+    kills = 0
+    for _ in range(8):
+        if not kill_at(cmd, rng.uniform(0.02, 0.6) * full):
+            break
+        kills += 1
+        assert out.read_bytes() == old, "OUT changed before a run completed"
+    assert kills >= 3, f"only {kills} kills landed (full run {full:.2f} s)"
+    subprocess.run(cmd, check=True, capture_output=True)
+    same_layers(out, ref)
+    # The killed runs' temporaries (OUT.tmpPID) cannot clean themselves up;
+    # the completed run leaves none of its own.
+    left = sorted(p.name for p in tmp_path.glob("out.h5.tmp*"))
+    assert len(left) <= kills, left
