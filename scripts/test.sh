@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # test.sh — the whole test suite: installs dependencies, builds, runs the C tests
 # (ctest) and the Python tests (pytest), then both again against an
-# ASan+UBSan build (scripts/test-sanitize.sh). Exits non-zero if anything
-# fails.
+# ASan+UBSan build (scripts/test-sanitize.sh), then replays the fuzzers'
+# committed corpora (scripts/fuzz.sh). Exits non-zero if anything fails.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$here/scripts/install-deps.sh"
@@ -10,3 +10,4 @@ bash "$here/scripts/build.sh"
 (cd "$here/build" && ctest --output-on-failure -j2)
 CULEACE_BIN="$here/build/culeace" python3 -m pytest -q "$here/tests/py"
 bash "$here/scripts/test-sanitize.sh"
+bash "$here/scripts/fuzz.sh"

@@ -49,6 +49,10 @@ int cli_error_ctx(const cli_common *c, culeace_ctx *ctx, const char *what);
  * unless quiet. NULL on failure (message printed). */
 culeace_ctx *cli_open_ctx(const cli_common *c);
 
+/* Reads each input file's HDF5 metadata in a child process first; 1 (and
+ * the message) if that crashed libhdf5 (precheck.c). */
+int cli_precheck_files(const cli_common *c, int n, const char *const *paths);
+
 /* Parses "all" or "0,3-7" against L layers into a sorted, de-duplicated list;
  * names may also be given (layer names as in the file). Returns count or -1
  * (message printed). *out must be freed. */

@@ -299,6 +299,8 @@ int cmd_apply(int argc, char **argv) {
     return cli_error(&c, "-o %s is the eraser file", out);
 
   int rc = 1;
+  const char *inputs[] = {erasers, file};
+  if (cli_precheck_files(&c, 2, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;
   cli_layer_eraser *items = NULL;

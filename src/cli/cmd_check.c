@@ -125,6 +125,8 @@ int cmd_check(int argc, char **argv) {
     return cli_error(&c, "--z PATH (the labels) is required"), EXIT_USAGE;
 
   int rc = 1;
+  const char *inputs[] = {erasers, file};
+  if (cli_precheck_files(&c, 2, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;
   culeace_labels lab;

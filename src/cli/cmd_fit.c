@@ -146,6 +146,8 @@ int cmd_fit(int argc, char **argv) {
                      "path", out);
 
   int rc = 1;
+  const char *inputs[] = {file};
+  if (cli_precheck_files(&c, 1, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;
   culeace_labels lab;

@@ -28,6 +28,8 @@ int cmd_inspect(int argc, char **argv) {
   if (optind != argc - 1)
     return cli_error(&c, "expected exactly one FILE (see --help)"), EXIT_USAGE;
   c.quiet = 1;
+  const char *inputs[] = {argv[optind]};
+  if (cli_precheck_files(&c, 1, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   if (!ctx) return 1;
   int rc = 0;

@@ -214,6 +214,8 @@ int cmd_probe(int argc, char **argv) {
   if (pr < 0) return EXIT_USAGE;
 
   int rc = 1;
+  const char *inputs[] = {s.file};
+  if (cli_precheck_files(&c, 1, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;
   culeace_labels lab;

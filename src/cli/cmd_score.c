@@ -273,6 +273,8 @@ int cmd_score(int argc, char **argv) {
                      out ? "-o" : "--csv", dst), EXIT_USAGE;
 
   int rc = 1;
+  const char *inputs[] = {probes, file};
+  if (cli_precheck_files(&c, 2, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;
   score_item *items = NULL;

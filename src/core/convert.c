@@ -5,6 +5,7 @@
 #include <math.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define CULEACE_X86 1
 #endif
@@ -29,11 +30,21 @@ __attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(
   for (; i < n; i++) d[i] = culeace__f32_to_f16(s[i]);
 }
 
+/* F16C and AVX with the OS saving the YMM state (CPUID leaf 1 ECX bits 29,
+ * 28, 27 and XCR0 bits 1-2); by CPUID because not every compiler's
+ * __builtin_cpu_supports knows "f16c". */
 static int have_f16c(void) {
   static int cached = -1;
   if (cached < 0) {
-    __builtin_cpu_init();
-    cached = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+    unsigned a, b, c, d;
+    int ok = __get_cpuid(1, &a, &b, &c, &d) && (c >> 29 & 1) &&
+             (c >> 28 & 1) && (c >> 27 & 1);
+    if (ok) {
+      unsigned lo, hi;
+      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      ok = (lo & 6u) == 6u;
+    }
+    cached = ok;
   }
   return cached;
 }

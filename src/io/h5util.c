@@ -226,7 +226,69 @@ culeace_status culeace__h5_dims(culeace_ctx *ctx, hid_t dset, const char *file,
   }
   H5Sclose(sp);
   *rank = r;
-  return CULEACE_OK;
+  return culeace__h5_check_storage(ctx, dset, file, path, r, dims);
+}
+
+/* Storage a crafted file can make libhdf5 misread (fuzzing found a
+ * use-after-free inside H5Dread on a corrupt chunk index; SECURITY.md):
+ * the chunk index must be walkable and hold no more chunks than the shape
+ * allows, and compact data must be exactly the shape's size. */
+culeace_status culeace__h5_check_storage(culeace_ctx *ctx, hid_t dset,
+                                         const char *file, const char *path,
+                                         int rank, const hsize_t *dims) {
+  hid_t dcpl = H5Dget_create_plist(dset);
+  if (dcpl < 0)
+    return culeace__h5_error(ctx, CULEACE_ERR_HDF5,
+                             "cannot get the storage layout of %s in %s", path,
+                             file);
+  culeace_status st = CULEACE_OK;
+  H5D_layout_t lay = H5Pget_layout(dcpl);
+  if (lay == H5D_CHUNKED && rank > 0 && rank <= 32) {
+    hsize_t chunk[32], maxdims[32], n_chunks = 0, max_chunks = 1;
+    int cr = H5Pget_chunk(dcpl, 32, chunk), bad_chunk = 0;
+    hid_t sp = H5Dget_space(dset);
+    if (sp < 0 || H5Sget_simple_extent_dims(sp, NULL, maxdims) != rank)
+      bad_chunk = 1;
+    for (int i = 0; !bad_chunk && cr == rank && i < rank; i++) {
+      /* HDF5 only creates chunks within a fixed axis's size; 1.10.8 writes
+       * past the caller's buffer reading one that is not. */
+      if (chunk[i] == 0 ||
+          (maxdims[i] != H5S_UNLIMITED && chunk[i] > maxdims[i] &&
+           chunk[i] > 1))
+        bad_chunk = 1;
+      hsize_t c = chunk[i] ? (dims[i] + chunk[i] - 1) / chunk[i] : 0;
+      max_chunks = c && max_chunks > (hsize_t)-1 / c ? (hsize_t)-1
+                                                     : max_chunks * c;
+    }
+    herr_t rc = sp >= 0 ? H5Dget_num_chunks(dset, sp, &n_chunks) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    /* The storage size walks every chunk's record (0 is also a valid size:
+     * a failure shows on the error stack). */
+    H5Eclear2(H5E_DEFAULT);
+    (void)H5Dget_storage_size(dset);
+    if (H5Eget_num(H5E_DEFAULT) > 0) rc = -1;
+    if (cr != rank || bad_chunk || rc < 0 || n_chunks > max_chunks)
+      st = culeace__h5_error(ctx, CULEACE_ERR_HDF5,
+                             "dataset %s in %s has corrupt chunked storage "
+                             "(chunk shape or chunk index; refusing to read "
+                             "it)", path, file);
+  } else if (lay == H5D_COMPACT) {
+    hid_t t = H5Dget_type(dset);
+    size_t es = t >= 0 ? H5Tget_size(t) : 0;
+    if (t >= 0) H5Tclose(t);
+    hsize_t want = es;
+    for (int i = 0; i < rank; i++) want *= dims[i];
+    if (H5Dget_storage_size(dset) != want)
+      st = culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "dataset %s in %s has compact data of the wrong "
+                          "size (refusing to read it)", path, file);
+  } else if (lay < 0) {
+    st = culeace__h5_error(ctx, CULEACE_ERR_HDF5,
+                           "cannot get the storage layout of %s in %s", path,
+                           file);
+  }
+  H5Pclose(dcpl);
+  return st;
 }
 
 /* ---- datatypes ---------------------------------------------------------------- */

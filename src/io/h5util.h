@@ -34,9 +34,21 @@ culeace_status culeace__h5_open_object(culeace_ctx *ctx, hid_t fid,
                                        const char *file, const char *path,
                                        const char *what, hid_t *out);
 
-/* Rank and dims (up to 32) of a dataset; rank 0 for scalars. */
+/* Rank and dims (up to 32) of a dataset; rank 0 for scalars. Also checks
+ * its storage (culeace__h5_check_storage) before anything reads it. */
 culeace_status culeace__h5_dims(culeace_ctx *ctx, hid_t dset, const char *file,
                                 const char *path, int *rank, hsize_t *dims);
+/* Reads every object header, attribute and dataset description of the
+ * file at path, ignoring errors (h5walk.c); meant for a child process: see
+ * cli_precheck_files. */
+void culeace__h5_walk_metadata(const char *path);
+
+/* Refuses storage that libhdf5 would misread: a chunk index that cannot be
+ * walked or holds more chunks than the shape allows; compact data whose
+ * size is not the shape's. */
+culeace_status culeace__h5_check_storage(culeace_ctx *ctx, hid_t dset,
+                                         const char *file, const char *path,
+                                         int rank, const hsize_t *dims);
 
 /* Element types we understand. */
 typedef enum {

@@ -148,6 +148,20 @@ def make(d, culeace):
                   bad_eraser("nan-R.h5", nan_R),
                   ["nan-R.h5", "non-finite"], None))
 
+    # A fuzzer finding: reading this file's metadata makes libhdf5 1.10
+    # dereference NULL (docs/SECURITY.md); the check process takes the hit.
+    crash = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                         "fuzz", "libhdf5-crashes",
+                         "accum-read-null-after-huge-alloc.h5")
+    shutil.copy(crash, p("crashes-libhdf5.h5"))
+    cases.append(("metadata that crashes libhdf5 (inspect)",
+                  ["inspect", p("crashes-libhdf5.h5")],
+                  ["crashes-libhdf5.h5", "crashed libhdf5", "nothing was read"],
+                  None))
+    cases.append(("metadata that crashes libhdf5 (fit)",
+                  fit(p("crashes-libhdf5.h5")),
+                  ["crashes-libhdf5.h5", "crashed libhdf5"], None))
+
     cases.append(("output path equal to the input",
                   ["fit", good, "--x", "/hidden", "--z", "/labels", "-o", good],
                   ["input file"], None))

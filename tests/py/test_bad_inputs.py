@@ -50,6 +50,8 @@ def case_names():
         "eraser file of another format version",
         "eraser file with inconsistent shapes",
         "eraser file with a non-finite matrix",
+        "metadata that crashes libhdf5 (inspect)",
+        "metadata that crashes libhdf5 (fit)",
         "output path equal to the input",
         "disk full while fitting (file-size limit)",
         "disk full while copying for apply -o",

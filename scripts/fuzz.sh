@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# fuzz.sh — builds the libFuzzer targets (tests/fuzz, clang, ASan+UBSan,
+# into build-fuzz/) and runs each one.
+#
+#   bash scripts/fuzz.sh            replay the committed corpora (every seed
+#                                   and every saved reproducer, once): what
+#                                   scripts/test.sh runs
+#   bash scripts/fuzz.sh --time S   then mutate for S seconds per target
+#                                   (new findings go to build-fuzz/findings/)
+#
+# ASan may return NULL for absurd allocations (as malloc does outside the
+# sanitizer: libhdf5 then reports an error), and leaks inside libhdf5's own
+# error paths are suppressed (tests/fuzz/lsan.supp); docs/SECURITY.md lists
+# what the fuzzers found and the guards culeace has for it.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="$here/build-fuzz"
+secs=0
+[ "${1:-}" = --time ] && secs="${2:?--time needs seconds}"
+CC=clang cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Debug \
+  -DCULEACE_FUZZ=ON -DCULEACE_CUDA=OFF -DCULEACE_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)"
+export ASAN_OPTIONS="allocator_may_return_null=1:detect_leaks=1"
+export LSAN_OPTIONS="suppressions=$here/tests/fuzz/lsan.supp"
+export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
+mkdir -p "$build/findings"
+status=0
+for t in "$build"/tests/fuzz/fuzz_*; do
+  name="$(basename "$t")"
+  corpus="$here/tests/fuzz/corpus/$name"
+  echo "== $name: replaying $(ls "$corpus" | wc -l) inputs"
+  if ! "$t" -runs=0 "$corpus" >"$build/findings/$name-replay.log" 2>&1; then
+    grep -E "ERROR|SUMMARY" "$build/findings/$name-replay.log" | head -5
+    echo "== $name: FAILED on the committed corpus (log: $build/findings/$name-replay.log)"
+    status=1
+    continue
+  fi
+  grep -E "^Done" "$build/findings/$name-replay.log"
+  if [ "$secs" -gt 0 ]; then
+    work="$build/findings/$name-corpus"
+    mkdir -p "$work"
+    echo "== $name: mutating for ${secs}s"
+    "$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+      -artifact_prefix="$build/findings/$name-" "$work" "$corpus" \
+      >"$build/findings/$name-mutate.log" 2>&1 \
+      || echo "== $name: finding saved (see $build/findings/$name-mutate.log)"
+    tail -1 "$build/findings/$name-mutate.log"
+  fi
+done
+exit $status
