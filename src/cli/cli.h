@@ -20,6 +20,7 @@ typedef struct {
   const char *device;     /* --device auto|cpu|cuda[:N] */
   int threads;            /* --threads */
   int64_t block_rows;     /* --block-rows */
+  int64_t max_memory;     /* --max-memory bytes; 0 = 75% of physical */
   int quiet, json;
   int drop_nonfinite;
 } cli_common;
@@ -31,7 +32,8 @@ void cli_common_init(cli_common *c, const char *prog);
   {"x", 1, 0, 0}, {"layer-axis", 1, 0, 0}, {"tokens", 0, 0, 0},                \
       {"mask", 1, 0, 0}, {"layers", 1, 0, 0}, {"device", 1, 0, 0},             \
       {"threads", 1, 0, 0}, {"block-rows", 1, 0, 0}, {"json", 0, 0, 0},        \
-      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0}
+      {"quiet", 0, 0, 0}, {"drop-nonfinite", 0, 0, 0},                      \
+      {"max-memory", 1, 0, 0}
 
 /* Handles one common long option (by name, with optarg); returns 1 if it
  * was one, 0 if not, -1 on a bad value (message printed). */
@@ -121,6 +123,16 @@ int cli_rows_nonfinite_error(cli_rows *s);
 
 /* Examples per block for --block-rows rows of t tokens (>= 1). */
 int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a);
+
+/* --max-memory (memory.c): "8G", "512M", "1.5GiB" or bytes -> bytes, -1 if
+ * malformed; the limit in bytes (the option or 75% of physical memory);
+ * and the check a command makes before starting: 0, or 1 with a message
+ * naming what needs how much. cli_examples_per_block (above) also keeps a
+ * block within a quarter of the limit. */
+int64_t cli_parse_size(const char *s);
+double cli_physical_memory(void);
+double cli_memory_limit(const cli_common *c);
+int cli_check_memory(const cli_common *c, double need, const char *what);
 
 /* ---- erasers matched to layers -------------------------------------------- */
 typedef struct {

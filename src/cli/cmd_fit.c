@@ -174,6 +174,18 @@ int cmd_fit(int argc, char **argv) {
   }
   m = cli_parse_layers(&c, c.layers, act, &layers);
   if (m < 0) goto done;
+  { /* one layer at a time: a block, and ~8 d x d float64 matrices (running
+       and block co-moments, then the eraser's whitening) */
+    double dd = (double)culeace__act_width(act);
+    double blk = (double)cli_examples_per_block(&c, act) *
+                 (double)culeace__act_tokens(act) * dd *
+                 (2.0 * (double)culeace_dtype_size(culeace__act_dtype(act)) + 8);
+    char what[160];
+    snprintf(what, sizeof what, "fitting an eraser of width d = %lld (8 d x d "
+             "float64 matrices and a block of rows)",
+             (long long)culeace__act_width(act));
+    if (cli_check_memory(&c, 8.0 * dd * dd * 8.0 + blk, what)) goto done;
+  }
   res = calloc((size_t)m, sizeof *res);
   cvals = class_values_str(&lab);
   if (!res) {

@@ -318,6 +318,16 @@ int cmd_probe(int argc, char **argv) {
   }
   int64_t used = 0;
   for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
+  { /* one layer at a time: its rows as float32, standardised copy, and the
+       erased copy with --erase */
+    double need = (double)used * (double)culeace__act_width(act) * 4.0 *
+                  (2.0 + (s.erase ? 1.0 : 0.0));
+    char what[160];
+    snprintf(what, sizeof what, "probing %lld rows x %lld features per layer "
+             "(held as float32)", (long long)used,
+             (long long)culeace__act_width(act));
+    if (cli_check_memory(&c, need, what)) goto done;
+  }
   double units = 1 + (double)F + (s.erase ? (double)F : 0);
   cli_progress prog;
   cli_progress_start(&prog, &c, "probe", units * (double)used * (double)m,

@@ -22,6 +22,9 @@ const char *cli_common_help =
     "General options:\n"
     "  --device D          auto (default), cpu, cuda or cuda:N\n"
     "  --threads N         CPU threads for BLAS (default: all)\n"
+    "  --max-memory SIZE   memory the command may plan for, e.g. 8G (default:\n"
+    "                      75% of physical memory); blocks shrink to fit, and\n"
+    "                      a job that cannot fit says so before starting\n"
     "  --json              machine-readable results on stdout\n"
     "  --quiet             no progress or notes on stderr\n";
 
@@ -74,6 +77,14 @@ int cli_common_option(cli_common *c, const char *name, const char *arg) {
       return -1;
     }
     c->block_rows = v;
+  } else if (!strcmp(name, "max-memory")) {
+    int64_t v = cli_parse_size(arg);
+    if (v < 1) {
+      cli_error(c, "--max-memory must be a size such as 8G, 512M or 1000000 "
+                "(bytes) (got '%s')", arg);
+      return -1;
+    }
+    c->max_memory = v;
   } else if (!strcmp(name, "json")) {
     c->json = 1;
   } else if (!strcmp(name, "quiet")) {
@@ -230,12 +241,6 @@ int cli_same_file(const char *a, const char *b) {
   struct stat sa, sb;
   if (stat(a, &sa) != 0 || stat(b, &sb) != 0) return 0;
   return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
-}
-
-int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a) {
-  int64_t t = culeace__act_tokens(a);
-  int64_t e = c->block_rows / (t > 0 ? t : 1);
-  return e < 1 ? 1 : e;
 }
 
 void cli_json_str(FILE *fp, const char *s) {

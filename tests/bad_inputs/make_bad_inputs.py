@@ -162,6 +162,18 @@ def make(d, culeace):
                   fit(p("crashes-libhdf5.h5")),
                   ["crashes-libhdf5.h5", "crashed libhdf5"], None))
 
+    cases.append(("job larger than --max-memory (fit)",
+                  fit(good, "--max-memory", "100K"),
+                  ["width d = 64", "--max-memory 100 KiB",
+                   "nothing was started"], None))
+    cases.append(("job larger than --max-memory (probe)",
+                  ["probe", good, "--x", "/hidden", "--y", "/labels",
+                   "--max-memory", "1M"],
+                  ["4000 rows x 64 features", "--max-memory 1.0 MiB"], None))
+    cases.append(("malformed --max-memory",
+                  fit(good, "--max-memory", "lots"),
+                  ["--max-memory", "'lots'"], None))
+
     cases.append(("output path equal to the input",
                   ["fit", good, "--x", "/hidden", "--z", "/labels", "-o", good],
                   ["input file"], None))

@@ -52,6 +52,9 @@ def case_names():
         "eraser file with a non-finite matrix",
         "metadata that crashes libhdf5 (inspect)",
         "metadata that crashes libhdf5 (fit)",
+        "job larger than --max-memory (fit)",
+        "job larger than --max-memory (probe)",
+        "malformed --max-memory",
         "output path equal to the input",
         "disk full while fitting (file-size limit)",
         "disk full while copying for apply -o",
@@ -120,3 +123,24 @@ def test_odd_dataset_path(tmp_path):
     with h5py.File(out) as f:
         assert f["acts dir/ü:x"].shape == x.shape
         assert not np.array_equal(f["acts dir/ü:x"][...], x)
+
+
+def test_max_memory_shrinks_blocks(catalogue):
+    """A limit that forces small blocks still gives the same erasers (to
+    float64 round-off: only the block split changes)."""
+    d, _ = catalogue
+    good = Path(d) / "good.h5"
+    a, b = Path(d) / "mm-a.h5", Path(d) / "mm-b.h5"
+    # 2 MiB: blocks of 682 rows instead of one 4000-row block
+    for out, extra in ((a, []), (b, ["--max-memory", "2M"])):
+        subprocess.run([BIN, "fit", good, "--x", "/hidden", "--z", "/labels",
+                        "-o", out, "--quiet", *extra], check=True,
+                       capture_output=True)
+    with h5py.File(a) as fa, h5py.File(b) as fb:
+        for name in fa["erasers"]:
+            ea, eb = fa["erasers"][name], fb["erasers"][name]
+            pa = ea["L"][...] @ ea["R"][...]
+            pb = eb["L"][...] @ eb["R"][...]
+            assert np.linalg.norm(pa - pb) <= 1e-10 * np.linalg.norm(pa)
+    a.unlink()
+    b.unlink()
