@@ -905,6 +905,18 @@ def main():
         ok = bool(value <= limit) and not math.isnan(value)
         res["checks"].append({"name": name, "value": value, "limit": limit, "ok": ok})
 
+    def apply_checks(label, a):
+        """An apply result's checks, and each timing as a fraction of the
+        device copy rate."""
+        check(f"{label}: culeace vs its f64 reference", a["self_rel"], 1e-2)
+        if "vs_peer_rel" in a:
+            check(f"{label}: culeace vs concept-erasure output",
+                  a["vs_peer_rel"], 1e-2)
+        d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
+        for k in ("culeace", "culeace_generic", "concept_erasure"):
+            if d2d and k in a:
+                a[k]["of_d2d"] = a[k]["gb_s"] / d2d
+
     try:
         cl = Culeace(args.lib)
         res["machine"]["culeace"] = cl.version()
@@ -1021,33 +1033,15 @@ def main():
             try:
                 res["apply"] = bench_apply(torch, dev, cl, ctx, x, main_er,
                                            variants.get("concept_erasure"), p)
-                a = res["apply"]
-                check("apply: culeace vs its f64 reference", a["self_rel"], 1e-2)
-                if "vs_peer_rel" in a:
-                    check("apply: culeace vs concept-erasure output",
-                          a["vs_peer_rel"], 1e-2)
-                d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
-                if d2d:
-                    for k in ("culeace", "culeace_generic", "concept_erasure"):
-                        if k in a:
-                            a[k]["of_d2d"] = a[k]["gb_s"] / d2d
+                apply_checks("apply", res["apply"])
             except Exception as e:
                 traceback.print_exc()
                 res["errors"].append(f"apply: {type(e).__name__}: {e}")
         if "apply" in res and p["rank_multi"] > 1:
             try:
                 res["apply_multi"] = bench_apply_multi(torch, dev, cl, ctx, x, p)
-                a = res["apply_multi"]
-                r = a["rank"]
-                check(f"apply rank {r}: culeace vs its f64 reference",
-                      a["self_rel"], 1e-2)
-                check(f"apply rank {r}: culeace vs concept-erasure output",
-                      a["vs_peer_rel"], 1e-2)
-                d2d = res.get("floors", {}).get("d2d", {}).get("gb_s")
-                if d2d:
-                    for k in ("culeace", "culeace_generic", "concept_erasure"):
-                        if k in a:
-                            a[k]["of_d2d"] = a[k]["gb_s"] / d2d
+                apply_checks(f"apply rank {res['apply_multi']['rank']}",
+                             res["apply_multi"])
             except Exception as e:
                 traceback.print_exc()
                 res["errors"].append(f"apply rank {p['rank_multi']}: "
