@@ -6,7 +6,8 @@
  *   With constrain_cov_trace, if tr(P S P^T) > tr(S) for P = I - L R, P is
  *   mixed with Q = I - U U^T so the trace is kept, and I - P is refactored.
  * All of it in float64; the d x d products and the eigendecomposition go
- * through the backend. */
+ * through the backend, or, when the running moments live on a device that
+ * can (backend leace_whiten/leace_factors), stay there entirely. */
 #include <float.h>
 #include <lapacke.h>
 #include <math.h>
