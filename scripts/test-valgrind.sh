@@ -3,7 +3,7 @@
 # inspect, and an error path) on data/sample.h5 under valgrind memcheck, from
 # a CPU-only build (build-vg/; the CUDA libraries' own initialisation is
 # noisy under valgrind). Fails on any memcheck error or definite leak. Takes
-# about 4 minutes on 2 cores (probe dominates); not part of scripts/test.sh,
+# about 8 minutes on 2 cores (probe dominates); not part of scripts/test.sh,
 # whose ASan+UBSan run covers the same paths faster.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
