@@ -277,12 +277,91 @@ static void apply_chunk_f32(cpu_state *s, float *xf, int64_t m, int64_t ldf,
               -1.0f, t, (int)r, f->L32, (int)r, 1.0f, xf, (int)ldf);
 }
 
+enum { FUSED_MAX_RANK = 8 };
+
+/* One float32 row (d) edited in place at rank r <= FUSED_MAX_RANK:
+ * t = (x - bias) R^T in one pass over the row (r accumulators per lane),
+ * then x -= t L^T in a second pass while the row is still in L1. The GEMM
+ * path packs the factors per chunk, which dominates at small rank. Inlined
+ * with r a constant (edit_row_f32's switch) so both loops vectorise.
+ * Lt: (r, d) = L^T. */
+static inline __attribute__((always_inline)) void
+edit_row_rank(float *x, int64_t d, const int r, const float *R,
+              const float *Lt, const float *bias) {
+  float t[FUSED_MAX_RANK] = {0};
+#pragma omp simd reduction(+ : t[:FUSED_MAX_RANK])
+  for (int64_t j = 0; j < d; j++) {
+    const float v = x[j] - (bias ? bias[j] : 0.0f);
+    for (int c = 0; c < r; c++) t[c] += v * R[(size_t)c * (size_t)d + j];
+  }
+#pragma omp simd
+  for (int64_t j = 0; j < d; j++) {
+    float e = 0;
+    for (int c = 0; c < r; c++) e += t[c] * Lt[(size_t)c * (size_t)d + j];
+    x[j] -= e;
+  }
+}
+
+static void edit_row_f32(float *x, int64_t d, int r, const float *R,
+                         const float *Lt, const float *bias) {
+  switch (r) {
+  case 1: edit_row_rank(x, d, 1, R, Lt, bias); break;
+  case 2: edit_row_rank(x, d, 2, R, Lt, bias); break;
+  case 3: edit_row_rank(x, d, 3, R, Lt, bias); break;
+  case 4: edit_row_rank(x, d, 4, R, Lt, bias); break;
+  case 5: edit_row_rank(x, d, 5, R, Lt, bias); break;
+  case 6: edit_row_rank(x, d, 6, R, Lt, bias); break;
+  case 7: edit_row_rank(x, d, 7, R, Lt, bias); break;
+  default: edit_row_rank(x, d, 8, R, Lt, bias); break;
+  }
+}
+
+/* Rank <= FUSED_MAX_RANK: rows split over the OpenMP threads, each row
+ * converted to float32 (2-byte types) into the thread's own row of scratch,
+ * edited, and rounded back (nearest even). Lt is L^T (r, d). */
+static void apply_fused(cpu_state *s, void *x, culeace_dtype xtype, int64_t n,
+                        int64_t ldx, const culeace_apply_factors *f,
+                        const float *Lt, int threads) {
+  const int64_t d = f->d;
+  const int r = (int)f->r;
+  const size_t es = culeace_dtype_size(xtype);
+#pragma omp parallel num_threads(threads)
+  {
+    float *tmp = (float *)s->x.buf + (size_t)omp_get_thread_num() * (size_t)d;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+      char *row = (char *)x + (size_t)i * (size_t)ldx * es;
+      if (xtype == CULEACE_F32) {
+        edit_row_f32((float *)row, d, r, f->R32, Lt, f->bias32);
+      } else {
+        culeace__to_f32(row, xtype, d, tmp);
+        edit_row_f32(tmp, d, r, f->R32, Lt, f->bias32);
+        culeace__from_f32(tmp, d, xtype, row);
+      }
+    }
+  }
+}
+
 static culeace_status cpu_apply(culeace_ctx *ctx, void *x,
                                 culeace_dtype xtype, int64_t n, int64_t ldx,
                                 const culeace_apply_factors *f) {
   cpu_state *s = state_of(ctx);
   int64_t d = f->d, r = f->r;
   if (r == 0 || n == 0) return CULEACE_OK;
+  const char *kernel = getenv("CULEACE_APPLY_KERNEL"); /* "generic": GEMMs */
+  if (xtype != CULEACE_F64 && r <= FUSED_MAX_RANK &&
+      !(kernel && !strcmp(kernel, "generic"))) {
+    int threads = omp_get_max_threads();
+    culeace_status st = grow(ctx, &s->x, (size_t)threads * (size_t)d, 4,
+                             "apply rows");
+    if (!st) st = grow(ctx, &s->xc, (size_t)r * (size_t)d, 4, "apply factors");
+    if (st) return st;
+    float *Lt = s->xc.buf; /* L (d, r) -> L^T (r, d) */
+    for (int64_t j = 0; j < d; j++)
+      for (int64_t c = 0; c < r; c++) Lt[c * d + j] = f->L32[j * r + c];
+    apply_fused(s, x, xtype, n, ldx, f, Lt, threads);
+    return CULEACE_OK;
+  }
   size_t es = culeace_dtype_size(xtype);
   size_t vs = xtype == CULEACE_F64 ? 8 : 4;
   size_t chunk = (size_t)APPLY_CHUNK * (size_t)d;
