@@ -31,6 +31,7 @@ int cli_precheck_files(const cli_common *c, int n, const char *const *paths) {
       signal(SIGSEGV, SIG_DFL);
       signal(SIGBUS, SIG_DFL);
       signal(SIGABRT, SIG_DFL);
+      alarm(600); /* a libhdf5 loop on a crafted file: SIGALRM after 10 min */
       culeace__h5_walk_metadata(paths[i]);
       _exit(0);
     }
@@ -43,6 +44,12 @@ int cli_precheck_files(const cli_common *c, int n, const char *const *paths) {
     }
     /* The child exits 0 unless libhdf5 crashed (a signal, or the exit
      * status a sanitizer gives a crash). */
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+      return cli_error(c, "%s: reading its HDF5 metadata did not finish in 10 "
+                       "minutes in a check process: the file is corrupt or "
+                       "crafted (or has an enormous number of objects: "
+                       "CULEACE_NO_PRECHECK=1 skips the check); nothing was "
+                       "read from it or written", paths[i]);
     if (WIFSIGNALED(status))
       return cli_error(c, "%s: reading its HDF5 metadata crashed libhdf5 in a "
                        "check process (signal %d, %s): the file is corrupt "
