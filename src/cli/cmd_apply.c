@@ -212,6 +212,19 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
   return 0;
 }
 
+/* The attribute a completed apply leaves on each edited dataset: the
+ * arguments' identity (journal_identity). */
+#define MARKER "culeace_applied"
+
+/* 1 when every item's dataset carries MARKER = identity. */
+static int all_marked(const culeace_act *act, const cli_layer_eraser *items,
+                      int64_t m, const char *identity) {
+  for (int64_t i = 0; i < m; i++)
+    if (!culeace__act_has_marker(act, items[i].layer, MARKER, identity))
+      return 0;
+  return m > 0;
+}
+
 /* Describes the arguments a checkpoint belongs to. */
 static char *journal_identity(const cli_common *c, const char *erasers,
                               const cli_layer_eraser *items, int64_t m) {
@@ -362,9 +375,13 @@ int cmd_apply(int argc, char **argv) {
     goto done;
   }
   apply_pos start = {0, 0};
+  identity = journal_identity(&c, erasers, items, m);
+  if (!identity) {
+    cli_error(&c, "cannot describe the arguments for the checkpoint");
+    goto done;
+  }
   if (in_place) {
-    identity = journal_identity(&c, erasers, items, m);
-    if (!identity || apply_journal_init(&jr, file, identity)) {
+    if (apply_journal_init(&jr, file, identity)) {
       cli_error(&c, "cannot describe the arguments for the checkpoint");
       goto done;
     }
@@ -372,6 +389,17 @@ int cmd_apply(int argc, char **argv) {
     int r = apply_journal_resume(&jr, &start, msg, sizeof msg);
     if (r < 0) {
       cli_error(&c, "%s", msg);
+      goto done;
+    }
+    if (r == 0 && all_marked(act, items, m, identity)) {
+      /* A finished run (killed, say, after its checkpoint was gone but
+       * before it exited): erasing again would not be a no-op in 16 bits. */
+      if (!c.quiet && !c.json)
+        fprintf(stderr, "%s: %s was already erased in place by this same "
+                "command (attribute %s); nothing to do\n", c.prog, file,
+                MARKER);
+      print_results(&c, file, in_place, items, m);
+      rc = 0;
       goto done;
     }
     if (r > 0 && !c.quiet && !c.json)
@@ -391,6 +419,13 @@ int cmd_apply(int argc, char **argv) {
                      (double)d * (double)es);
   if (edit_all(&ed, items, m, in_place ? &jr : NULL, start, &prog)) goto done;
   cli_progress_end(&prog);
+  /* Mark what was erased before the checkpoint goes (in place) or the file
+   * is renamed into place (-o): a rerun then knows it is done. */
+  for (int64_t i = 0; i < m; i++)
+    if (culeace__act_set_marker(act, items[i].layer, MARKER, identity)) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
   culeace_status st = culeace__act_close(act);
   act = NULL;
   if (st) {

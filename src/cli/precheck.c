@@ -11,6 +11,9 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "cli/cli.h"
 #include "io/h5util.h"
@@ -23,6 +26,12 @@ int cli_precheck_files(const cli_common *c, int n, const char *const *paths) {
     pid_t pid = fork();
     if (pid < 0) continue; /* no child: the command goes on unchecked */
     if (pid == 0) { /* quiet: libhdf5's or a sanitizer's report is noise */
+#ifdef __linux__
+      /* Dies with the command (a killed culeace must not leave a child
+       * holding the file's HDF5 lock against the rerun). */
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() == 1) _exit(0);
+#endif
       int null = open("/dev/null", O_WRONLY);
       if (null >= 0) {
         dup2(null, 1);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/ctx.h"
+#include "io/h5attr.h"
 #include "io/h5util.h"
 
 typedef enum {
@@ -762,4 +763,43 @@ culeace_status culeace__act_flush(culeace_act *a) {
     return culeace__error(a->ctx, CULEACE_ERR_IO, "fsync of %s failed: %s",
                           a->file, strerror(errno));
   return CULEACE_OK;
+}
+
+/* ---- completion markers ------------------------------------------------------ */
+
+static hid_t layer_dataset(const culeace_act *a, int64_t l) {
+  return a->dsets[a->layout == LAYOUT_GROUP ? l : 0];
+}
+
+culeace_status culeace__act_set_marker(culeace_act *a, int64_t l,
+                                       const char *name, const char *value) {
+  if (!a->writable)
+    return culeace__error(a->ctx, CULEACE_ERR_STATE,
+                          "%s is open read-only", a->file);
+  hid_t ds = layer_dataset(a, l);
+  if (H5Aexists(ds, name) > 0 && H5Adelete(ds, name) < 0)
+    return culeace__h5_error(a->ctx, CULEACE_ERR_IO,
+                             "cannot replace attribute %s of %s in %s", name,
+                             a->paths[l], a->file);
+  if (culeace__h5_put_str(ds, name, value) != 0)
+    return culeace__h5_error(a->ctx, CULEACE_ERR_IO,
+                             "cannot write attribute %s of %s in %s", name,
+                             a->paths[l], a->file);
+  return CULEACE_OK;
+}
+
+int culeace__act_has_marker(const culeace_act *a, int64_t l, const char *name,
+                            const char *value) {
+  hid_t ds = layer_dataset(a, l);
+  if (H5Aexists(ds, name) <= 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  size_t len = strlen(value) + 2;
+  char *buf = malloc(len);
+  int same = buf && culeace__h5_get_str(ds, name, buf, len) == 0 &&
+             strcmp(buf, value) == 0;
+  free(buf);
+  H5Eclear2(H5E_DEFAULT);
+  return same;
 }

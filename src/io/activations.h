@@ -71,6 +71,14 @@ culeace_status culeace__act_write(culeace_act *a, int64_t l, int64_t ex0,
 /* Flushes HDF5 buffers and fsyncs the file (writable only). */
 culeace_status culeace__act_flush(culeace_act *a);
 
+/* A string attribute `name` = value on the dataset holding layer l (the
+ * in-place apply marks what it completed); set needs a writable file.
+ * has: 1 when the attribute is there with exactly that value. */
+culeace_status culeace__act_set_marker(culeace_act *a, int64_t l,
+                                       const char *name, const char *value);
+int culeace__act_has_marker(const culeace_act *a, int64_t l, const char *name,
+                            const char *value);
+
 /* ---- labels -------------------------------------------------------------- */
 typedef struct {
   int64_t n;          /* rows: examples, or examples * tokens */

@@ -452,3 +452,21 @@ def test_inspect_json(tmp_path):
     assert by_path["/labels"]["role"].startswith("labels")
     assert sum(by_path["/labels"]["classes"].values()) == 300
     assert any(g["path"] == "/hidden" for g in info["layer_groups"])
+
+
+def test_in_place_twice_is_a_no_op(tmp_path):
+    """A finished in-place apply marks the datasets (attribute
+    culeace_applied); the same command again changes nothing, even for
+    float16 rows where a second erasure would round differently."""
+    dump = make_dump(tmp_path / "d.h5", rows=2000, dim=16, layers=2,
+                     dtype="float16", layout="group")
+    er = tmp_path / "e.h5"
+    run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", er, "--quiet")
+    cmd = ["apply", er, dump, "--x", "/hidden", "--in-place"]
+    run(*cmd, "--quiet")
+    done = dump.read_bytes()
+    p = run(*cmd)
+    assert "already erased in place" in p.stderr, p.stderr
+    assert dump.read_bytes() == done
+    with h5py.File(dump, "r") as f:
+        assert "culeace_applied" in f["hidden"]["0"].attrs
