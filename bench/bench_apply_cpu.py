@@ -14,23 +14,17 @@ import argparse
 import os
 import statistics
 import sys
-import time
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "gpu"))
 import bench_gpu as b  # noqa: E402  (the ctypes mirror of culeace.h)
+from benchlib import timed_runs  # noqa: E402
 
 
 def median_time(fn, repeats):
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts)
+    return statistics.median(timed_runs(fn, repeats))
 
 
 def main():

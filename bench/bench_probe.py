@@ -47,7 +47,7 @@ import time
 
 import benchlib
 from benchlib import (HERE, ROOT, busy_jiffies, loadavg, own_cpu,
-                      read_bandwidth, steal_s, summary)
+                      read_bandwidth, steal_s, summary, timed_runs)
 
 PROG = "bench_probe"
 BEGIN, END = "<!-- bench_probe:begin -->", "<!-- bench_probe:end -->"
@@ -153,13 +153,7 @@ def stream_bandwidth(n, d, repeats):
                                           parts)), 2 * X.nbytes)}
         out = {"threads": T, "array_bytes": X.nbytes}
         for name, (fn, nbytes) in tests.items():
-            fn()
-            ts = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                fn()
-                ts.append(time.perf_counter() - t0)
-            out[name] = summary(ts)
+            out[name] = summary(timed_runs(fn, repeats))
             out[name]["bytes"] = nbytes
             out[name]["gb_s"] = nbytes / out[name]["median"] / 1e9
     return out

@@ -62,6 +62,17 @@ def run_timed_big(cmd, env=None, prog="bench"):
     return wall, ru.ru_maxrss / 1024.0, text, ru
 
 
+def timed_runs(fn, repeats):
+    """Seconds of each of `repeats` calls of fn(), after one warm-up call."""
+    fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return ts
+
+
 def summary(xs):
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs),
             "all": xs}
