@@ -1,0 +1,20 @@
+"""culeace — LEACE concept erasure and linear probes over activations, in
+Python over the C library (numpy arrays and torch tensors, zero-copy).
+
+    from culeace import LeaceFitter, LeaceEraser   # concept-erasure's API
+    eraser = LeaceEraser.fit(x, z)
+    eraser.apply_(hidden)                          # in place, no copy
+    with culeace.erase(model, {"encoder.layer.3": eraser}):
+        model(**batch)                             # erased at inference time
+"""
+
+from ._native import CuleaceError, backends_compiled, library_path, version
+from ._context import cuda_available
+from .leace import LeaceEraser, LeaceFitter
+from .files import load_erasers, save_erasers
+
+__version__ = version()
+
+__all__ = ["CuleaceError", "LeaceEraser", "LeaceFitter", "load_erasers",
+           "save_erasers", "backends_compiled", "cuda_available",
+           "library_path", "version"]
