@@ -59,9 +59,10 @@ def _dtype_name(x):
     return x.dtype.name
 
 
-def rows_of(x, d=None, writable=False, what="x"):
+def rows_of(x, d=None, writable=False, what="x",
+            expected="the eraser was fitted on"):
     """Describes x (..., d) as rows; raises TypeError/ValueError with what is
-    wrong. d: expected width (None: any)."""
+    wrong. d: expected width (None: any), `expected` says whose."""
     if is_torch(x):
         dtype = _dtype_name(x)
         if dtype not in N.DTYPE:
@@ -99,7 +100,7 @@ def rows_of(x, d=None, writable=False, what="x"):
     width = shape[-1]
     if d is not None and width != d:
         raise ValueError(f"{what} has {width} features (shape {tuple(shape)}) "
-                         f"but the eraser was fitted on {d}")
+                         f"but {expected} {d}")
     if width == 0:
         raise ValueError(f"{what} has no features (shape {tuple(shape)})")
     if strides[-1] != 1 and width > 1:

@@ -232,7 +232,7 @@ class LeaceFitter:
             x = x.detach().cpu()
         elif A.is_torch(x):
             x = x.detach()
-        rows = A.rows_of(x, self.x_dim)
+        rows = A.rows_of(x, self.x_dim, expected="the fitter's x_dim is")
         if _is_labels(z) and self.z_dim >= 2:
             zz = _one_hot(z, rows.n, self.z_dim)
         else:

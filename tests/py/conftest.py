@@ -6,6 +6,10 @@
                   not built yet
   run_culeace     runs the CLI, failing the test with its stderr on error
   make_dump       writes a synthetic dump with data/make_dump.py
+
+The Python bindings are imported from <repo>/python_bindings (ahead of any
+installed copy), loading <repo>/build/libculeace.so unless CULEACE_LIBRARY
+names another build.
 """
 
 import os
@@ -17,6 +21,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # leace_reference
+sys.path.insert(0, str(REPO_ROOT / "python_bindings"))    # culeace
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,50 @@
+"""setup.py — puts the C library inside the package: builds libculeace.so
+from this repository with CMake (the build/ tree of the repository root is
+reused when it already holds one), or copies the one named by
+$CULEACE_PREBUILT_LIBRARY, into culeace/_lib/ of the wheel. The package
+loads it with ctypes (culeace/_native.py)."""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from setuptools import Distribution, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def built_library():
+    given = os.environ.get("CULEACE_PREBUILT_LIBRARY")
+    if given:
+        path = Path(given)
+        if not path.is_file():
+            raise SystemExit(f"CULEACE_PREBUILT_LIBRARY={given}: no such file")
+        return path
+    if not (REPO / "CMakeLists.txt").is_file():
+        raise SystemExit("culeace: build from the repository (pip install "
+                         "./python_bindings) or set CULEACE_PREBUILT_LIBRARY")
+    build = REPO / "build"
+    subprocess.run(["cmake", "-S", str(REPO), "-B", str(build),
+                    "-DCMAKE_BUILD_TYPE=Release"], check=True)
+    subprocess.run(["cmake", "--build", str(build), "--target", "culeace",
+                    "-j", str(os.cpu_count() or 2)], check=True)
+    return build / "libculeace.so"
+
+
+class BuildWithLibrary(build_py):
+    def run(self):
+        super().run()
+        dest = Path(self.build_lib) / "culeace" / "_lib"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built_library(), dest / "libculeace.so")
+
+
+class BinaryDistribution(Distribution):
+    def has_ext_modules(self):  # a platform wheel: it carries a .so
+        return True
+
+
+setup(cmdclass={"build_py": BuildWithLibrary}, distclass=BinaryDistribution)
