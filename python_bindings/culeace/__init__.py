@@ -13,9 +13,10 @@ from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
 from .files import load_erasers, save_erasers
 from .hooks import ErasureHooks, attach, erase
+from .record import record
 
 __version__ = version()
 
 __all__ = ["CuleaceError", "LeaceEraser", "LeaceFitter", "load_erasers",
-           "save_erasers", "ErasureHooks", "attach", "erase", "backends_compiled", "cuda_available",
+           "save_erasers", "ErasureHooks", "attach", "erase", "record", "backends_compiled", "cuda_available",
            "library_path", "version"]
