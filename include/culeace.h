@@ -362,6 +362,37 @@ culeace_status culeace_probe_from_params(culeace_ctx *ctx,
                                          const double *scale,
                                          culeace_probe **out);
 
+/* ---- probe cross-validation: folds and control labels ------------------- */
+/* The fold assignment `culeace probe` uses (deterministic for a seed on
+ * every platform). labels: (n) int32 classes 0..k-1, -1 = row not used;
+ * groups: (n) int64 group ids (any values) or NULL; fold_out: (n) int32,
+ * 0..n_folds-1 for used rows, -1 for unused ones.
+ * Without groups: stratified k-fold, each class's rows shuffled and dealt
+ * to the folds in turn (fold sizes differ by at most one row). With
+ * groups: whole groups go to one fold (never split), balanced per class
+ * like scikit-learn's StratifiedGroupKFold(shuffle=True).
+ * CULEACE_ERR_DEGENERATE (message on ctx) for fewer than two classes, more
+ * folds than used rows or groups, or a fold without some class;
+ * CULEACE_ERR_INVALID_ARG for n_folds < 2 or a label outside -1..k-1.
+ * `culeace probe --seed S` draws its folds with seed S. */
+culeace_status culeace_stratified_folds(culeace_ctx *ctx, int64_t n,
+                                        const int32_t *labels, int64_t k,
+                                        const int64_t *groups, int64_t n_folds,
+                                        uint64_t seed, int32_t *fold_out);
+
+/* Control-task labels (Hewitt & Liang 2019): out (n) int32. Without
+ * groups, the used rows' labels permuted (class counts kept exactly); with
+ * groups (n) int64, each group's majority label (ties drawn at random)
+ * permuted among the groups and given to all its used rows. Rows with
+ * label -1 get -1. labels, k, groups as for culeace_stratified_folds.
+ * `culeace probe --control --seed S` draws with seed
+ * S + a * 0x100000001 (mod 2^64) for the first attempt a = 0, 1, ..., 99
+ * whose labels leave every class in every training fold. */
+culeace_status culeace_control_labels(culeace_ctx *ctx, int64_t n,
+                                      const int32_t *labels, int64_t k,
+                                      const int64_t *groups, uint64_t seed,
+                                      int32_t *out);
+
 #ifdef __cplusplus
 }
 #endif

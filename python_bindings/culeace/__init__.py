@@ -13,10 +13,12 @@ from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
 from .files import load_erasers, save_erasers
 from .hooks import ErasureHooks, attach, erase
+from .probe import probe_layers
+from .probe_results import ProbeResults
 from .record import record
 
 __version__ = version()
 
 __all__ = ["CuleaceError", "LeaceEraser", "LeaceFitter", "load_erasers",
            "save_erasers", "ErasureHooks", "attach", "erase", "record", "backends_compiled", "cuda_available",
-           "library_path", "version"]
+           "library_path", "version", "probe_layers", "ProbeResults"]

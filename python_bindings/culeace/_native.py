@@ -141,6 +141,10 @@ _sigs = {
     "culeace_probe_info_get": (C.c_int, [vp, P(ProbeInfo)]),
     "culeace_probe_predict_proba": (C.c_int, [vp, vp, vp, i64, i64, vp]),
     "culeace_probe_params": (C.c_int, [vp, vp, vp, vp, vp]),
+    "culeace_stratified_folds": (C.c_int, [vp, i64, vp, i64, vp, i64,
+                                           C.c_uint64, vp]),
+    "culeace_control_labels": (C.c_int, [vp, i64, vp, i64, vp, C.c_uint64,
+                                         vp]),
 }
 for _name, (_res, _args) in _sigs.items():
     _fn = getattr(lib, _name)

@@ -2,7 +2,8 @@
  * (per-class balance within one row, fold sizes, determinism), group folds
  * (no group split, every fold has every class), their error messages,
  * control labels (class / group counts kept exactly, constant within a
- * group), and the metrics against hand-computed / scikit-learn values. */
+ * group), the public wrappers of both, and the metrics against
+ * hand-computed / scikit-learn values. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -370,6 +371,31 @@ static void test_rng(void) {
           j, (long long)hist[j]);
 }
 
+/* The public wrappers (culeace.h) give what the CLI's internal calls give. */
+static void test_public_wrappers(culeace_ctx *ctx) {
+  enum { N = 300, K = 3, F = 4 };
+  int32_t lab[N], a[N], b[N];
+  int64_t grp[N];
+  for (int i = 0; i < N; i++) {
+    grp[i] = (i * 37) % 60;
+    lab[i] = i % 29 == 0 ? -1 : (int32_t)((grp[i] + i / 100) % K);
+  }
+  for (int g = 0; g < 2; g++) {
+    const int64_t *gr = g ? grp : NULL;
+    CHECK_OK(ctx, culeace_stratified_folds(ctx, N, lab, K, gr, F, 9, a));
+    CHECK_OK(ctx,
+             culeace__stratified_folds(ctx, N, lab, K, gr, F, 9, NULL, b));
+    CHECK(!memcmp(a, b, sizeof a), "public folds differ (groups %d)", g);
+    CHECK_OK(ctx, culeace_control_labels(ctx, N, lab, K, gr, 9, a));
+    CHECK_OK(ctx, culeace__control_labels(ctx, N, lab, K, gr, 9, b));
+    CHECK(!memcmp(a, b, sizeof a), "public control labels differ (%d)", g);
+  }
+  CHECK(culeace_stratified_folds(NULL, N, lab, K, NULL, F, 0, a) ==
+            CULEACE_ERR_INVALID_ARG, "NULL context accepted");
+  CHECK(culeace_stratified_folds(ctx, N, lab, K, NULL, 1, 0, a) ==
+            CULEACE_ERR_INVALID_ARG, "1 fold accepted");
+}
+
 int main(void) {
   culeace_ctx *ctx = new_ctx();
   CHECK(ctx != NULL, "context");
@@ -379,6 +405,7 @@ int main(void) {
   test_folds_groups(ctx);
   test_fold_errors(ctx);
   test_control(ctx);
+  test_public_wrappers(ctx);
   test_metrics(ctx);
   test_mdl_bounds();
   culeace_ctx_free(ctx);
