@@ -270,3 +270,31 @@ def test_pip_install_in_a_fresh_environment(tmp_path, repo_root):
     path, rank = p.stdout.split()
     assert path.startswith(str(venv)) and path.endswith("_lib/libculeace.so")
     assert rank == "1"
+
+
+# ---- CUDA tensors (a GPU machine runs these; here they skip) ---------------
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64"])
+def test_cuda_tensor_edit_matches_the_cpu_edit(dtype):
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device visible to torch: CUDA tensor tests skip")
+    if not culeace.cuda_available():
+        pytest.skip("libculeace was built without CUDA or sees no GPU")
+    x, z = planted(d=40, k=3)
+    e = culeace.LeaceFitter(40, 3).update(x, z).eraser
+    dt = getattr(torch, dtype)
+    host = torch.from_numpy(x).to(dt)
+    want = e.apply_(host.clone()).double()
+    wide = torch.zeros(len(x), 45, dtype=dt, device="cuda")
+    wide[:, :40] = host.cuda()
+    view, ptr = wide[:, :40], wide.data_ptr()  # strided rows on the GPU
+    side = torch.cuda.Stream()
+    with torch.cuda.stream(side):  # edited on torch's current stream
+        e.to("cuda:0").apply_(view)
+    side.synchronize()
+    assert wide.data_ptr() == ptr and bool((wide[:, 40:] == 0).all())
+    got = view.double().cpu()
+    ulp = {"float32": 2.0 ** -20, "float64": 1e-12, "float16": 2.0 ** -10,
+           "bfloat16": 2.0 ** -7}[dtype]
+    assert bool(((got - want).abs() <= want.abs() * ulp + 1e-6).all())
+    out = e.to("cuda:0")(host.cuda())  # out of place: a new CUDA tensor
+    assert out.device.type == "cuda" and out.dtype == dt
