@@ -8,7 +8,8 @@ Python over the C library (numpy arrays and torch tensors, zero-copy).
         model(**batch)                             # erased at inference time
 """
 
-from ._native import CuleaceError, backends_compiled, library_path, version
+from ._native import (CuleaceError, backends_compiled, blas_kernel,
+                      library_path, version)
 from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
 from .files import load_erasers, save_erasers
@@ -21,5 +22,5 @@ __version__ = version()
 
 __all__ = ["LeaceEraser", "LeaceFitter", "load_erasers", "save_erasers",
            "ErasureHooks", "attach", "erase", "record", "probe_layers",
-           "ProbeResults", "CuleaceError", "backends_compiled",
+           "ProbeResults", "CuleaceError", "backends_compiled", "blas_kernel",
            "cuda_available", "library_path", "version"]

@@ -3,6 +3,13 @@
 `check`, which turns a failed status into a CuleaceError carrying the
 library's message.
 
+OpenBLAS reads OPENBLAS_CORETYPE only when it loads, and on virtual machines
+that hide the CPU model its detection can fall back to its slowest x86-64
+kernel (the CLI re-executes itself to fix that; a library cannot): so while
+libculeace (and with it OpenBLAS) loads, OPENBLAS_CORETYPE is set to the
+kernel of the CPU's instruction set (AVX-512: SkylakeX, AVX2: Haswell),
+unless the user set it or CULEACE_NO_BLAS_KERNEL=1; it is restored after.
+
 Where the library comes from, first match wins:
   1. $CULEACE_LIBRARY (a path to libculeace.so);
   2. the copy installed inside this package (culeace/_lib/libculeace.so);
@@ -12,6 +19,7 @@ Where the library comes from, first match wins:
 
 import ctypes as C
 import os
+import platform
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -34,11 +42,42 @@ def _candidates():
             _HERE.parent.parent / "build" / "libculeace.so"]
 
 
+def _cpu_blas_kernel():
+    """OpenBLAS kernel for this CPU's instruction set, or None."""
+    if platform.machine() != "x86_64":
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f
+                          if line.startswith("flags")), set())
+    except OSError:
+        return None
+    if {"avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags:
+        return "SkylakeX"
+    if {"avx2", "fma"} <= flags:
+        return "Haswell"
+    return None
+
+
+def _open(path):
+    kernel = None
+    if "OPENBLAS_CORETYPE" not in os.environ and \
+            not os.environ.get("CULEACE_NO_BLAS_KERNEL"):
+        kernel = _cpu_blas_kernel()
+    if kernel:
+        os.environ["OPENBLAS_CORETYPE"] = kernel
+    try:
+        return C.CDLL(str(path))
+    finally:
+        if kernel:
+            del os.environ["OPENBLAS_CORETYPE"]
+
+
 def _load():
     tried = []
     for path in _candidates():
         if path.is_file():
-            return C.CDLL(str(path)), path
+            return _open(path), path
         tried.append(str(path))
     raise ImportError(
         "culeace: the C library libculeace.so was not found (looked at "
@@ -177,3 +216,14 @@ def version():
 
 def backends_compiled():
     return lib.culeace_backends_compiled().decode().split()
+
+
+def blas_kernel():
+    """The kernel OpenBLAS runs in this process (e.g. "SkylakeX"), or None
+    when the library does not use OpenBLAS."""
+    try:
+        fn = C.CDLL("libopenblas.so.0").openblas_get_corename
+    except (OSError, AttributeError):
+        return None
+    fn.restype = C.c_char_p
+    return fn().decode()

@@ -298,3 +298,16 @@ def test_cuda_tensor_edit_matches_the_cpu_edit(dtype):
     assert bool(((got - want).abs() <= want.abs() * ulp + 1e-6).all())
     out = e.to("cuda:0")(host.cuda())  # out of place: a new CUDA tensor
     assert out.device.type == "cuda" and out.dtype == dt
+
+
+def test_openblas_runs_the_cpus_kernel_not_the_fallback():
+    """On VMs that hide the CPU model OpenBLAS may fall back to its slowest
+    kernel (several times slower fits); the package picks the kernel of the
+    CPU's instruction set while the library loads."""
+    from culeace import _native
+    want = _native._cpu_blas_kernel()
+    if want is None or "OPENBLAS_CORETYPE" in os.environ:
+        pytest.skip("no AVX2/AVX-512 x86-64 CPU, or OPENBLAS_CORETYPE set by the user")
+    got = culeace.blas_kernel()
+    assert got is not None and got.lower() not in ("prescott", "core2", "nehalem", "generic")
+    assert "OPENBLAS_CORETYPE" not in os.environ  # restored after loading
