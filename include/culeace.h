@@ -212,7 +212,10 @@ culeace_status culeace_eraser_info_get(const culeace_eraser *e,
  * when not affine). Any may be NULL. */
 culeace_status culeace_eraser_factors(const culeace_eraser *e, double *L,
                                       double *R, double *bias);
-/* Builds an eraser from factors (as loaded from elsewhere). */
+/* Builds an eraser from factors (as loaded from elsewhere). Its info: d,
+ * rank, affine (bias given), z_dim = max(rank, 1), n_seen = 0, method
+ * LEACE, no shrinkage or trace constraint, svd_tol the fit default, so that
+ * it can be written to an eraser file and read back. */
 culeace_status culeace_eraser_from_factors(culeace_ctx *ctx, int64_t d,
                                            int64_t rank, const double *L,
                                            const double *R,

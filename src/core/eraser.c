@@ -115,6 +115,15 @@ culeace_status culeace_eraser_from_factors(culeace_ctx *ctx, int64_t d,
     memcpy(e->bias, bias, (size_t)d * 8);
   }
   e->info.affine = bias != NULL;
+  /* Not fitted here: the rest of the info takes values an eraser file can
+   * hold (the loader requires z_dim >= 1 and svd_tol > 0). */
+  culeace_fit_opts fo;
+  culeace_fit_opts_init(&fo);
+  e->info.z_dim = rank > 0 ? rank : 1;
+  e->info.method = fo.method;
+  e->info.shrinkage = 0;
+  e->info.constrain_cov_trace = 0;
+  e->info.svd_tol = fo.svd_tol;
   culeace__eraser_sync(e);
   *out = e;
   return CULEACE_OK;

@@ -311,3 +311,15 @@ def test_openblas_runs_the_cpus_kernel_not_the_fallback():
     got = culeace.blas_kernel()
     assert got is not None and got.lower() not in ("prescott", "core2", "nehalem", "generic")
     assert "OPENBLAS_CORETYPE" not in os.environ  # restored after loading
+
+
+def test_an_eraser_built_from_factors_round_trips_through_a_file(tmp_path):
+    L = np.zeros((4, 1))
+    L[0] = 1.0
+    e = culeace.LeaceEraser(L, L.T.copy(), np.full(4, 0.5))
+    path = tmp_path / "hand.h5"
+    culeace.save_erasers(path, {"a": e})
+    back = culeace.load_erasers(path)["a"]
+    np.testing.assert_array_equal(back.P, e.P)
+    np.testing.assert_array_equal(back.bias, e.bias)
+    assert back.info["n_seen"] == 0 and back.info["z_dim"] == 1
