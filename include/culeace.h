@@ -113,8 +113,21 @@ const char *culeace_ctx_device_note(const culeace_ctx *ctx);
 /* ---- LEACE fitter ------------------------------------------------------------ */
 typedef enum {
   CULEACE_METHOD_LEACE = 0, /* whitened (oblique) projection: LEACE */
-  CULEACE_METHOD_ORTH = 1   /* orthogonal projection onto ker(Sigma_xz^T) */
+  CULEACE_METHOD_ORTH = 1,  /* orthogonal projection onto ker(Sigma_xz^T) */
+  CULEACE_METHOD_INLP = 2,  /* iterative nullspace projection (Ravfogel et
+                               al. 2020): orthogonal projection out of the
+                               span of successive probe directions */
+  CULEACE_METHOD_RLACE = 3, /* R-LACE (Ravfogel et al. 2022): rank-k
+                               orthogonal projection from a minimax game */
+  CULEACE_METHOD_ORACLE = 4 /* oracle LEACE: x' = x - (z - mean_z) coef^T,
+                               needs z at apply time */
 } culeace_method;
+
+/* "leace", "orth", "inlp", "rlace", "oracle"; NULL for other values. */
+const char *culeace_method_name(culeace_method m);
+/* The method named s (as culeace_method_name writes it): 0 and *out set,
+ * or -1 for an unknown name. */
+int culeace_method_parse(const char *s, culeace_method *out);
 
 typedef enum {
   CULEACE_PRECISION_F64 = 0, /* block moments in float64 (reference) */

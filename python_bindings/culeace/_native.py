@@ -132,8 +132,9 @@ class ProbeInfo(C.Structure):
 # enum values (culeace.h)
 DTYPE = {"float32": 0, "float16": 1, "bfloat16": 2, "float64": 3}
 DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA = 0, 1, 2
-METHOD = {"leace": 0, "orth": 1}
-METHOD_NAME = {v: k for k, v in METHOD.items()}
+METHOD = {"leace": 0, "orth": 1}  # the fitter's methods
+METHOD_NAMES = ("leace", "orth", "inlp", "rlace", "oracle")  # culeace_method
+METHOD_NAME = dict(enumerate(METHOD_NAMES))
 PRECISION = {"float64": 0, "float32": 1, "tensor": 2}
 Z_CLASSES, Z_CONTINUOUS = 0, 1
 PROBE_KIND = {"logistic": 0, "diffmeans": 1}

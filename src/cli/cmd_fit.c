@@ -37,7 +37,7 @@ typedef struct {
 static void print_results(const cli_common *c, const char *out,
                           const fit_result *r, int64_t m,
                           const culeace_fit_opts *o) {
-  const char *method = o->method == CULEACE_METHOD_ORTH ? "orth" : "leace";
+  const char *method = culeace_method_name(o->method);
   if (c->json) {
     printf("{\"erasers\": ");
     cli_json_str(stdout, out);

@@ -102,8 +102,7 @@ culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
     bad = culeace__h5_put_i64(g, "d", in->d) || culeace__h5_put_i64(g, "rank", in->rank) ||
           culeace__h5_put_i64(g, "z_dim", in->z_dim) || culeace__h5_put_i64(g, "n_seen", in->n_seen) ||
           culeace__h5_put_i64(g, "n_classes", in->n_classes) ||
-          culeace__h5_put_str(g, "method",
-                   in->method == CULEACE_METHOD_ORTH ? "orth" : "leace") ||
+          culeace__h5_put_str(g, "method", culeace_method_name(in->method)) ||
           culeace__h5_put_i64(g, "affine", in->affine) ||
           culeace__h5_put_i64(g, "shrinkage", in->shrinkage) ||
           culeace__h5_put_i64(g, "constrain_cov_trace", in->constrain_cov_trace) ||
@@ -259,7 +258,8 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
       in.z_dim < 1 || in.n_seen < 0 || in.n_classes < 0 ||
       (affine != 0 && affine != 1) || (shrink != 0 && shrink != 1) ||
       (ctr != 0 && ctr != 1) || !(in.svd_tol > 0) || !isfinite(in.svd_tol) ||
-      (strcmp(method, "leace") && strcmp(method, "orth"))) {
+      culeace_method_parse(method, &in.method) ||
+      in.method == CULEACE_METHOD_ORACLE) {
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s: /%s has inconsistent fields (d = "
                         "%lld, rank = %lld, z_dim = %lld, method = '%s', "
@@ -268,7 +268,6 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
                         (long long)affine);
     goto cleanup;
   }
-  in.method = strcmp(method, "orth") ? CULEACE_METHOD_LEACE : CULEACE_METHOD_ORTH;
   in.affine = (int)affine;
   in.shrinkage = (int)shrink;
   in.constrain_cov_trace = (int)ctr;

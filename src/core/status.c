@@ -1,5 +1,7 @@
 /* status.c — names and descriptions of status codes (from the one X-macro
  * table in culeace.h), version and build information. */
+#include <string.h>
+
 #include "culeace.h"
 
 const char *culeace_status_name(culeace_status s) {
@@ -52,4 +54,23 @@ const char *culeace_dtype_name(culeace_dtype t) {
   case CULEACE_F64: return "float64";
   }
   return "unknown";
+}
+
+/* ---- method names ---------------------------------------------------------- */
+static const char *const method_names[] = {"leace", "orth", "inlp", "rlace",
+                                           "oracle"};
+
+const char *culeace_method_name(culeace_method m) {
+  if ((int)m < 0 || (size_t)m >= sizeof method_names / sizeof *method_names)
+    return NULL;
+  return method_names[m];
+}
+
+int culeace_method_parse(const char *s, culeace_method *out) {
+  for (size_t i = 0; s && i < sizeof method_names / sizeof *method_names; i++)
+    if (!strcmp(s, method_names[i])) {
+      *out = (culeace_method)i;
+      return 0;
+    }
+  return -1;
 }
