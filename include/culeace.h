@@ -237,7 +237,8 @@ culeace_status culeace_eraser_from_factors(culeace_ctx *ctx, int64_t d,
 
 /* Edits rows in place: x <- x - ((x - bias) R^T) L^T, one pass over the
  * rows. x: (n, d) of type xtype, stride ldx >= d. float16/bfloat16 results
- * are rounded to nearest even. */
+ * are rounded to nearest even. An oracle eraser needs z:
+ * culeace_eraser_apply_oracle (here CULEACE_ERR_STATE). */
 culeace_status culeace_eraser_apply(culeace_ctx *ctx, const culeace_eraser *e,
                                     void *x, culeace_dtype xtype, int64_t n,
                                     int64_t ldx);
@@ -254,6 +255,47 @@ culeace_status culeace_eraser_apply_device(culeace_ctx *ctx,
                                            void *x_dev, culeace_dtype xtype,
                                            int64_t n, int64_t ldx,
                                            void *stream);
+
+/* ---- oracle erasers (method ORACLE) ------------------------------------------ */
+/* Oracle LEACE (concept-erasure's OracleFitter/OracleEraser) edits each row
+ * with its own z: x' = x - (z - mean_z) coef^T, coef = Sigma_xz
+ * pinv(Sigma_zz) (d, z_dim). A fitter created with method ORACLE also keeps
+ * z's co-moment; culeace_fitter_finalize then builds an oracle eraser:
+ * Sigma_zz = sym(C_zz)/(n - 1), or with shrinkage the optimal linear
+ * shrinkage of sym(C_zz)/n (concept-erasure's OracleFitter defaults to no
+ * shrinkage); eigenvalues of Sigma_zz with |lambda| <= svd_tol are cut
+ * (torch.linalg.pinv(atol=svd_tol)); mean_z is z's mean; affine and
+ * constrain_cov_trace do not apply. Its info: method ORACLE, rank 0 (no
+ * L/R factors), z_dim the width of coef; culeace_eraser_apply and
+ * culeace_eraser_apply_device refuse it (CULEACE_ERR_STATE). */
+
+/* Edits rows in place: x_i <- x_i - (z_i - mean_z) coef^T. x: (n, d) of
+ * xtype, stride ldx >= d (host memory, on any context: the edit runs on the
+ * CPU); z: (n, z_dim) float64, stride ldz >= z_dim, in the encoding the
+ * eraser was fitted with (binary classes: one indicator column of class 1;
+ * k >= 3 classes: one-hot; continuous: the columns). The difference is
+ * formed in float64; float32 rows are rounded once, float16/bfloat16 via
+ * float32 once more (as culeace_eraser_apply). A non-finite z is refused
+ * before any row is edited (CULEACE_ERR_NONFINITE, naming the row);
+ * CULEACE_ERR_STATE for an eraser that is not an oracle one. */
+culeace_status culeace_eraser_apply_oracle(culeace_ctx *ctx,
+                                           const culeace_eraser *e, void *x,
+                                           culeace_dtype xtype, int64_t n,
+                                           int64_t ldx,
+                                           const double *z /* (n, z_dim) */,
+                                           int64_t ldz);
+/* Builds an oracle eraser from parameters (as loaded from elsewhere):
+ * coef (d, z_dim), mean_z (z_dim), float64, all finite. Its info: d,
+ * z_dim, rank 0, n_seen = 0, n_classes = 0 (continuous z), method ORACLE,
+ * affine 1, no shrinkage, svd_tol the fit default. */
+culeace_status culeace_eraser_from_oracle(culeace_ctx *ctx, int64_t d,
+                                          int64_t z_dim, const double *coef,
+                                          const double *mean_z,
+                                          culeace_eraser **out);
+/* Copies out an oracle eraser's coef (d, z_dim) and mean_z (z_dim); either
+ * may be NULL. CULEACE_ERR_STATE for other erasers. */
+culeace_status culeace_eraser_oracle_params(const culeace_eraser *e,
+                                            double *coef, double *mean_z);
 
 /* Host memory for row blocks the library reads: page-locked on a CUDA
  * context (so copies to the GPU run at full speed), plain malloc on the CPU.
@@ -377,6 +419,106 @@ culeace_status culeace_probe_from_params(culeace_ctx *ctx,
                                          const double *mean,
                                          const double *scale,
                                          culeace_probe **out);
+
+/* ---- iterative erasers: INLP and R-LACE (inlp.c, rlace.c) ------------------
+ * Both find an orthonormal U (d, r) from labelled rows and return an eraser
+ * that is the orthogonal projection out of its span: L = U, R = U^T, bias =
+ * the mean of the n rows (affine) or zeros, so x' = x - ((x - bias) U) U^T.
+ * Inputs shared by both: x (n, d) float32, stride ldx >= d; labels (n) int32
+ * classes 0..k-1 (k >= 2, every class among the training rows); train (n)
+ * uint8: nonzero = a training row, zero = a held-out row (both functions
+ * need at least one held-out row: it decides when to stop). The eraser's
+ * info: method INLP/RLACE, n_seen = n, n_classes = k, z_dim = 1 for k = 2
+ * else k, no shrinkage or trace constraint, svd_tol the LEACE default.
+ * They run on the CPU (C + BLAS/LAPACK) whatever the context's device. */
+
+typedef struct {
+  int iterations;      /* most probes whose directions are removed; 20 */
+  double min_accuracy; /* stop once the held-out accuracy is <= this; < 0
+                          (default -1): majority baseline + margin */
+  double margin;       /* 0.01 (used when min_accuracy < 0) */
+  double C;            /* the probes' inverse L2 strength; 1.0 */
+  int max_iter;        /* L-BFGS iterations per probe; 100 */
+  int affine;          /* 1: bias = mean of x (default); 0: linear */
+} culeace_inlp_opts;
+
+void culeace_inlp_opts_init(culeace_inlp_opts *opts);
+
+typedef struct {
+  int iterations;   /* iterations whose directions were removed */
+  int64_t rank;     /* directions removed (columns of U, in order) */
+  int stopped;      /* 1: accuracy reached the threshold; 0: the iteration
+                       limit (or rank d, or no new direction) ended it */
+  double majority;  /* held-out accuracy of the training majority class */
+  double threshold; /* the stopping accuracy used */
+  double final_accuracy; /* held-out accuracy after the last removal */
+} culeace_inlp_report;
+
+/* INLP (Ravfogel et al. 2020). Iteration i fits a logistic probe (no
+ * standardisation, C, max_iter) on the training rows projected by
+ * P_i = I - U_i U_i^T and measures its accuracy on the held-out rows; it
+ * stops there when that accuracy is <= the threshold or i = iterations;
+ * otherwise it projects the probe's direction(s) (n_outputs: 1 for k = 2,
+ * else k) by P_i, orthonormalises them (dropping any that vanish) and
+ * appends them to U. accuracy: (opts->iterations + 1) doubles or NULL;
+ * gets the held-out accuracy measured at each iteration (report->iterations
+ * + 1 values: before any removal, ..., after the last). report may be
+ * NULL. */
+culeace_status culeace_inlp_fit(culeace_ctx *ctx, const float *x, int64_t n,
+                                int64_t d, int64_t ldx, const int32_t *labels,
+                                int64_t k, const uint8_t *train,
+                                const culeace_inlp_opts *opts,
+                                culeace_eraser **out,
+                                culeace_inlp_report *report, double *accuracy);
+
+typedef struct {
+  int64_t rank;        /* k of the Fantope: directions removed; 1 */
+  int iterations;      /* outer iterations (each one P step and one
+                          classifier step on a mini-batch); 75000 */
+  int64_t batch_size;  /* rows per mini-batch; 128 */
+  double lr_P;         /* SGD step of the adversary P; 0.005 */
+  double lr_clf;       /* SGD step of the classifier; 0.005 */
+  double weight_decay; /* SGD weight decay of both players; 1e-4 */
+  int evaluate_every;  /* iterations between evaluations; 1000 */
+  double epsilon;      /* stop once the best held-out log-loss is within
+                          epsilon of the label entropy (nats); 0.0015 */
+  double C;            /* inverse L2 strength of the evaluation probe; 1.0 */
+  int max_iter;        /* its L-BFGS iterations; 100 */
+  uint64_t seed;       /* initial P, classifier and batches; 0 */
+  int affine;          /* 1: centre on (and bias =) the mean of x; 0 */
+} culeace_rlace_opts;
+
+void culeace_rlace_opts_init(culeace_rlace_opts *opts);
+
+typedef struct {
+  int iterations;       /* outer iterations run */
+  int evaluations;      /* evaluations made */
+  int best_iteration;   /* iteration of the P returned */
+  double label_entropy; /* entropy of the training labels (nats) */
+  double best_loss;     /* held-out log-loss of the probe at that P */
+  double accuracy;      /* its held-out accuracy */
+  double majority;      /* held-out accuracy of the majority class */
+} culeace_rlace_report;
+
+/* R-LACE (Ravfogel et al. 2022): the relaxed game min over P in the Fantope
+ * {0 <= P <= I, tr P = rank} of max over a linear classifier (sigmoid for
+ * k = 2, softmax otherwise) of its mean log-loss on mini-batches of
+ * (x - bias)(I - P). Each iteration: one SGD ascent step on P followed by
+ * the projection onto the Fantope (eigendecomposition, eigenvalues shifted
+ * and clipped to [0, 1] to sum to rank), then one SGD step of the
+ * classifier. Every evaluate_every iterations (and at the first) the
+ * rank-`rank` projection from P's top eigenvectors is scored: a logistic
+ * probe fitted on the projected training rows, its log-loss on the held-out
+ * rows; the P with the highest loss is kept and returned as U = its top
+ * eigenvectors. Deterministic for a seed (and a BLAS thread count). Costs
+ * one d x d eigendecomposition per iteration. report may be NULL. */
+culeace_status culeace_rlace_fit(culeace_ctx *ctx, const float *x, int64_t n,
+                                 int64_t d, int64_t ldx,
+                                 const int32_t *labels, int64_t k,
+                                 const uint8_t *train,
+                                 const culeace_rlace_opts *opts,
+                                 culeace_eraser **out,
+                                 culeace_rlace_report *report);
 
 /* ---- probe cross-validation: folds and control labels ------------------- */
 /* The fold assignment `culeace probe` uses (deterministic for a seed on
