@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -537,7 +538,38 @@ culeace_status culeace__h5_read_int_rows(culeace_ctx *ctx, hid_t dset,
     st = culeace__h5_error(ctx, CULEACE_ERR_HDF5, "cannot create dataspace");
     goto cleanup;
   }
-  if (H5Tget_class(ftype) == H5T_ENUM) {
+  /* 64-bit unsigned values above INT64_MAX do not fit: HDF5's conversion
+   * would clip them all to INT64_MAX (distinct labels merged), so they are
+   * read as uint64 and refused by name. */
+  int is_enum = H5Tget_class(ftype) == H5T_ENUM;
+  hid_t ity = is_enum ? H5Tget_super(ftype) : H5Tcopy(ftype);
+  int wide_unsigned = ity >= 0 && H5Tget_size(ity) >= 8 &&
+                      H5Tget_sign(ity) == H5T_SGN_NONE;
+  if (ity >= 0) H5Tclose(ity);
+  if (wide_unsigned && !is_enum) {
+    if (H5Dread(dset, H5T_NATIVE_UINT64, msp, fsp, H5P_DEFAULT, buf) < 0) {
+      st = culeace__h5_error(ctx, CULEACE_ERR_HDF5,
+                             "cannot read rows %lld..%lld of %s in %s",
+                             (long long)r0, (long long)(r0 + nr - 1), path,
+                             file);
+      goto cleanup;
+    }
+    const uint64_t *u = (const uint64_t *)buf;
+    for (hsize_t i = 0; i < nelem; i++)
+      if (u[i] > (uint64_t)INT64_MAX) {
+        st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                            "%s in %s: row %lld holds %llu, above the "
+                            "largest integer label (2^63 - 1)", path, file,
+                            (long long)(r0 + (int64_t)(i / count[1])),
+                            (unsigned long long)u[i]);
+        goto cleanup;
+      }
+  } else if (is_enum && wide_unsigned) {
+    st = culeace__error(ctx, CULEACE_ERR_DTYPE,
+                        "%s in %s: enum labels over a 64-bit unsigned type "
+                        "are not supported (store them as int64)", path, file);
+    goto cleanup;
+  } else if (is_enum) {
     /* HDF5 has no enum -> integer conversion: read the enum's raw storage,
      * then convert it as its base integer type. */
     raw = H5Tcopy(ftype);

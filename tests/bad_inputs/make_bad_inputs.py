@@ -86,6 +86,12 @@ def make(d, culeace):
     cases.append(("labels of the wrong type", fit(p("string-labels.h5")),
                   ["string-labels.h5", "type string", "integer"], None))
 
+    big = np.array([2**63, 2**64 - 1] * 10, np.uint64)  # would clip to one value
+    dump(p("uint64-labels.h5"), rows(20, 8), big)
+    cases.append(("labels above the int64 range", fit(p("uint64-labels.h5")),
+                  ["uint64-labels.h5", "/labels", "row 0", "9223372036854775808",
+                   "largest integer label"], None))
+
     dump(p("one-class.h5"), rows(20, 8), np.ones(20, np.int64))
     cases.append(("one class", fit(p("one-class.h5")),
                   ["one-class.h5", "only one class"], None))

@@ -43,7 +43,8 @@ def case_names():
     return [
         "truncated HDF5 file", "not HDF5", "dims overflow the machine",
         "zero rows", "d = 0", "labels of the wrong length",
-        "labels of the wrong type", "one class", "NaN in activations",
+        "labels of the wrong type", "labels above the int64 range",
+        "one class", "NaN in activations",
         "value overflows float16 on write (to a new file)",
         "value overflows float16 on write (in place)",
         "eraser file with a missing field",
