@@ -64,6 +64,8 @@ void culeace_eraser_free(culeace_eraser *e) {
   free(e->L32);
   free(e->R32);
   free(e->bias32);
+  free(e->coef);
+  free(e->mean_z);
   free(e);
 }
 
@@ -154,6 +156,10 @@ static culeace_status check_apply_args(culeace_ctx *ctx,
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "apply: row stride %lld is smaller than d = %lld",
                           (long long)ldx, (long long)e->info.d);
+  if (e->info.method == CULEACE_METHOD_ORACLE)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "apply: an oracle eraser needs each row's z: use "
+                          "culeace_eraser_apply_oracle");
   return CULEACE_OK;
 }
 

@@ -115,7 +115,11 @@ culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
           culeace__h5_put_str(g, "class_values", meta->class_values) ||
           write_matrix(g, "L", e->L, (hsize_t)in->d, (hsize_t)in->rank, 2) ||
           write_matrix(g, "R", e->R, (hsize_t)in->rank, (hsize_t)in->d, 2) ||
-          write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1);
+          write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1) ||
+          (e->coef && (write_matrix(g, "coef", e->coef, (hsize_t)in->d,
+                                    (hsize_t)in->z_dim, 2) ||
+                       write_matrix(g, "mean_z", e->mean_z,
+                                    (hsize_t)in->z_dim, 1, 1)));
     H5Gclose(g);
   }
   if (bad)
@@ -259,7 +263,8 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
       (affine != 0 && affine != 1) || (shrink != 0 && shrink != 1) ||
       (ctr != 0 && ctr != 1) || !(in.svd_tol > 0) || !isfinite(in.svd_tol) ||
       culeace_method_parse(method, &in.method) ||
-      in.method == CULEACE_METHOD_ORACLE) {
+      (in.method == CULEACE_METHOD_ORACLE &&
+       (in.rank != 0 || in.z_dim > (int64_t)1 << 20))) {
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s: /%s has inconsistent fields (d = "
                         "%lld, rank = %lld, z_dim = %lld, method = '%s', "
@@ -282,7 +287,53 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
                         (long long)in.d, (long long)in.d);
     goto cleanup;
   }
+  int oracle = in.method == CULEACE_METHOD_ORACLE;
+  const char *bad_ds =
+      !oracle ? NULL
+      : check_dims(g, "coef", 2, (hsize_t)in.d, (hsize_t)in.z_dim) ? "coef"
+      : check_dims(g, "mean_z", 1, (hsize_t)in.z_dim, 0)           ? "mean_z"
+                                                                   : NULL;
+  if (bad_ds) {
+    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                        "eraser file %s: /%s is an oracle eraser but its "
+                        "dataset '%s' is missing or of the wrong shape or "
+                        "type (expected float coef (%lld, %lld) and mean_z "
+                        "(%lld))", f->path, name, bad_ds, (long long)in.d,
+                        (long long)in.z_dim, (long long)in.z_dim);
+    goto cleanup;
+  }
   CULEACE_TRY(culeace__eraser_alloc(ctx, in.d, in.rank, &e));
+  if (oracle) { /* d, z_dim <= 2^20: d * z_dim fits a size_t */
+    e->coef = culeace__alloc(ctx, (size_t)in.d * (size_t)in.z_dim, 8,
+                             "oracle coef");
+    e->mean_z = culeace__alloc(ctx, (size_t)in.z_dim, 8, "oracle mean_z");
+    if (!e->coef || !e->mean_z) {
+      st = CULEACE_ERR_OUT_OF_MEMORY;
+      goto cleanup;
+    }
+    size_t dz = (size_t)in.d * (size_t)in.z_dim;
+    if (read_matrix(g, "coef", e->coef, dz) ||
+        read_matrix(g, "mean_z", e->mean_z, (size_t)in.z_dim)) {
+      st = culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "eraser file %s: cannot read coef/mean_z of /%s",
+                          f->path, name);
+      goto cleanup;
+    }
+    for (size_t j = 0; j < dz; j++)
+      if (!isfinite(e->coef[j])) {
+        st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                            "eraser file %s: /%s has a non-finite value in "
+                            "coef", f->path, name);
+        goto cleanup;
+      }
+    for (int64_t j = 0; j < in.z_dim; j++)
+      if (!isfinite(e->mean_z[j])) {
+        st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
+                            "eraser file %s: /%s has a non-finite value in "
+                            "mean_z", f->path, name);
+        goto cleanup;
+      }
+  }
   size_t dr = (size_t)in.d * (size_t)in.rank;
   if (read_matrix(g, "L", e->L, dr) || read_matrix(g, "R", e->R, dr) ||
       read_matrix(g, "bias", e->bias, (size_t)in.d)) {

@@ -46,9 +46,11 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
   if (z_kind != CULEACE_Z_CLASSES && z_kind != CULEACE_Z_CONTINUOUS)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG, "unknown z kind %d",
                           (int)z_kind);
-  if (opts->method != CULEACE_METHOD_LEACE && opts->method != CULEACE_METHOD_ORTH)
+  if (opts->method != CULEACE_METHOD_LEACE &&
+      opts->method != CULEACE_METHOD_ORTH &&
+      opts->method != CULEACE_METHOD_ORACLE)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
-                          "unknown method %d (expected leace or orth)",
+                          "unknown method %d (expected leace, orth or oracle)",
                           (int)opts->method);
   if (!(opts->svd_tol > 0) || !isfinite(opts->svd_tol))
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
@@ -86,12 +88,25 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
   f->b_cxz = culeace__alloc(ctx, (size_t)d * (size_t)f->z_dim, 8,
                             "cross-covariance");
   f->class_counts = culeace__alloc(ctx, (size_t)k, 8, "class counts");
+  int need_zz = opts->method == CULEACE_METHOD_ORACLE;
+  size_t zz = 0;
+  if (need_zz && !culeace__mul_size((size_t)f->z_dim, (size_t)f->z_dim, &zz)) {
+    int64_t zd = f->z_dim;
+    culeace_fitter_free(f);
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                          "z_dim = %lld is too large", (long long)zd);
+  }
+  if (need_zz) {
+    f->czz = culeace__alloc(ctx, zz, 8, "z covariance");
+    f->b_czz = f->czz ? culeace__alloc(ctx, zz, 8, "z covariance") : NULL;
+  }
   if (need_xx) {
     f->cxx = culeace__alloc(ctx, dd, 8, "d x d covariance");
     f->b_cxx = f->cxx ? culeace__alloc(ctx, dd, 8, "d x d covariance") : NULL;
   }
   if (!f->mean_x || !f->b_mean_x || !f->mean_z || !f->b_mean_z || !f->cxz ||
-      !f->b_cxz || !f->class_counts || (need_xx && (!f->cxx || !f->b_cxx))) {
+      !f->b_cxz || !f->class_counts || (need_xx && (!f->cxx || !f->b_cxx)) ||
+      (need_zz && (!f->czz || !f->b_czz))) {
     culeace_fitter_free(f);
     return CULEACE_ERR_OUT_OF_MEMORY;
   }
@@ -100,6 +115,7 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
   memset(f->cxz, 0, (size_t)d * (size_t)f->z_dim * 8);
   memset(f->class_counts, 0, (size_t)k * 8);
   if (f->cxx) memset(f->cxx, 0, dd * 8);
+  if (f->czz) memset(f->czz, 0, zz * 8);
   *out = f;
   return CULEACE_OK;
 }
@@ -116,6 +132,8 @@ void culeace_fitter_free(culeace_fitter *f) {
   free(f->b_mean_z);
   free(f->b_cxx);
   free(f->b_cxz);
+  free(f->czz);
+  free(f->b_czz);
   free(f->zblock);
   free(f);
 }
@@ -181,17 +199,28 @@ static culeace_status check_x(culeace_fitter *f, const void *x,
   return CULEACE_OK; /* NaN/Inf rows are caught by the backend's pass */
 }
 
+/* Adds the accepted block's b_czz into czz (oracle; no-op otherwise). */
+static void add_czz(culeace_fitter *f) {
+  if (!f->czz) return;
+  size_t zz = (size_t)f->z_dim * (size_t)f->z_dim;
+  for (size_t i = 0; i < zz; i++) f->czz[i] += f->b_czz[i];
+}
+
 static culeace_status update_dense(culeace_fitter *f, const void *x,
                                    culeace_dtype t, int64_t n, int64_t ldx,
                                    const double *z, int64_t ldz) {
   if (n == 0) return CULEACE_OK;
   culeace_ctx *ctx = f->ctx;
+  /* oracle: z's co-moment, computed against the running means before the
+   * block changes them and added only once the backend accepted it */
+  if (f->czz) culeace__oracle_block_czz(f, z, n, ldz);
   if (ctx->backend->acc_update) { /* co-moments stay on the device */
     culeace_status st = ctx->backend->acc_update(
         ctx, &f->dev_acc, x, t, n, f->d, ldx, z, f->z_dim, ldz,
         f->opts.precision, f->cxx != NULL, f->n, f->mean_x, f->mean_z,
         f->b_mean_x, f->b_mean_z);
     if (st) return st;
+    add_czz(f);
     merge_means(f, n);
     f->host_stale = 1;
     return CULEACE_OK;
@@ -200,6 +229,7 @@ static culeace_status update_dense(culeace_fitter *f, const void *x,
       ctx, x, t, n, f->d, ldx, z, f->z_dim, ldz, f->opts.precision,
       f->b_mean_x, f->b_mean_z, f->cxx ? f->b_cxx : NULL, f->b_cxz);
   if (st) return st;
+  add_czz(f);
   merge_block(f, n);
   return CULEACE_OK;
 }

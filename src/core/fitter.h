@@ -17,6 +17,8 @@ struct culeace_fitter {
   double *mean_z;  /* (z_dim) */
   double *cxx;     /* (d, d) co-moment, upper triangle; NULL for orth */
   double *cxz;     /* (d, z_dim) co-moment */
+  double *czz;     /* (z_dim, z_dim) co-moment of z; oracle only, else NULL */
+  double *b_czz;   /* (z_dim, z_dim) a block's czz increment (oracle) */
   int64_t *class_counts; /* (k) for CLASSES */
   /* per-block scratch: block moments and the dense z block */
   double *b_mean_x, *b_mean_z, *b_cxx, *b_cxz, *zblock;
@@ -37,6 +39,8 @@ struct culeace_eraser {
   double *R;    /* (r, d) */
   double *bias; /* (d), zeros when not affine */
   float *L32, *R32, *bias32;
+  double *coef;   /* (d, z_dim) oracle erasers only (rank 0), else NULL */
+  double *mean_z; /* (z_dim) oracle erasers only, else NULL */
   uint64_t serial; /* unique per eraser contents (device caches key on it) */
 };
 
@@ -47,6 +51,15 @@ culeace_status culeace__eraser_alloc(culeace_ctx *ctx, int64_t d, int64_t r,
 /* Refreshes the float32 copies from the float64 factors and gives the
  * eraser a new serial. */
 void culeace__eraser_sync(culeace_eraser *e);
+
+/* Builds the oracle eraser (coef, mean_z) from finished moments
+ * (oracle.c). */
+culeace_status culeace__oracle_build(culeace_fitter *f, culeace_eraser **out);
+/* The block's contribution to the oracle fitter's czz, before the block is
+ * merged: b_czz = Z_c^T Z_c + w dz dz^T for z (n, z_dim) stride ldz
+ * (oracle.c; merged into czz only once the block is accepted). */
+void culeace__oracle_block_czz(culeace_fitter *f, const double *z,
+                               int64_t n, int64_t ldz);
 
 /* Builds the LEACE/orth eraser from finished moments (leace.c). */
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out);

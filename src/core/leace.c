@@ -331,6 +331,10 @@ cleanup:
 culeace_status culeace_fitter_finalize(culeace_fitter *f,
                                        culeace_eraser **out) {
   if (!f || !out) return CULEACE_ERR_INVALID_ARG;
+  if (f->opts.method == CULEACE_METHOD_ORACLE) { /* oracle.c, host moments */
+    culeace_status st = culeace__fitter_sync(f);
+    return st ? st : culeace__oracle_build(f, out);
+  }
   if (!device_path(f)) { /* the host path reads cxx/cxz */
     culeace_status st = culeace__fitter_sync(f);
     if (st) return st;

@@ -45,9 +45,11 @@ int culeace__h5_get_i64(hid_t obj, const char *name, int64_t *v) {
   hid_t a = H5Aopen(obj, name, H5P_DEFAULT);
   if (a < 0) return -1;
   hid_t sp = H5Aget_space(a);
+  hid_t t = H5Aget_type(a);
   int ok = H5Sget_simple_extent_npoints(sp) == 1 &&
-           H5Tget_class(H5Aget_type(a)) == H5T_INTEGER &&
+           H5Tget_class(t) == H5T_INTEGER &&
            H5Aread(a, H5T_NATIVE_INT64, v) >= 0;
+  if (t >= 0) H5Tclose(t);
   H5Sclose(sp);
   H5Aclose(a);
   return ok ? 0 : -1;
