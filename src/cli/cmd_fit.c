@@ -1,11 +1,12 @@
 /* cmd_fit.c — `culeace fit`: one LEACE eraser per selected layer, fitted in
  * one streaming pass over each layer's rows, written atomically to an eraser
- * file. */
+ * file; INLP and R-LACE (--method inlp|rlace) go to fit_iterative.c. */
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/fit_iterative.h"
 
 static const char *fit_help =
     "usage: culeace fit FILE --x PATH --z PATH -o ERASERS.h5 [options]\n"
@@ -16,7 +17,11 @@ static const char *fit_help =
     "Concept options:\n"
     "  --z PATH            labels: integer (n,) or (n,t) classes, or float\n"
     "                      (n,) / (n,k) continuous columns\n"
-    "  --method M          leace (default) or orth\n"
+    "  --method M          leace (default), orth, inlp (iterative nullspace\n"
+    "                      projection) or rlace (R-LACE, rank-k adversarial\n"
+    "                      projection); inlp and rlace need class labels,\n"
+    "                      hold each layer's rows in memory as float32 and\n"
+    "                      run on the CPU\n"
     "  --no-affine         linear eraser (no mean/bias term)\n"
     "  --shrinkage         optimal linear shrinkage of Sigma_xx (default)\n"
     "  --no-shrinkage      plain sample covariance (Bessel-corrected)\n"
@@ -26,6 +31,17 @@ static const char *fit_help =
     "                      (f32; 16-bit rows centred and rounded back to\n"
     "                      16 bits for X^T X: tensor cores on a GPU)\n"
     "  -o, --output FILE   eraser file to write\n"
+    "\n"
+    "INLP and R-LACE options (1/5 of the rows, stratified, held out to\n"
+    "decide when to stop; the leace/orth options above do not apply):\n"
+    "  --iterations N      inlp: most probes removed (20); rlace: game\n"
+    "                      iterations (75000, the authors' default)\n"
+    "  --min-accuracy A    inlp: stop once held-out accuracy <= A (default:\n"
+    "                      the majority-class accuracy + 0.01)\n"
+    "  --rank K            rlace: directions removed (1)\n"
+    "  --seed S            held-out split and R-LACE's draws (0)\n"
+    "  --groups PATH       integer group ids (n,): a group is never split\n"
+    "                      between training and held-out rows\n"
     "\n";
 
 typedef struct {
@@ -64,7 +80,7 @@ static void print_results(const cli_common *c, const char *out,
 }
 
 /* Comma-separated class values for the eraser metadata. */
-static char *class_values_str(const culeace_labels *lab) {
+char *fit_class_values_str(const culeace_labels *lab) {
   if (lab->continuous) return NULL;
   size_t cap = (size_t)lab->n_classes * 24 + 1;
   char *s = malloc(cap);
@@ -88,7 +104,13 @@ int cmd_fit(int argc, char **argv) {
       {"z", 1, 0, 0}, {"method", 1, 0, 0}, {"no-affine", 0, 0, 0},
       {"shrinkage", 0, 0, 0}, {"no-shrinkage", 0, 0, 0}, {"svd-tol", 1, 0, 0},
       {"no-constrain-trace", 0, 0, 0}, {"precision", 1, 0, 0},
+      {"iterations", 1, 0, 0}, {"min-accuracy", 1, 0, 0}, {"rank", 1, 0, 0},
+      {"seed", 1, 0, 0}, {"groups", 1, 0, 0},
       {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+  fit_iter_settings it;
+  memset(&it, 0, sizeof it);
+  it.min_accuracy = -1;
+  const char *leace_opt = NULL, *iter_opt[5] = {0}; /* as given, for checks */
   int idx, ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "o:h", opts, &idx)) != -1) {
@@ -105,12 +127,46 @@ int cmd_fit(int argc, char **argv) {
     int r = cli_common_option(&c, name, optarg);
     if (r < 0) return EXIT_USAGE;
     if (r > 0) continue;
+    if (!strcmp(name, "shrinkage") || !strcmp(name, "no-shrinkage") ||
+        !strcmp(name, "svd-tol") || !strcmp(name, "no-constrain-trace") ||
+        !strcmp(name, "precision"))
+      leace_opt = name;
     if (!strcmp(name, "z")) z_path = optarg;
     else if (!strcmp(name, "method")) {
-      if (!strcmp(optarg, "leace")) o.method = CULEACE_METHOD_LEACE;
-      else if (!strcmp(optarg, "orth")) o.method = CULEACE_METHOD_ORTH;
-      else return cli_error(&c, "--method must be leace or orth (got '%s')",
-                            optarg), EXIT_USAGE;
+      if (culeace_method_parse(optarg, &o.method) ||
+          o.method == CULEACE_METHOD_ORACLE)
+        return cli_error(&c, "--method must be leace, orth, inlp or rlace "
+                         "(got '%s')", optarg), EXIT_USAGE;
+    } else if (!strcmp(name, "iterations") || !strcmp(name, "rank") ||
+               !strcmp(name, "seed")) {
+      int64_t v = cli_parse_int(optarg);
+      if (v < 1 && !(v == 0 && name[0] == 's'))
+        return cli_error(&c, "--%s must be a %s integer (got '%s')", name,
+                         name[0] == 's' ? "non-negative" : "positive",
+                         optarg), EXIT_USAGE;
+      if (name[0] == 'i') {
+        if (v > 100000000)
+          return cli_error(&c, "--iterations %lld is too large (at most "
+                           "1e8)", (long long)v), EXIT_USAGE;
+        it.iterations = (int)v;
+        iter_opt[0] = "iterations";
+      } else if (name[0] == 'r') {
+        it.rank = v;
+        iter_opt[1] = "rank";
+      } else {
+        it.seed = (uint64_t)v;
+        iter_opt[2] = "seed";
+      }
+    } else if (!strcmp(name, "min-accuracy")) {
+      char *end;
+      it.min_accuracy = strtod(optarg, &end);
+      if (*end || !(it.min_accuracy >= 0 && it.min_accuracy <= 1))
+        return cli_error(&c, "--min-accuracy must be a number in [0, 1] "
+                         "(got '%s')", optarg), EXIT_USAGE;
+      iter_opt[3] = "min-accuracy";
+    } else if (!strcmp(name, "groups")) {
+      it.groups_path = optarg;
+      iter_opt[4] = "groups";
     } else if (!strcmp(name, "no-affine")) o.affine = 0;
     else if (!strcmp(name, "shrinkage")) o.shrinkage = 1;
     else if (!strcmp(name, "no-shrinkage")) o.shrinkage = 0;
@@ -144,6 +200,26 @@ int cmd_fit(int argc, char **argv) {
   if (cli_same_file(file, out))
     return cli_error(&c, "-o %s is the input file; choose another output "
                      "path", out);
+  int iterative = o.method == CULEACE_METHOD_INLP ||
+                  o.method == CULEACE_METHOD_RLACE;
+  const char *mname = culeace_method_name(o.method);
+  for (int i = 0; i < 5; i++) {
+    int ok = iterative && !(i == 1 && o.method == CULEACE_METHOD_INLP) &&
+             !(i == 3 && o.method == CULEACE_METHOD_RLACE);
+    if (iter_opt[i] && !ok)
+      return cli_error(&c, "--%s does not apply to --method %s%s",
+                       iter_opt[i], mname,
+                       iterative ? "" : " (only to inlp and rlace)"),
+             EXIT_USAGE;
+  }
+  if (iterative && leace_opt)
+    return cli_error(&c, "--%s does not apply to --method %s (only to leace "
+                     "and orth)", leace_opt, mname), EXIT_USAGE;
+  if (iterative) {
+    it.method = o.method;
+    it.affine = o.affine;
+    return fit_iterative(&c, file, z_path, out, &it);
+  }
 
   int rc = 1;
   const char *inputs[] = {file};
@@ -187,7 +263,7 @@ int cmd_fit(int argc, char **argv) {
     if (cli_check_memory(&c, 8.0 * dd * dd * 8.0 + blk, what)) goto done;
   }
   res = calloc((size_t)m, sizeof *res);
-  cvals = class_values_str(&lab);
+  cvals = fit_class_values_str(&lab);
   if (!res) {
     cli_error(&c, "out of memory");
     goto done;

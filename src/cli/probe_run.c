@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/layer_rows.h"
 #include "cli/probe.h"
 #include "core/convert.h"
 #include "core/ctx.h"
@@ -54,84 +55,6 @@ void probe_metric_summarise(probe_metric *m, int64_t folds) {
   for (int64_t f = 0; f < folds; f++)
     if (!isnan(m->v[f])) q += (m->v[f] - m->mean) * (m->v[f] - m->mean);
   m->std = sqrt(q / (double)cnt);
-}
-
-/* The layer's kept rows: x (n, d) float32, their flat row ids and classes. */
-typedef struct {
-  float *x;
-  int64_t *row;
-  int32_t *y;
-  int64_t n, cap;
-} layer_rows;
-
-static void layer_rows_free(layer_rows *L) {
-  free(L->x);
-  free(L->row);
-  free(L->y);
-}
-
-/* Reads every kept row of layer l (refusing or dropping non-finite rows). */
-static int read_layer(probe_job *J, int64_t l, layer_rows *L,
-                      int64_t *dropped) {
-  const cli_common *c = J->c;
-  int64_t d = culeace__act_width(J->act);
-  culeace_dtype dt = culeace__act_dtype(J->act);
-  memset(L, 0, sizeof *L);
-  L->cap = 0;
-  for (int64_t i = 0; i < J->N; i++) L->cap += J->lab->classes[i] >= 0;
-  size_t bytes;
-  if (!culeace__mul_size((size_t)L->cap, (size_t)d * sizeof(float), &bytes))
-    return cli_error(c, "%s: %lld rows x %lld is too large to hold in memory",
-                     culeace__act_dataset_path(J->act, l), (long long)L->cap,
-                     (long long)d);
-  L->x = malloc(bytes ? bytes : 1);
-  L->row = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->row);
-  L->y = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->y);
-  if (!L->x || !L->row || !L->y) {
-    layer_rows_free(L);
-    return cli_error(c, "out of memory holding the %lld rows x %lld of layer "
-                     "%s as float32 (%.1f GiB); probe fewer rows",
-                     (long long)L->cap, (long long)d,
-                     culeace__act_layer_name(J->act, l),
-                     (double)bytes / 1073741824.0);
-  }
-  cli_rows rs;
-  if (cli_rows_open(&rs, c, J->ctx, J->act, J->s->file, l, J->lab)) {
-    layer_rows_free(L);
-    return 1;
-  }
-  int more;
-  while ((more = cli_rows_next(&rs)) == 1) {
-    if (rs.n_rows == 0) continue;
-    if (!c->drop_nonfinite &&
-        culeace__first_nonfinite(rs.rows, dt, rs.n_rows, d, d, NULL) >= 0) {
-      cli_rows_nonfinite_error(&rs);
-      more = -1;
-      break;
-    }
-    for (int64_t i = 0; i < rs.n_rows; i++) {
-      if (rs.classes[i] < 0) continue; /* not a used row */
-      if (L->n >= L->cap) {
-        more = -1;
-        cli_error(c, "internal error: more kept rows than labelled rows");
-        break;
-      }
-      culeace__to_f32((const char *)rs.rows +
-                          (size_t)i * (size_t)d * culeace_dtype_size(dt),
-                      dt, d, L->x + (size_t)L->n * (size_t)d);
-      L->row[L->n] = rs.row_ids[i];
-      L->y[L->n] = rs.classes[i];
-      L->n++;
-    }
-    if (more < 0) break;
-  }
-  *dropped = rs.dropped;
-  cli_rows_close(&rs);
-  if (more < 0) {
-    layer_rows_free(L);
-    return 1;
-  }
-  return 0;
 }
 
 /* Copies rows idx (cnt) of x (.., d) into out (cnt, d). */
@@ -287,7 +210,9 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   int rc = 1;
   res->layer = l;
   res->name = lname;
-  if (read_layer(J, l, &w.L, &res->dropped)) return 1;
+  if (layer_rows_read(c, J->ctx, J->act, s->file, l, J->lab, J->N, &w.L,
+                      &res->dropped))
+    return 1;
   layer_rows *L = &w.L;
   int64_t n = L->n;
   res->rows = n;

@@ -1,0 +1,81 @@
+/* layer_rows.c — reads one layer's kept, labelled rows into memory as
+ * float32 (x (n, d) contiguous, with their flat row ids and classes), for
+ * `culeace probe` and `culeace fit --method inlp|rlace`. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/layer_rows.h"
+#include "core/convert.h"
+#include "core/ctx.h"
+
+void layer_rows_free(layer_rows *L) {
+  free(L->x);
+  free(L->row);
+  free(L->y);
+  L->x = NULL;
+  L->row = NULL;
+  L->y = NULL;
+}
+
+int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
+                    const char *file, int64_t l, const culeace_labels *lab,
+                    int64_t N, layer_rows *L, int64_t *dropped) {
+  int64_t d = culeace__act_width(act);
+  culeace_dtype dt = culeace__act_dtype(act);
+  memset(L, 0, sizeof *L);
+  L->cap = 0;
+  for (int64_t i = 0; i < N; i++) L->cap += lab->classes[i] >= 0;
+  size_t bytes;
+  if (!culeace__mul_size((size_t)L->cap, (size_t)d * sizeof(float), &bytes))
+    return cli_error(c, "%s: %lld rows x %lld is too large to hold in memory",
+                     culeace__act_dataset_path(act, l), (long long)L->cap,
+                     (long long)d);
+  L->x = malloc(bytes ? bytes : 1);
+  L->row = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->row);
+  L->y = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->y);
+  if (!L->x || !L->row || !L->y) {
+    layer_rows_free(L);
+    return cli_error(c, "out of memory holding the %lld rows x %lld of layer "
+                     "%s as float32 (%.1f GiB); use fewer rows",
+                     (long long)L->cap, (long long)d,
+                     culeace__act_layer_name(act, l),
+                     (double)bytes / 1073741824.0);
+  }
+  cli_rows rs;
+  if (cli_rows_open(&rs, c, ctx, act, file, l, lab)) {
+    layer_rows_free(L);
+    return 1;
+  }
+  int more;
+  while ((more = cli_rows_next(&rs)) == 1) {
+    if (rs.n_rows == 0) continue;
+    if (!c->drop_nonfinite &&
+        culeace__first_nonfinite(rs.rows, dt, rs.n_rows, d, d, NULL) >= 0) {
+      cli_rows_nonfinite_error(&rs);
+      more = -1;
+      break;
+    }
+    for (int64_t i = 0; i < rs.n_rows; i++) {
+      if (rs.classes[i] < 0) continue; /* not a used row */
+      if (L->n >= L->cap) {
+        more = -1;
+        cli_error(c, "internal error: more kept rows than labelled rows");
+        break;
+      }
+      culeace__to_f32((const char *)rs.rows +
+                          (size_t)i * (size_t)d * culeace_dtype_size(dt),
+                      dt, d, L->x + (size_t)L->n * (size_t)d);
+      L->row[L->n] = rs.row_ids[i];
+      L->y[L->n] = rs.classes[i];
+      L->n++;
+    }
+    if (more < 0) break;
+  }
+  *dropped = rs.dropped;
+  cli_rows_close(&rs);
+  if (more < 0) {
+    layer_rows_free(L);
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,28 @@
+/* layer_rows.h — one layer's kept, labelled rows read into memory as
+ * float32 (layer_rows.c), for the commands that fit on all of a layer at
+ * once: `culeace probe` and `culeace fit --method inlp|rlace`. */
+#ifndef CULEACE_CLI_LAYER_ROWS_H
+#define CULEACE_CLI_LAYER_ROWS_H
+
+#include <stdint.h>
+
+#include "cli/cli.h"
+
+/* x (n, d) float32 contiguous; row (n) the flat row id (example * t +
+ * token) of each; y (n) its class. cap: the labelled rows (room). */
+typedef struct {
+  float *x;
+  int64_t *row;
+  int32_t *y;
+  int64_t n, cap;
+} layer_rows;
+
+/* Reads every kept row of layer l whose label (lab->classes, N flat rows)
+ * is >= 0, refusing non-finite rows (or dropping them with
+ * --drop-nonfinite: *dropped counts them). 0 ok, 1 error (printed). */
+int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
+                    const char *file, int64_t l, const culeace_labels *lab,
+                    int64_t N, layer_rows *L, int64_t *dropped);
+void layer_rows_free(layer_rows *L);
+
+#endif
