@@ -96,6 +96,7 @@ typedef struct {
   const culeace_labels *labels; /* may be NULL */
   int64_t ex_per_block;
   int64_t next_ex;
+  int64_t end_ex;   /* examples [next_ex, end_ex) are left to read */
   /* current block */
   void *raw;        /* (ex_per_block * t, d) as read */
   int64_t raw_rows;
@@ -117,6 +118,10 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
  * error (message printed). */
 int cli_rows_next(cli_rows *s);
 void cli_rows_close(cli_rows *s);
+/* Restricts the stream to examples [ex0, ex1) of the layer (a shard of
+ * the row axis, e.g. one MPI rank's); call after cli_rows_open, before the
+ * first cli_rows_next. Returns 0, or 1 for a range outside 0..n. */
+int cli_rows_range(cli_rows *s, int64_t ex0, int64_t ex1);
 /* After the library refused the current block with CULEACE_ERR_NONFINITE:
  * prints which row of the file (example, token, column) it was; returns 1. */
 int cli_rows_nonfinite_error(cli_rows *s);
@@ -140,6 +145,8 @@ typedef struct {
   int64_t layer;       /* layer index in the activations */
   char name[256];      /* layer name */
   int64_t edited, skipped;
+  char *class_values;  /* the eraser's class_values metadata (owned; NULL
+                          when empty): how oracle erasers map labels */
 } cli_layer_eraser;
 
 /* Loads every eraser of the file whose layer is selected by --layers and

@@ -1,7 +1,8 @@
 /* cmd_apply.c — `culeace apply`: edits the activations of FILE with the
  * erasers of an eraser file, either into a complete new file (copy to a
  * temporary, edit, rename: OUT is never half-written) or in place with a
- * checkpoint and a journal so that a killed run resumes exactly. */
+ * checkpoint and a journal so that a killed run resumes exactly. Oracle
+ * erasers take each row's z from --z (mapped by oracle_z.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -13,7 +14,9 @@
 
 #include "cli/apply_journal.h"
 #include "cli/cli.h"
+#include "cli/oracle_z.h"
 #include "core/convert.h"
+#include "core/ctx.h"
 
 static const char *apply_help =
     "usage: culeace apply ERASERS.h5 FILE --x PATH (-o OUT | --in-place)\n"
@@ -27,6 +30,9 @@ static const char *apply_help =
     "\n"
     "  -o, --output OUT    write an edited copy of FILE\n"
     "  --in-place          edit FILE itself (crash-safe, resumable)\n"
+    "  --z PATH            labels of FILE's rows (as for fit), required when\n"
+    "                      an eraser is an oracle one (fit --method oracle):\n"
+    "                      each row is edited with its own label\n"
     "\n";
 
 typedef struct {
@@ -40,11 +46,35 @@ typedef struct {
   int64_t ex_per_block;
   int in_place;    /* editing FILE itself */
   int64_t written; /* blocks written so far by this run */
+  const culeace_labels *lab; /* --z, for oracle erasers (else NULL) */
+  oracle_zmap *zmaps;        /* (items) zd == 0 for non-oracle erasers */
+  double *zbuf;              /* (ex_per_block * t, max z_dim) */
 } editor;
+
+/* Erases m rows (the block's kept rows ed->kept, flat rows row0 + kept[i])
+ * stored contiguously at rows: with the eraser, or for an oracle eraser
+ * with each row's z from the labels. */
+static culeace_status erase_rows(editor *ed, const cli_layer_eraser *it,
+                                 const oracle_zmap *zm, void *rows, int64_t m,
+                                 int64_t row0) {
+  culeace_dtype dt = culeace__act_dtype(ed->act);
+  int64_t d = culeace__act_width(ed->act);
+  if (!zm) return culeace_eraser_apply(ed->ctx, it->e, rows, dt, m, d);
+  const culeace_labels *lab = ed->lab;
+  for (int64_t i = 0; i < m; i++) {
+    int64_t r = row0 + ed->kept[i];
+    cli_oracle_z_row(zm, lab, lab->continuous ? 0 : lab->classes[r],
+                     lab->continuous ? lab->z + r * lab->k : NULL,
+                     ed->zbuf + i * zm->zd);
+  }
+  return culeace_eraser_apply_oracle(ed->ctx, it->e, rows, dt, m, d, ed->zbuf,
+                                     zm->zd);
+}
 
 /* Edits one block in memory: rows kept by the mask and finite get the
  * eraser; returns 0 or 1 (message printed). */
-static int edit_block(editor *ed, cli_layer_eraser *it, int64_t ex0, int64_t nex) {
+static int edit_block(editor *ed, cli_layer_eraser *it, const oracle_zmap *zm,
+                      int64_t ex0, int64_t nex) {
   culeace_act *a = ed->act;
   int64_t t = culeace__act_tokens(a), d = culeace__act_width(a);
   culeace_dtype dt = culeace__act_dtype(a);
@@ -70,12 +100,12 @@ static int edit_block(editor *ed, cli_layer_eraser *it, int64_t ex0, int64_t nex
   }
   culeace_status st;
   if (m == n) {
-    st = culeace_eraser_apply(ed->ctx, it->e, ed->raw, dt, n, d);
+    st = erase_rows(ed, it, zm, ed->raw, n, ex0 * t);
   } else {
     for (int64_t i = 0; i < m; i++)
       memcpy((char *)ed->compact + (size_t)i * rb,
              (char *)ed->raw + (size_t)ed->kept[i] * rb, rb);
-    st = culeace_eraser_apply(ed->ctx, it->e, ed->compact, dt, m, d);
+    st = erase_rows(ed, it, zm, ed->compact, m, ex0 * t);
     for (int64_t i = 0; !st && i < m; i++)
       memcpy((char *)ed->raw + (size_t)ed->kept[i] * rb,
              (char *)ed->compact + (size_t)i * rb, rb);
@@ -194,7 +224,9 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
       if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
         return cli_error(ed->c, "cannot write the journal %s: %s",
                          jr->journal_path, strerror(errno));
-      if (edit_block(ed, it, ex, nex)) return 1;
+      const oracle_zmap *zm =
+          ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
+      if (edit_block(ed, it, zm, ex, nex)) return 1;
       if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
         return io_fail(ed, it->layer);
       ed->written++;
@@ -227,13 +259,15 @@ static int all_marked(const culeace_act *act, const cli_layer_eraser *items,
 
 /* Describes the arguments a checkpoint belongs to. */
 static char *journal_identity(const cli_common *c, const char *erasers,
-                              const cli_layer_eraser *items, int64_t m) {
+                              const cli_layer_eraser *items, int64_t m,
+                              const char *z_path) {
   struct stat sb;
   char real[PATH_MAX];
   if (!realpath(erasers, real) || stat(real, &sb) != 0) return NULL;
   size_t cap = 1024 + strlen(real) + (size_t)m * 24 +
                strlen(c->spec.x_path) +
-               (c->spec.mask_path ? strlen(c->spec.mask_path) : 0);
+               (c->spec.mask_path ? strlen(c->spec.mask_path) : 0) +
+               (z_path ? strlen(z_path) : 0);
   char *s = malloc(cap);
   if (!s) return NULL;
   int used = snprintf(s, cap,
@@ -245,6 +279,8 @@ static char *journal_identity(const cli_common *c, const char *erasers,
   for (int64_t i = 0; i < m; i++)
     used += snprintf(s + used, cap - (size_t)used, "%s%lld", i ? "," : "",
                      (long long)items[i].layer);
+  if (z_path) /* oracle erasers: the labels are part of the edit */
+    snprintf(s + used, cap - (size_t)used, " z=%s", z_path);
   return s;
 }
 
@@ -274,12 +310,12 @@ static void print_results(const cli_common *c, const char *target,
 int cmd_apply(int argc, char **argv) {
   cli_common c;
   cli_common_init(&c, "culeace apply");
-  const char *out = NULL;
+  const char *out = NULL, *z_path = NULL;
   int in_place = 0;
   static struct option opts[] = {
       CLI_COMMON_LONG_OPTIONS,
-      {"in-place", 0, 0, 0}, {"output", 1, 0, 'o'}, {"help", 0, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"in-place", 0, 0, 0}, {"z", 1, 0, 0}, {"output", 1, 0, 'o'},
+      {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "o:h", opts, &idx)) != -1) {
@@ -295,6 +331,7 @@ int cmd_apply(int argc, char **argv) {
     int r = cli_common_option(&c, opts[idx].name, optarg);
     if (r < 0) return EXIT_USAGE;
     if (!r && !strcmp(opts[idx].name, "in-place")) in_place = 1;
+    if (!r && !strcmp(opts[idx].name, "z")) z_path = optarg;
   }
   if (optind != argc - 2)
     return cli_error(&c, "expected ERASERS.h5 and FILE (see --help)"),
@@ -323,6 +360,10 @@ int cmd_apply(int argc, char **argv) {
   memset(&jr, 0, sizeof jr);
   editor ed;
   memset(&ed, 0, sizeof ed);
+  culeace_labels lab;
+  memset(&lab, 0, sizeof lab);
+  oracle_zmap *zmaps = NULL;
+  int64_t max_zd = 0;
   if (!ctx) return 1;
 
   /* Validate everything against the input before writing anything. */
@@ -332,6 +373,39 @@ int cmd_apply(int argc, char **argv) {
   }
   m = cli_load_erasers(&c, ctx, erasers, act, &items);
   if (m < 0) goto done;
+  int64_t first_oracle = -1;
+  if (!cli_any_oracle(items, m, &first_oracle)) {
+    if (z_path && !c.quiet)
+      fprintf(stderr, "%s: note: --z is only used by oracle erasers; %s has "
+              "none\n", c.prog, erasers);
+    z_path = NULL;
+  } else if (!z_path) {
+    cli_error(&c, "%s: the eraser of layer %s is an oracle eraser (fit "
+              "--method oracle): it edits each row with its label; pass the "
+              "labels of %s with --z PATH (nothing was written)", erasers,
+              items[first_oracle].name, file);
+    goto done;
+  } else {
+    if (culeace__labels_read_masked(ctx, file, z_path,
+                                    culeace__act_examples(act),
+                                    culeace__act_tokens(act), c.spec.x_path,
+                                    culeace__act_mask(act), &lab)) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
+    zmaps = calloc((size_t)m, sizeof *zmaps);
+    if (!zmaps) {
+      cli_error(&c, "out of memory");
+      goto done;
+    }
+    for (int64_t i = 0; i < m; i++) {
+      culeace_eraser_info info;
+      culeace_eraser_info_get(items[i].e, &info);
+      if (info.method != CULEACE_METHOD_ORACLE) continue;
+      if (cli_oracle_zmap(&c, erasers, &items[i], &lab, &zmaps[i])) goto done;
+      if (info.z_dim > max_zd) max_zd = info.z_dim;
+    }
+  }
   if (in_place && culeace__act_filtered(act)) {
     cli_error(&c, "%s: %s is compressed or checksummed (HDF5 filters); "
               "rewriting it in place cannot be made crash-safe, use -o OUT",
@@ -369,13 +443,26 @@ int cmd_apply(int argc, char **argv) {
   ed.raw = malloc(rows * (size_t)d * es);
   ed.compact = culeace_host_alloc(ctx, rows * (size_t)d * es);
   ed.kept = malloc(rows * sizeof *ed.kept);
+  ed.lab = &lab;
+  ed.zmaps = zmaps;
+  if (zmaps) {
+    size_t zn = 0;
+    ed.zbuf = culeace__mul_size(rows, (size_t)max_zd, &zn)
+                  ? malloc(zn * sizeof *ed.zbuf)
+                  : NULL;
+    if (!ed.zbuf) {
+      cli_error(&c, "out of memory for the z of a block of %zu rows (lower "
+                "--block-rows)", rows);
+      goto done;
+    }
+  }
   if (!ed.raw || !ed.compact || !ed.kept) {
     cli_error(&c, "out of memory for a block of %zu rows (lower --block-rows)",
               rows);
     goto done;
   }
   apply_pos start = {0, 0};
-  identity = journal_identity(&c, erasers, items, m);
+  identity = journal_identity(&c, erasers, items, m, z_path);
   if (!identity) {
     cli_error(&c, "cannot describe the arguments for the checkpoint");
     goto done;
@@ -458,6 +545,10 @@ done:
   free(ed.raw);
   culeace_host_free(ctx, ed.compact);
   free(ed.kept);
+  free(ed.zbuf);
+  for (int64_t i = 0; zmaps && i < m; i++) cli_oracle_zmap_free(&zmaps[i]);
+  free(zmaps);
+  culeace__labels_free(&lab);
   cli_free_erasers(items, m);
   culeace_ctx_free(ctx);
   return rc;

@@ -1,13 +1,16 @@
 /* cmd_check.c — `culeace check`: measures on given data what the LEACE
  * guarantee promises, per layer: the largest |cross-covariance| between x
  * and z, and the largest gap between a class mean and the overall mean,
- * before and after erasure (erasure done in memory, in the data's dtype). */
+ * before and after erasure (erasure done in memory, in the data's dtype;
+ * oracle erasers edit each row with its --z label, oracle_z.c). */
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/oracle_z.h"
+#include "core/ctx.h"
 
 static const char *check_help =
     "usage: culeace check ERASERS.h5 FILE --x PATH --z PATH [options]\n"
@@ -30,6 +33,32 @@ static double max_abs(const double *v, int64_t n) {
   double m = 0;
   for (int64_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
   return m;
+}
+
+/* Erases the block's n rows in place: with the eraser, or for an oracle
+ * eraser (zm) with each row's z built into *zbuf (grown as needed). */
+static culeace_status erase_block(culeace_ctx *ctx, const culeace_eraser *e,
+                                  const oracle_zmap *zm,
+                                  const culeace_labels *lab,
+                                  const cli_rows *rows, culeace_dtype dt,
+                                  int64_t d, double **zbuf, int64_t *zcap) {
+  int64_t n = rows->n_rows;
+  if (!zm) return culeace_eraser_apply(ctx, e, rows->rows, dt, n, d);
+  if (n > *zcap) {
+    size_t cnt = 0;
+    free(*zbuf);
+    *zbuf = culeace__mul_size((size_t)n, (size_t)zm->zd, &cnt)
+                ? culeace__alloc(ctx, cnt, sizeof **zbuf, "a z block")
+                : NULL;
+    *zcap = *zbuf ? n : 0;
+    if (!*zbuf) return CULEACE_ERR_OUT_OF_MEMORY;
+  }
+  for (int64_t i = 0; i < n; i++)
+    cli_oracle_z_row(zm, lab, lab->continuous ? 0 : rows->classes[i],
+                     lab->continuous ? rows->z + i * lab->k : NULL,
+                     *zbuf + i * zm->zd);
+  return culeace_eraser_apply_oracle(ctx, e, rows->rows, dt, n, d, *zbuf,
+                                     zm->zd);
 }
 
 /* Largest |Sigma_xz| entry and |class mean - mean| entry of a fitter. */
@@ -137,6 +166,10 @@ int cmd_check(int argc, char **argv) {
   cli_rows rows;
   memset(&rows, 0, sizeof rows);
   culeace_fitter *before = NULL, *after = NULL;
+  oracle_zmap zm;
+  memset(&zm, 0, sizeof zm);
+  double *zbuf = NULL;
+  int64_t zcap = 0;
   if (!ctx) return 1;
   if (culeace__act_open(ctx, file, &c.spec, 0, &act) ||
       culeace__labels_read_masked(ctx, file, z_path,
@@ -167,6 +200,14 @@ int cmd_check(int argc, char **argv) {
                      (double)d * (double)culeace_dtype_size(dt));
   for (int64_t i = 0; i < m; i++) {
     int64_t l = items[i].layer;
+    culeace_eraser_info info;
+    culeace_eraser_info_get(items[i].e, &info);
+    cli_oracle_zmap_free(&zm);
+    memset(&zm, 0, sizeof zm);
+    zcap = 0; /* the z width may change with the eraser */
+    if (info.method == CULEACE_METHOD_ORACLE &&
+        cli_oracle_zmap(&c, erasers, &items[i], &lab, &zm))
+      goto done;
     if (culeace_fitter_create(ctx, d, zk_n, zk, &o, &before) ||
         culeace_fitter_create(ctx, d, zk_n, zk, &o, &after)) {
       cli_error_ctx(&c, ctx, "");
@@ -180,7 +221,9 @@ int cmd_check(int argc, char **argv) {
       if (n == 0) continue;
       for (int pass = 0; pass < 2 && !st; pass++) {
         culeace_fitter *f = pass ? after : before;
-        if (pass) st = culeace_eraser_apply(ctx, items[i].e, rows.rows, dt, n, d);
+        if (pass)
+          st = erase_block(ctx, items[i].e, zm.zd ? &zm : NULL, &lab, &rows,
+                           dt, d, &zbuf, &zcap);
         if (!st)
           st = lab.continuous
                    ? culeace_fitter_update_continuous(f, rows.rows, dt, n, d,
@@ -216,6 +259,8 @@ int cmd_check(int argc, char **argv) {
 done:
   culeace_fitter_free(before);
   culeace_fitter_free(after);
+  cli_oracle_zmap_free(&zm);
+  free(zbuf);
   cli_rows_close(&rows);
   cli_free_erasers(items, m);
   culeace__labels_free(&lab);

@@ -21,9 +21,12 @@ static const char *fit_help =
     "                      projection) or rlace (R-LACE, rank-k adversarial\n"
     "                      projection); inlp and rlace need class labels,\n"
     "                      hold each layer's rows in memory as float32 and\n"
-    "                      run on the CPU\n"
+    "                      run on the CPU; oracle (oracle LEACE: each row\n"
+    "                      edited with its own label, so apply needs --z)\n"
     "  --no-affine         linear eraser (no mean/bias term)\n"
-    "  --shrinkage         optimal linear shrinkage of Sigma_xx (default)\n"
+    "  --shrinkage         optimal linear shrinkage of Sigma_xx (default;\n"
+    "                      oracle: of Sigma_zz, off unless given, as in\n"
+    "                      concept-erasure's OracleFitter)\n"
     "  --no-shrinkage      plain sample covariance (Bessel-corrected)\n"
     "  --svd-tol F         drop singular values of W Sigma_xz <= F (0.01)\n"
     "  --no-constrain-trace  allow the erased covariance trace to grow\n"
@@ -111,6 +114,7 @@ int cmd_fit(int argc, char **argv) {
   memset(&it, 0, sizeof it);
   it.min_accuracy = -1;
   const char *leace_opt = NULL, *iter_opt[5] = {0}; /* as given, for checks */
+  int shrink_given = 0;
   int idx, ch;
   optind = 1;
   while ((ch = getopt_long(argc, argv, "o:h", opts, &idx)) != -1) {
@@ -133,10 +137,9 @@ int cmd_fit(int argc, char **argv) {
       leace_opt = name;
     if (!strcmp(name, "z")) z_path = optarg;
     else if (!strcmp(name, "method")) {
-      if (culeace_method_parse(optarg, &o.method) ||
-          o.method == CULEACE_METHOD_ORACLE)
-        return cli_error(&c, "--method must be leace, orth, inlp or rlace "
-                         "(got '%s')", optarg), EXIT_USAGE;
+      if (culeace_method_parse(optarg, &o.method))
+        return cli_error(&c, "--method must be leace, orth, inlp, rlace or "
+                         "oracle (got '%s')", optarg), EXIT_USAGE;
     } else if (!strcmp(name, "iterations") || !strcmp(name, "rank") ||
                !strcmp(name, "seed")) {
       int64_t v = cli_parse_int(optarg);
@@ -168,8 +171,8 @@ int cmd_fit(int argc, char **argv) {
       it.groups_path = optarg;
       iter_opt[4] = "groups";
     } else if (!strcmp(name, "no-affine")) o.affine = 0;
-    else if (!strcmp(name, "shrinkage")) o.shrinkage = 1;
-    else if (!strcmp(name, "no-shrinkage")) o.shrinkage = 0;
+    else if (!strcmp(name, "shrinkage")) o.shrinkage = shrink_given = 1;
+    else if (!strcmp(name, "no-shrinkage")) o.shrinkage = 0, shrink_given = 1;
     else if (!strcmp(name, "no-constrain-trace")) o.constrain_cov_trace = 0;
     else if (!strcmp(name, "svd-tol")) {
       char *end;
@@ -220,6 +223,7 @@ int cmd_fit(int argc, char **argv) {
     it.affine = o.affine;
     return fit_iterative(&c, file, z_path, out, &it);
   }
+  if (o.method == CULEACE_METHOD_ORACLE && !shrink_given) o.shrinkage = 0;
 
   int rc = 1;
   const char *inputs[] = {file};
@@ -342,7 +346,7 @@ int cmd_fit(int argc, char **argv) {
       cli_error_ctx(&c, ctx, "");
       goto done;
     }
-    if (info.rank == 0 && !c.quiet)
+    if (info.rank == 0 && info.method != CULEACE_METHOD_ORACLE && !c.quiet)
       fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
               "%g; its eraser is the identity\n", c.prog,
               res[i].layer_name, o.svd_tol);

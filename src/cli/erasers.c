@@ -59,6 +59,12 @@ int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
     }
     items[m].e = e;
     items[m].layer = layer;
+    if (meta.class_values && meta.class_values[0] &&
+        !(items[m].class_values = strdup(meta.class_values))) {
+      cli_error(c, "out of memory");
+      m++;
+      goto fail;
+    }
     snprintf(items[m].name, sizeof items[m].name, "%s",
              culeace__act_layer_name(act, layer));
     m++;
@@ -72,14 +78,16 @@ int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
   *out = items;
   return m;
 fail:
-  for (int64_t i = 0; items && i < cnt; i++) culeace_eraser_free(items[i].e);
-  free(items);
+  cli_free_erasers(items, cnt);
   free(sel);
   culeace_eraser_file_free(ef);
   return -1;
 }
 
 void cli_free_erasers(cli_layer_eraser *items, int64_t m) {
-  for (int64_t i = 0; items && i < m; i++) culeace_eraser_free(items[i].e);
+  for (int64_t i = 0; items && i < m; i++) {
+    culeace_eraser_free(items[i].e);
+    free(items[i].class_values);
+  }
   free(items);
 }
