@@ -12,6 +12,7 @@ from ._native import (CuleaceError, backends_compiled, blas_kernel,
                       library_path, version)
 from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
+from .oracle import OracleEraser, OracleFitter
 from .files import load_erasers, save_erasers
 from .hooks import ErasureHooks, attach, erase
 from .probe import probe_layers
@@ -20,7 +21,7 @@ from .record import record
 
 __version__ = version()
 
-__all__ = ["LeaceEraser", "LeaceFitter", "load_erasers", "save_erasers",
+__all__ = ["LeaceEraser", "LeaceFitter", "OracleEraser", "OracleFitter", "load_erasers", "save_erasers",
            "ErasureHooks", "attach", "erase", "record", "probe_layers",
            "ProbeResults", "CuleaceError", "backends_compiled", "blas_kernel",
            "cuda_available", "library_path", "version"]

@@ -9,6 +9,7 @@ import os
 from . import _context
 from . import _native as N
 from .leace import LeaceEraser
+from .oracle import ORACLE, OracleEraser
 
 
 class ErasersFile(dict):
@@ -37,7 +38,10 @@ def load_erasers(path, device="cpu"):
             h, meta = C.c_void_p(), N.EraserMeta()
             ctx.call(N.lib.culeace_eraser_file_load, f, i, C.byref(h),
                      C.byref(meta), what=str(path))
-            e = LeaceEraser._from_handle(h, device=device)
+            info = N.EraserInfo()
+            N.check(N.lib.culeace_eraser_info_get(h, C.byref(info)))
+            e = (OracleEraser if info.method == ORACLE else
+                 LeaceEraser)._from_handle(h, device=device)
             m = {"source_file": _s(meta.source_file),
                  "source_dataset": _s(meta.source_dataset),
                  "layer": meta.layer, "layer_name": _s(meta.layer_name),
@@ -66,8 +70,9 @@ def save_erasers(path, erasers, meta=None):
              C.byref(f), what=str(path))
     try:
         for i, (name, e) in enumerate(items):
-            if not isinstance(e, LeaceEraser):
-                raise TypeError(f"erasers[{name!r}] is a {type(e).__name__}, not a LeaceEraser")
+            if not isinstance(e, (LeaceEraser, OracleEraser)):
+                raise TypeError(f"erasers[{name!r}] is a {type(e).__name__}, "
+                                "not a LeaceEraser or OracleEraser")
             m = N.EraserMeta()
             N.lib.culeace_eraser_meta_init(C.byref(m))
             given = (meta or {}).get(name, {})
