@@ -109,6 +109,10 @@ const char *culeace_ctx_last_error(const culeace_ctx *ctx);
 const char *culeace_ctx_backend_name(const culeace_ctx *ctx);
 /* One line saying which backend was picked and why (for AUTO). */
 const char *culeace_ctx_device_note(const culeace_ctx *ctx);
+/* Number of CUDA devices this process can use (0 when the build has no
+ * CUDA backend or there is no driver or GPU); for picking one device per
+ * process, e.g. the node-local MPI rank modulo this count (devices.c). */
+int culeace_cuda_device_count(void);
 
 /* ---- LEACE fitter ------------------------------------------------------------ */
 typedef enum {
@@ -199,6 +203,39 @@ culeace_status culeace_fitter_moments(const culeace_fitter *f, double *mean_x,
 /* Per-class means and counts (CLASSES only). means: (k, d); counts: (k). */
 culeace_status culeace_fitter_class_means(const culeace_fitter *f,
                                           double *means, int64_t *counts);
+
+/* ---- fitter state: fits sharded over processes (fitter_state.c) ---------
+ * A fitter's running state as a flat float64 array, to send to another
+ * process and merge there into a fitter created with the same d, k, z kind
+ * and method (precision may differ). Merging state b into fitter a is the
+ * pairwise update of Chan, Golub & LeVeque, exact for any shard sizes:
+ *   delta = mean_b - mean_a;  n = n_a + n_b;  mean_a += delta n_b / n;
+ *   C_a += C_b + delta delta^T n_a n_b / n   (C: C_xx, C_xz and C_zz);
+ *   class counts add.
+ * Fitting rows in shards and merging gives the moments of one fitter over
+ * all rows to rounding; floating-point merges are not associative, so merge
+ * in a fixed order (e.g. shard order) for run-to-run identical results.
+ * Layout (count values): magic 0x1EAC35, version 1, n, d, k, z_dim, z_kind,
+ * method; mean_x (d); mean_z (z_dim); class counts (k; zeros for
+ * continuous z); C_xz (d, z_dim) row-major; C_xx's upper triangle row by
+ * row (d (d + 1) / 2; LEACE only); C_zz (z_dim, z_dim) (ORACLE only). Counts
+ * are exact integers in doubles (up to 2^53 rows). */
+
+/* Number of doubles of f's state (constant for the fitter's lifetime). */
+culeace_status culeace_fitter_state_size(const culeace_fitter *f,
+                                         size_t *count);
+/* Writes f's state into buf (count doubles, culeace_fitter_state_size). On
+ * a CUDA context the co-moments are read back from the GPU first. */
+culeace_status culeace_fitter_export(const culeace_fitter *f, double *buf);
+/* Merges a state (buf, count doubles, as culeace_fitter_export wrote it)
+ * into f. The header, sizes, counts and means are checked first and f is
+ * unchanged on error: CULEACE_ERR_FORMAT (not a state, wrong count or
+ * version, bad counts), CULEACE_ERR_SHAPE (other d, k or z_dim),
+ * CULEACE_ERR_STATE (other z kind or method), CULEACE_ERR_NONFINITE. A
+ * state of 0 rows changes nothing. On a CUDA context f's co-moments move
+ * to the host at the first merge and later updates merge there. */
+culeace_status culeace_fitter_merge(culeace_fitter *f, const double *buf,
+                                    size_t count);
 
 /* ---- eraser ------------------------------------------------------------------ */
 typedef struct culeace_eraser culeace_eraser;

@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/fit_iterative.h"
+#include "cli/mpi_fit.h"
 
 static const char *fit_help =
     "usage: culeace fit FILE --x PATH --z PATH -o ERASERS.h5 [options]\n"
@@ -218,12 +219,16 @@ int cmd_fit(int argc, char **argv) {
   if (iterative && leace_opt)
     return cli_error(&c, "--%s does not apply to --method %s (only to leace "
                      "and orth)", leace_opt, mname), EXIT_USAGE;
+  if (iterative && fit_mpi_wanted()) /* refused: not sharded yet */
+    return fit_mpi(&c, file, z_path, out, &o);
   if (iterative) {
     it.method = o.method;
     it.affine = o.affine;
     return fit_iterative(&c, file, z_path, out, &it);
   }
   if (o.method == CULEACE_METHOD_ORACLE && !shrink_given) o.shrinkage = 0;
+  /* under mpirun/srun with several ranks: rows sharded (mpi_fit.c) */
+  if (fit_mpi_wanted()) return fit_mpi(&c, file, z_path, out, &o);
 
   int rc = 1;
   const char *inputs[] = {file};

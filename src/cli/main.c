@@ -8,6 +8,7 @@
 #include <hdf5.h>
 
 #include "cli/cli.h"
+#include "cli/mpi_fit.h"
 #include "cli/probe.h"
 
 static const char *usage =
@@ -40,8 +41,9 @@ int main(int argc, char **argv) {
     return argc < 2 ? EXIT_USAGE : 0;
   }
   if (!strcmp(argv[1], "--version")) {
-    printf("culeace %s (backends: %s; BLAS kernel: %s)\n", culeace_version(),
-           culeace_backends_compiled(), openblas_get_corename());
+    printf("culeace %s (backends: %s; BLAS kernel: %s; MPI: %s)\n",
+           culeace_version(), culeace_backends_compiled(),
+           openblas_get_corename(), mpi_build_name());
     return 0;
   }
   const char *cmd = argv[1];

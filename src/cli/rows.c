@@ -20,6 +20,7 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
   s->labels = labels;
   s->ex_per_block = cli_examples_per_block(c, act);
   int64_t n = culeace__act_examples(act);
+  s->end_ex = n;
   if (s->ex_per_block > n) s->ex_per_block = n;
   int64_t t = culeace__act_tokens(act), d = culeace__act_width(act);
   size_t es = culeace_dtype_size(culeace__act_dtype(act));
@@ -81,9 +82,19 @@ int cli_rows_nonfinite_error(cli_rows *s) {
   return report_nonfinite(s, k, col);
 }
 
+int cli_rows_range(cli_rows *s, int64_t ex0, int64_t ex1) {
+  if (ex0 < 0 || ex1 < ex0 || ex1 > culeace__act_examples(s->act))
+    return cli_error(s->c, "row range [%lld, %lld) is outside the %lld "
+                     "examples", (long long)ex0, (long long)ex1,
+                     (long long)culeace__act_examples(s->act));
+  s->next_ex = ex0;
+  s->end_ex = ex1;
+  return 0;
+}
+
 int cli_rows_next(cli_rows *s) {
   culeace_act *a = s->act;
-  int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a),
+  int64_t n = s->end_ex, t = culeace__act_tokens(a),
           d = culeace__act_width(a);
   culeace_dtype dt = culeace__act_dtype(a);
   size_t rb = (size_t)d * culeace_dtype_size(dt);

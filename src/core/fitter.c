@@ -214,7 +214,9 @@ static culeace_status update_dense(culeace_fitter *f, const void *x,
   /* oracle: z's co-moment, computed against the running means before the
    * block changes them and added only once the backend accepted it */
   if (f->czz) culeace__oracle_block_czz(f, z, n, ldz);
-  if (ctx->backend->acc_update) { /* co-moments stay on the device */
+  /* co-moments stay on the device; after a culeace_fitter_merge
+   * (fitter_state.c) the host holds them and keeps them */
+  if (ctx->backend->acc_update && (f->dev_acc || f->n == 0)) {
     culeace_status st = ctx->backend->acc_update(
         ctx, &f->dev_acc, x, t, n, f->d, ldx, z, f->z_dim, ldz,
         f->opts.precision, f->cxx != NULL, f->n, f->mean_x, f->mean_z,

@@ -1,0 +1,78 @@
+/* mpi_launch.c — whether this process was started by an MPI launcher,
+ * decided from the environment alone (MPI_Init is called only then, so the
+ * plain CLI never loads MPI's runtime), and the refusal a build without
+ * MPI gives under a launcher with several ranks. */
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CULEACE_HAVE_MPI
+#include <mpi.h>
+#endif
+
+#include "cli/mpi_fit.h"
+
+/* A positive integer environment variable, or 0. */
+static int64_t env_count(const char *name) {
+  const char *v = getenv(name);
+  if (!v || !*v) return 0;
+  char *end;
+  long long n = strtoll(v, &end, 10);
+  return *end || n < 1 ? 0 : (int64_t)n;
+}
+
+int64_t mpi_launcher_size(const char **which) {
+  /* SLURM_STEP_NUM_TASKS is set by srun for the tasks of a step, not in a
+   * batch script's own shell (where SLURM_NTASKS and SLURM_PROCID=0 are
+   * set for a job of several tasks: a plain `culeace fit` there is not an
+   * MPI run). */
+  static const char *const sized[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE",
+                                      "SLURM_STEP_NUM_TASKS"};
+  for (size_t i = 0; i < sizeof sized / sizeof *sized; i++) {
+    int64_t n = env_count(sized[i]);
+    if (n > 0) {
+      if (which) *which = sized[i];
+      return n;
+    }
+  }
+  if (getenv("PMIX_RANK")) {
+    if (which) *which = "PMIX_RANK";
+    return -1;
+  }
+  if (which) *which = NULL;
+  return 0;
+}
+
+const char *mpi_build_name(void) {
+#ifdef CULEACE_HAVE_MPI
+  /* callable before MPI_Init; the text up to its first comma */
+  static char name[MPI_MAX_LIBRARY_VERSION_STRING];
+  int len = 0;
+  if (MPI_Get_library_version(name, &len) != MPI_SUCCESS) return "yes";
+  name[strcspn(name, ",\n")] = 0;
+  return name;
+#else
+  return "none";
+#endif
+}
+
+/* One rank (mpirun -n 1, srun -n 1) is the plain fit: nothing to shard. */
+#ifdef CULEACE_HAVE_MPI
+int fit_mpi_wanted(void) {
+  int64_t n = mpi_launcher_size(NULL);
+  return n > 1 || n < 0;
+}
+#else
+int fit_mpi_wanted(void) { return mpi_launcher_size(NULL) > 1; }
+
+int fit_mpi(const cli_common *c, const char *file, const char *z_path,
+            const char *out, const culeace_fit_opts *o) {
+  const char *which = NULL;
+  int64_t n = mpi_launcher_size(&which);
+  return cli_error(c, "started by an MPI launcher with %lld ranks (%s) but "
+                   "this culeace was built without MPI (CULEACE_MPI=OFF or "
+                   "no MPI library found): every rank would fit all rows; "
+                   "rebuild with Open MPI (libopenmpi-dev) or run it "
+                   "without the launcher (docs/CLUSTER.md)",
+                   (long long)n, which);
+}
+#endif

@@ -1,0 +1,34 @@
+/* mpi_reduce.h — the collective steps of the sharded fit (mpi_reduce.c):
+ * every rank agreeing on failure, and the fitter states of all ranks merged
+ * into rank 0's along a fixed binomial tree. MPI builds only. */
+#ifndef CULEACE_CLI_MPI_REDUCE_H
+#define CULEACE_CLI_MPI_REDUCE_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+#include "culeace.h"
+
+typedef struct {
+  MPI_Comm comm;  /* MPI_COMM_WORLD */
+  int rank, size;
+  int local_rank; /* rank among the ranks of this node (shared memory) */
+} mpi_world;
+
+/* Collective: 1 on every rank when any rank passes failed != 0, else 0;
+ * *first (may be NULL) gets the lowest failing rank. */
+int mpi_any_failed(const mpi_world *w, int failed, int *first);
+
+/* Collective: merges every rank's fitter state into rank 0's fitter f
+ * along a binomial tree: at step s = 1, 2, 4, ..., rank r with r mod 2s = s
+ * sends its (merged) state to r - s and is done; rank r with r mod 2s = 0
+ * receives from r + s (if any) and merges. Rank 0's result is the same
+ * for the same size and data: ((s0 + s1) + (s2 + s3)) + ... buf and tmp:
+ * count doubles each (culeace_fitter_state_size). Returns 0, or 1 with
+ * the message in err (a local failure: every send and receive still
+ * happens, and the caller agrees on it with mpi_any_failed). */
+int mpi_merge_states(const mpi_world *w, culeace_ctx *ctx,
+                     culeace_fitter *f, double *buf, double *tmp,
+                     size_t count, char *err, size_t err_len);
+
+#endif

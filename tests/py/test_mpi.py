@@ -1,0 +1,223 @@
+"""test_mpi.py — `culeace fit` under mpirun (docs/CLUSTER.md): 1-4 ranks
+give the erasers of the plain fit (1e-10 relative, float64, 1001 rows that
+no rank count divides, several layers, token rows with a mask); a read
+error in one rank's rows only (a chunk whose Fletcher32 checksum fails) and
+a rank killed mid-job both fail the whole job with a clear message and
+leave no output or temporary file; a batch script's own environment (no
+srun step) is not an MPI launch. Shared memory only (btl self + vader/sm)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
+MAKE_DUMP = ROOT / "data" / "make_dump.py"
+MPIRUN = shutil.which("mpirun")
+
+
+def _build_mpi():
+    if not Path(BIN).exists():
+        return None
+    p = subprocess.run([BIN, "--version"], capture_output=True, text=True)
+    v = p.stdout.split("MPI: ")[-1].rstrip(")\n") if "MPI: " in p.stdout \
+        else "none"
+    return None if v == "none" else v
+
+
+MPI_NAME = _build_mpi()
+pytestmark = [
+    pytest.mark.skipif(not Path(BIN).exists(),
+                       reason=f"culeace binary not built ({BIN})"),
+    pytest.mark.skipif(Path(BIN).exists() and MPI_NAME is None,
+                       reason="culeace was built without MPI (CULEACE_MPI=OFF "
+                              "or no MPI library at configure time)"),
+    pytest.mark.skipif(MPIRUN is None, reason="mpirun not found (Debian: "
+                                              "apt-get install openmpi-bin)"),
+]
+
+ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
+           OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+
+
+def _shm_btl():
+    """Open MPI's shared-memory transport: vader in 4.x, sm from 5.0."""
+    p = subprocess.run(["ompi_info"], capture_output=True, text=True)
+    return "vader" if "btl: vader" in p.stdout else "sm"
+
+
+def mpirun(k, *args, env=None, popen=False):
+    cmd = [MPIRUN, "--oversubscribe", "-n", str(k), "--mca", "btl",
+           f"self,{_shm_btl()}", "--mca", "pml", "ob1", BIN, *map(str, args)]
+    if popen:
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=env or ENV)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or ENV,
+                          timeout=120)
+
+
+def make_dump(path, **kw):
+    args = [sys.executable, str(MAKE_DUMP), "-o", str(path), "--quiet"]
+    for k, v in kw.items():
+        args += [f"--{k.replace('_', '-')}", str(v)]
+    subprocess.run(args, check=True)
+    return path
+
+
+def projections(path):
+    """layer name -> (L R, bias): sign-free parts of each eraser."""
+    with h5py.File(path, "r") as f:
+        g = f["erasers"]
+        return {g[k].attrs["layer_name"]: (g[k]["L"][...] @ g[k]["R"][...],
+                                           g[k]["bias"][...]) for k in g}
+
+
+def assert_same_erasers(a, b):
+    pa, pb = projections(a), projections(b)
+    assert sorted(pa) == sorted(pb)
+    for name in pa:
+        for x, y in zip(pa[name], pb[name]):
+            err = np.abs(x - y).max() / max(np.abs(y).max(), 1e-300)
+            assert err <= 1e-10, f"layer {name}: relative difference {err:.2e}"
+
+
+def leftovers(tmp, stem):
+    return sorted(p.name for p in tmp.iterdir() if p.name.startswith(stem))
+
+
+CASES = {
+    # name: (make_dump kwargs, fit options)
+    "rows": (dict(rows=1001, dim=24, layers=3, layout="group",
+                  dtype="float64", classes=3),
+             ["--x", "/hidden"]),
+    "tokens": (dict(rows=1001, dim=16, layers=2, layout="stacked1",
+                    dtype="float64", tokens=3),
+               ["--x", "/hidden", "--layer-axis", "1", "--tokens",
+                "--mask", "/mask"]),
+}
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """Each case's dump and its plain (no mpirun) fit."""
+    tmp = tmp_path_factory.mktemp("mpi")
+    out = {}
+    for name, (kw, opts) in CASES.items():
+        dump = make_dump(tmp / f"{name}.h5", **kw)
+        ref = tmp / f"{name}-plain.h5"
+        p = subprocess.run([BIN, "fit", dump, *opts, "--z", "/labels", "-o",
+                            ref, "--device", "cpu", "--json"],
+                           capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr
+        rows = [lay["rows"] for lay in json.loads(p.stdout)["layers"]]
+        out[name] = (dump, opts, ref, rows)
+    return out
+
+
+@pytest.mark.parametrize("case,k", [("rows", 1), ("rows", 2), ("rows", 3),
+                                    ("rows", 4), ("tokens", 3)])
+def test_ranks_match_plain_fit(plain, tmp_path, case, k):
+    dump, opts, ref, rows = plain[case]
+    out = tmp_path / "e.h5"
+    p = mpirun(k, "fit", dump, *opts, "--z", "/labels", "-o", out,
+               "--device", "cpu", "--json", "--block-rows", "128")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)
+    # one rank is the plain fit (no MPI_Init); more report the ranks
+    assert res.get("mpi_ranks", 1) == k
+    assert [lay["rows"] for lay in res["layers"]] == rows
+    if case == "rows":
+        assert rows == [1001] * 3
+    assert_same_erasers(out, ref)
+    assert leftovers(tmp_path, "e.h5") == ["e.h5"]
+
+
+def corrupt_dump(path, n=1001, d=16, bad_row=700):
+    """A Fletcher32-checksummed dump (chunks of 100 rows) with one byte of
+    the chunk holding bad_row flipped: reading those rows fails in HDF5."""
+    rng = np.random.default_rng(3)
+    with h5py.File(path, "w") as f:
+        y = rng.integers(0, 2, n)
+        f["labels"] = y
+        f.create_dataset("x", data=rng.normal(size=(n, d)) + 0.5 * y[:, None],
+                         chunks=(100, d), fletcher32=True)
+    with h5py.File(path, "r") as f:
+        off = f["x"].id.get_chunk_info_by_coord((bad_row, 0)).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(off + 8)
+        b = fh.read(1)
+        fh.seek(off + 8)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    return path
+
+
+def test_read_error_on_one_rank_fails_the_job(tmp_path):
+    dump = corrupt_dump(tmp_path / "bad.h5")  # row 700: rank 1 of 2's half
+    out = tmp_path / "out.h5"
+    p = mpirun(2, "fit", dump, "--x", "/x", "--z", "/labels", "-o", out,
+               "--device", "cpu")
+    assert p.returncode != 0
+    err = p.stderr
+    assert "(rank 1 of 2): error: cannot read examples [500, 1001)" in err, err
+    assert "Fletcher32" in err
+    assert "(rank 0 of 2): error: cannot read" not in err  # its rows are fine
+    assert "rank 1 of 2 failed (its message above); nothing written" in err
+    assert leftovers(tmp_path, "out.h5") == []
+    # the same rows only on rank 0 (first half) fit fine: the bad chunk is
+    # what failed, nothing else
+    good = tmp_path / "half.h5"
+    with h5py.File(dump, "r") as f, h5py.File(good, "w") as g:
+        g["x"] = f["x"][:500]
+        g["labels"] = f["labels"][:500]
+    p = mpirun(2, "fit", good, "--x", "/x", "--z", "/labels", "-o", out,
+               "--device", "cpu", "--quiet")
+    assert p.returncode == 0, p.stderr
+
+
+def test_killed_rank_fails_the_job(plain, tmp_path):
+    dump, opts, _, _ = plain["rows"]
+    out, pidfile = tmp_path / "out.h5", tmp_path / "rank1.pid"
+    env = dict(ENV, CULEACE_TEST_MPI_STALL=f"1:{pidfile}")
+    p = mpirun(3, "fit", dump, *opts, "--z", "/labels", "-o", out,
+               "--device", "cpu", env=env, popen=True)
+    try:
+        t0 = time.time()
+        while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+            assert p.poll() is None, p.communicate()[1]
+            assert time.time() - t0 < 60, "rank 1 never reached its stall"
+            time.sleep(0.05)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)  # mid-job
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    assert "rank 1" in stderr and "signal 9" in stderr, stderr
+    assert "wrote" not in stdout
+    assert leftovers(tmp_path, "out.h5") == []
+
+
+def test_batch_script_environment_is_not_an_mpi_launch(plain, tmp_path):
+    """sbatch's own shell has SLURM_NTASKS and SLURM_PROCID but no srun
+    step: a plain `culeace fit` there must not initialise MPI."""
+    dump, opts, ref, _ = plain["rows"]
+    out = tmp_path / "e.h5"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMI", "SLURM_"))}
+    env.update(SLURM_NTASKS="4", SLURM_PROCID="0", SLURM_JOB_ID="1")
+    p = subprocess.run([BIN, "fit", dump, *opts, "--z", "/labels", "-o", out,
+                        "--device", "cpu", "--json"], capture_output=True,
+                       text=True, env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "mpi_ranks" not in json.loads(p.stdout)
+    assert_same_erasers(out, ref)
