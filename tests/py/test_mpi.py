@@ -4,7 +4,8 @@ no rank count divides, several layers, token rows with a mask); a read
 error in one rank's rows only (a chunk whose Fletcher32 checksum fails) and
 a rank killed mid-job both fail the whole job with a clear message and
 leave no output or temporary file; a batch script's own environment (no
-srun step) is not an MPI launch. Shared memory only (btl self + vader/sm)."""
+srun step) is not an MPI launch; scripts/slurm/*.sbatch run through an srun
+stand-in. Shared memory only (btl self + vader/sm)."""
 
 import json
 import os
@@ -78,8 +79,12 @@ def projections(path):
     """layer name -> (L R, bias): sign-free parts of each eraser."""
     with h5py.File(path, "r") as f:
         g = f["erasers"]
-        return {g[k].attrs["layer_name"]: (g[k]["L"][...] @ g[k]["R"][...],
-                                           g[k]["bias"][...]) for k in g}
+        out = {}
+        for k in g:
+            name = g[k].attrs["layer_name"]
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            out[name] = (g[k]["L"][...] @ g[k]["R"][...], g[k]["bias"][...])
+        return out
 
 
 def assert_same_erasers(a, b):
@@ -221,3 +226,48 @@ def test_batch_script_environment_is_not_an_mpi_launch(plain, tmp_path):
     assert p.returncode == 0, p.stderr
     assert "mpi_ranks" not in json.loads(p.stdout)
     assert_same_erasers(out, ref)
+
+
+def fake_srun(tmp):
+    """An `srun` on PATH that drops its --options and runs the command
+    under mpirun with 2 ranks (the scripts give srun --opt=value only)."""
+    d = tmp / "bin"
+    d.mkdir()
+    cmd = " ".join([MPIRUN, "--oversubscribe", "-n", "2", "--mca", "btl",
+                    f"self,{_shm_btl()}", "--mca", "pml", "ob1"])
+    (d / "srun").write_text("#!/bin/bash\nwhile [[ $1 == --* ]]; do shift; "
+                            f"done\nexec {cmd} \"$@\"\n")
+    (d / "srun").chmod(0o755)
+    return dict(ENV, PATH=f"{d}:{os.environ['PATH']}", CULEACE=BIN,
+                SLURM_CPUS_PER_TASK="1", FIT_ARGS="--device cpu")
+
+
+def test_slurm_scripts(plain, tmp_path):
+    dump, opts, ref, _ = plain["rows"]
+    env = fake_srun(tmp_path)
+    out = tmp_path / "fit.h5"
+    p = subprocess.run(["bash", ROOT / "scripts/slurm/fit.sbatch"], env=dict(
+        env, FILE=str(dump), OUT=str(out)), capture_output=True, text=True,
+        timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "(2 MPI ranks)" in p.stdout
+    assert_same_erasers(out, ref)
+    lst = tmp_path / "sweep.txt"
+    lst.write_text(f"# file layers labels [out]\n\n{dump} all /labels\n"
+                   f"{dump} 0,2 /labels {tmp_path / 'two.h5'}\n")
+    for task, expect in (("1", tmp_path / "rows-labels.erasers.h5"),
+                         ("2", tmp_path / "two.h5")):
+        p = subprocess.run(["bash", ROOT / "scripts/slurm/sweep-array.sbatch"],
+                           env=dict(env, LIST=str(lst), OUTDIR=str(tmp_path),
+                                    SLURM_ARRAY_TASK_ID=task),
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        got, want = projections(expect), projections(ref)
+        assert sorted(got) == (["0", "1", "2"] if task == "1" else ["0", "2"])
+        for name in got:
+            for x, y in zip(got[name], want[name]):
+                assert np.abs(x - y).max() <= 1e-10 * np.abs(y).max()
+    p = subprocess.run(["bash", ROOT / "scripts/slurm/sweep-array.sbatch"],
+                       env=dict(env, LIST=str(lst), SLURM_ARRAY_TASK_ID="3"),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "has no line 3" in p.stderr
