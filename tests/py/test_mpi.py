@@ -48,6 +48,13 @@ pytestmark = [
 
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1",
            OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+if "ASAN_OPTIONS" in ENV:  # the sanitizer build: Open MPI's own leaks
+    supp = Path(__file__).with_name("lsan_openmpi.supp")
+    ENV["LSAN_OPTIONS"] = ":".join(filter(None, [
+        ENV.get("LSAN_OPTIONS"), f"suppressions={supp}"]))
+    ENV["ASAN_OPTIONS"] += ":fast_unwind_on_malloc=0"  # whole stacks
+    ENV["OMPI_MCA_mca_base_component_disable_dlclose"] = "1"
+    ENV["PMIX_MCA_mca_base_component_disable_dlclose"] = "1"
 
 
 def _shm_btl():
