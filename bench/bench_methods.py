@@ -12,7 +12,8 @@ first half:
   quadratic probe  QuadraticDiscriminantAnalysis (reg_param 0.1) on the top
                    16 principal components of the erased training rows;
 plus the mean squared edit ||x' - x||^2 / ||x - mean||^2 over the held-out
-rows, the rank removed (from the eraser file) and the fit time (the fit
+rows, the rank removed (from the eraser file; for oracle erasers the
+columns of coef) and the fit time (the fit
 command's wall time, median of the repeats).
 
     python3 bench/bench_methods.py [--repeats 3] [--methods leace,orth,...] [--update-doc]
@@ -111,7 +112,9 @@ def one_dataset(label, src, x_path, methods, repeats, work):
                 out[part] = f["x"][:].astype(np.float64)
             os.remove(o)
         with h5py.File(er) as f:
-            rank = int(f["erasers/0000"].attrs["rank"])
+            g = f["erasers/0000"]
+            # an oracle eraser moves rows along coef's columns (its L/R are empty)
+            rank = int(g["coef"].shape[1]) if "coef" in g else int(g.attrs["rank"])
         lin, quad = probes(out["train"], ytr, out["test"], yte)
         edit = np.sum((out["test"] - xte) ** 2) / np.sum((xte - xte.mean(0)) ** 2)
         rows.append((label, m, lin, quad, edit, rank, fit_t, ""))
