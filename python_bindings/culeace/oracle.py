@@ -14,16 +14,6 @@ from . import _context
 from . import _native as N
 from .leace import _is_labels, _one_hot, _to_numpy
 
-_vp, _i64 = C.c_void_p, C.c_int64
-for _name, _res, _args in (
-        ("culeace_eraser_apply_oracle", C.c_int,
-         [_vp, _vp, _vp, C.c_int, _i64, _i64, _vp, _i64]),
-        ("culeace_eraser_from_oracle", C.c_int,
-         [_vp, _i64, _i64, _vp, _vp, C.POINTER(_vp)]),
-        ("culeace_eraser_oracle_params", C.c_int, [_vp, _vp, _vp])):
-    getattr(N.lib, _name).restype = _res
-    getattr(N.lib, _name).argtypes = _args
-
 ORACLE = N.METHOD_NAMES.index("oracle")
 
 
