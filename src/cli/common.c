@@ -97,13 +97,20 @@ int cli_common_option(cli_common *c, const char *name, const char *arg) {
   return 1;
 }
 
+/* The whole line goes out in one write: ranks of an MPI job share stderr,
+ * and a prefix written apart from its message gets interleaved. */
 int cli_error(const cli_common *c, const char *fmt, ...) {
+  char line[4096];
+  int k = snprintf(line, sizeof line, "%s: error: ", c ? c->prog : "culeace");
+  if (k < 0 || (size_t)k >= sizeof line) k = 0;
   va_list ap;
-  fprintf(stderr, "%s: error: ", c ? c->prog : "culeace");
   va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
+  int m = vsnprintf(line + k, sizeof line - (size_t)k - 1, fmt, ap);
   va_end(ap);
-  fputc('\n', stderr);
+  size_t len = m < 0 ? (size_t)k : (size_t)k + (size_t)m;
+  if (len > sizeof line - 2) len = sizeof line - 2; /* truncated: keep the \n */
+  line[len++] = '\n';
+  fwrite(line, 1, len, stderr);
   return 1;
 }
 
