@@ -166,7 +166,84 @@ def _to_numpy(a):
     return np.asarray(a)
 
 
-class LeaceFitter:
+class _MomentFitter:
+    """What LeaceFitter and OracleFitter share: the C fitter, fed continuous
+    z columns (float64 moments), and its eraser computed once per update.
+    A subclass sets _eraser_class and calls _create(opts) from __init__."""
+
+    _eraser_class = None
+
+    @classmethod
+    def fit(cls, x, z, **kwargs):
+        """A fitter updated once with all of (x, z); z_dim from z's shape."""
+        rows = A.rows_of(x)
+        z_dim = kwargs.pop("z_dim", None)
+        if z_dim is None:
+            z_dim = 1 if _is_labels(z) else A.as_float64_matrix(z, rows.n).shape[1]
+        return cls(rows.d, z_dim, **kwargs).update(x, z)
+
+    def _create(self, x_dim, z_dim, device, opts):
+        if int(x_dim) < 1 or int(z_dim) < 1:
+            raise ValueError(f"x_dim and z_dim must be >= 1 (got {x_dim}, {z_dim})")
+        self.x_dim, self.z_dim = int(x_dim), int(z_dim)
+        self.device = _context.normalize_device(device)
+        self._ctx = _context.get(self.device)
+        h = C.c_void_p()
+        self._ctx.call(N.lib.culeace_fitter_create, self._ctx.handle, self.x_dim,
+                       self.z_dim, N.Z_CONTINUOUS, C.byref(opts), C.byref(h),
+                       what=type(self).__name__)
+        self._handle = h
+        self._eraser = None
+
+    def __del__(self):
+        h = getattr(self, "_handle", None)
+        if h:
+            N.lib.culeace_fitter_free(h)
+            self._handle = None
+
+    @property
+    def n(self):
+        return int(N.lib.culeace_fitter_rows(self._handle))
+
+    def _z_matrix(self, z, n):
+        """z as (n, z_dim) float64: continuous columns as concept-erasure
+        takes them; integer labels (n,) one-hot when z_dim >= 2."""
+        if _is_labels(z) and self.z_dim >= 2:
+            zz = _one_hot(z, n, self.z_dim)
+        else:
+            zz = A.as_float64_matrix(z, n)
+        if zz.shape != (n, self.z_dim):
+            raise ValueError(f"z has {zz.size} values for {n} rows: expected "
+                             f"({n},) or ({n}, {self.z_dim})")
+        return zz
+
+    def update(self, x, z):
+        """Adds the rows of x with their z. Returns self."""
+        if A.is_torch(x):
+            x = x.detach().cpu()  # the fitter takes host rows
+        rows = A.rows_of(x, self.x_dim, expected="the fitter's x_dim is")
+        zz = self._z_matrix(z, rows.n)
+        if rows.n == 0:
+            return self
+        name = type(self).__name__
+        self._ctx.call(N.lib.culeace_fitter_update_continuous, self._handle,
+                       rows.ptr, rows.code, rows.n, rows.ld, zz.ctypes.data,
+                       self.z_dim, what=f"{name}.update")
+        self._eraser = None
+        return self
+
+    @property
+    def eraser(self):
+        """The eraser of the moments so far (computed once per update)."""
+        if self._eraser is None:
+            h = C.c_void_p()
+            self._ctx.call(N.lib.culeace_fitter_finalize, self._handle,
+                           C.byref(h), what=f"{type(self).__name__}.eraser")
+            self._eraser = self._eraser_class._from_handle(h, device=self.device)
+        return self._eraser
+
+
+class LeaceFitter(_MomentFitter):
     """Streaming moments for LEACE, concept-erasure's LeaceFitter interface.
 
     LeaceFitter(x_dim, z_dim, method="leace"|"orth", *, affine=True,
@@ -181,14 +258,7 @@ class LeaceFitter:
     `dtype` is accepted for compatibility: the moments are always float64.
     """
 
-    @classmethod
-    def fit(cls, x, z, **kwargs):
-        """A fitter updated once with all of (x, z); z_dim from z's shape."""
-        rows = A.rows_of(x)
-        z_dim = kwargs.pop("z_dim", None)
-        if z_dim is None:
-            z_dim = 1 if _is_labels(z) else A.as_float64_matrix(z, rows.n).shape[1]
-        return cls(rows.d, z_dim, **kwargs).update(x, z)
+    _eraser_class = LeaceEraser
 
     def __init__(self, x_dim, z_dim, method="leace", *, affine=True,
                  constrain_cov_trace=True, device=None, dtype=None,
@@ -197,66 +267,15 @@ class LeaceFitter:
             raise ValueError(f"Unknown projection type {method!r}: 'leace' or 'orth'")
         if precision not in N.PRECISION:
             raise ValueError(f"precision must be one of {sorted(N.PRECISION)}")
-        if int(x_dim) < 1 or int(z_dim) < 1:
-            raise ValueError(f"x_dim and z_dim must be >= 1 (got {x_dim}, {z_dim})")
-        self.x_dim, self.z_dim, self.method = int(x_dim), int(z_dim), method
+        self.method = method
         self.affine, self.shrinkage = bool(affine), bool(shrinkage)
         self.constrain_cov_trace, self.svd_tol = bool(constrain_cov_trace), svd_tol
-        self.device = _context.normalize_device(device)
-        self._ctx = _context.get(self.device)
         opts = N.FitOpts()
         N.lib.culeace_fit_opts_init(C.byref(opts))
         opts.method, opts.affine = N.METHOD[method], int(affine)
         opts.shrinkage, opts.constrain_cov_trace = int(shrinkage), int(constrain_cov_trace)
         opts.svd_tol, opts.precision = float(svd_tol), N.PRECISION[precision]
-        h = C.c_void_p()
-        self._ctx.call(N.lib.culeace_fitter_create, self._ctx.handle, self.x_dim,
-                       self.z_dim, N.Z_CONTINUOUS, C.byref(opts), C.byref(h),
-                       what="LeaceFitter")
-        self._handle = h
-        self._eraser = None
-
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h:
-            N.lib.culeace_fitter_free(h)
-            self._handle = None
-
-    @property
-    def n(self):
-        return int(N.lib.culeace_fitter_rows(self._handle))
-
-    def update(self, x, z):
-        """Adds the rows of x with their z. Returns self."""
-        if A.is_torch(x) and x.device.type != "cpu":
-            x = x.detach().cpu()
-        elif A.is_torch(x):
-            x = x.detach()
-        rows = A.rows_of(x, self.x_dim, expected="the fitter's x_dim is")
-        if _is_labels(z) and self.z_dim >= 2:
-            zz = _one_hot(z, rows.n, self.z_dim)
-        else:
-            zz = A.as_float64_matrix(z, rows.n)
-        if zz.shape != (rows.n, self.z_dim):
-            raise ValueError(f"z has {zz.size} values for {rows.n} rows: expected "
-                             f"({rows.n},) or ({rows.n}, {self.z_dim})")
-        if rows.n == 0:
-            return self
-        self._ctx.call(N.lib.culeace_fitter_update_continuous, self._handle,
-                       rows.ptr, rows.code, rows.n, rows.ld, zz.ctypes.data,
-                       self.z_dim, what="LeaceFitter.update")
-        self._eraser = None
-        return self
-
-    @property
-    def eraser(self):
-        """The eraser of the moments so far (computed once per update)."""
-        if self._eraser is None:
-            h = C.c_void_p()
-            self._ctx.call(N.lib.culeace_fitter_finalize, self._handle,
-                           C.byref(h), what="LeaceFitter.eraser")
-            self._eraser = LeaceEraser._from_handle(h, device=self.device)
-        return self._eraser
+        self._create(x_dim, z_dim, device, opts)
 
     def moments(self):
         """float64 mean_x (d,), mean_z (z,), sigma_xz (d, z), sigma_xx (d, d)."""

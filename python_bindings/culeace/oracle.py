@@ -12,7 +12,7 @@ import numpy as np
 from . import _arrays as A
 from . import _context
 from . import _native as N
-from .leace import _is_labels, _one_hot, _to_numpy
+from .leace import _MomentFitter, _is_labels, _one_hot, _to_numpy
 
 ORACLE = N.METHOD_NAMES.index("oracle")
 
@@ -143,71 +143,24 @@ class OracleEraser:
         return self.apply_(y, z)
 
 
-class OracleFitter:
+class OracleFitter(_MomentFitter):
     """Streaming moments for oracle LEACE, concept-erasure's OracleFitter
     interface: OracleFitter(x_dim, z_dim, *, device=None, dtype=None,
     shrinkage=False, svd_tol=0.01). update(x, z) as LeaceFitter.update;
     `.eraser` an OracleEraser. The moments are float64 (`dtype` is accepted
     for compatibility)."""
 
-    @classmethod
-    def fit(cls, x, z, **kwargs):
-        rows = A.rows_of(x)
-        z_dim = kwargs.pop("z_dim", None)
-        if z_dim is None:
-            z_dim = 1 if _is_labels(z) else A.as_float64_matrix(z, rows.n).shape[1]
-        return cls(rows.d, z_dim, **kwargs).update(x, z)
+    _eraser_class = OracleEraser
 
     def __init__(self, x_dim, z_dim, *, device=None, dtype=None,
                  shrinkage=False, svd_tol=0.01):
-        if int(x_dim) < 1 or int(z_dim) < 1:
-            raise ValueError(f"x_dim and z_dim must be >= 1 (got {x_dim}, {z_dim})")
         if not svd_tol > 0:
             raise ValueError("`svd_tol` must be positive for numerical stability.")
-        self.x_dim, self.z_dim = int(x_dim), int(z_dim)
         self.shrinkage, self.svd_tol = bool(shrinkage), float(svd_tol)
-        self.device = _context.normalize_device(device)
-        self._ctx = _context.get(self.device)
         opts = N.FitOpts()
         N.lib.culeace_fit_opts_init(C.byref(opts))
         opts.method, opts.shrinkage, opts.svd_tol = ORACLE, int(shrinkage), self.svd_tol
-        h = C.c_void_p()
-        self._ctx.call(N.lib.culeace_fitter_create, self._ctx.handle,
-                       self.x_dim, self.z_dim, N.Z_CONTINUOUS, C.byref(opts),
-                       C.byref(h), what="OracleFitter")
-        self._handle = h
-        self._eraser = None
+        self._create(x_dim, z_dim, device, opts)
 
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h:
-            N.lib.culeace_fitter_free(h)
-            self._handle = None
-
-    @property
-    def n(self):
-        return int(N.lib.culeace_fitter_rows(self._handle))
-
-    def update(self, x, z):
-        """Adds the rows of x with their z. Returns self."""
-        if A.is_torch(x):
-            x = x.detach().cpu()
-        rows = A.rows_of(x, self.x_dim, expected="the fitter's x_dim is")
-        zz = _z_matrix(z, rows.n, self.z_dim)
-        if rows.n == 0:
-            return self
-        self._ctx.call(N.lib.culeace_fitter_update_continuous, self._handle,
-                       rows.ptr, rows.code, rows.n, rows.ld, zz.ctypes.data,
-                       self.z_dim, what="OracleFitter.update")
-        self._eraser = None
-        return self
-
-    @property
-    def eraser(self):
-        """The eraser of the moments so far (computed once per update)."""
-        if self._eraser is None:
-            h = C.c_void_p()
-            self._ctx.call(N.lib.culeace_fitter_finalize, self._handle,
-                           C.byref(h), what="OracleFitter.eraser")
-            self._eraser = OracleEraser._from_handle(h, device=self.device)
-        return self._eraser
+    def _z_matrix(self, z, n):
+        return _z_matrix(z, n, self.z_dim)

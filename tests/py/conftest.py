@@ -6,6 +6,7 @@
                   not built yet
   run_culeace     runs the CLI, failing the test with its stderr on error
   make_dump       writes a synthetic dump with data/make_dump.py
+  make_sample     data/make_sample.py as a module (prompts, model loader)
 
 The Python bindings are imported from <repo>/python_bindings (ahead of any
 installed copy), loading <repo>/build/libculeace.so unless CULEACE_LIBRARY
@@ -61,3 +62,13 @@ def make_dump():
         subprocess.run(cmd, check=True, timeout=600)
         return out
     return make
+
+
+@pytest.fixture(scope="session")
+def make_sample():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "make_sample", REPO_ROOT / "data" / "make_sample.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -7,7 +7,6 @@ pre-hook on the next layer, in bfloat16, under autograd and on CUDA (where
 there is a GPU), and leaves the model exactly as it was on exit."""
 
 import copy
-import importlib.util
 import os
 
 import numpy as np
@@ -24,19 +23,13 @@ LAYER = "encoder.layer.2"  # its output is hidden_states[3]
 N_PROMPTS = 96
 
 
-def _make_sample(repo_root):
-    spec = importlib.util.spec_from_file_location("make_sample", repo_root / "data/make_sample.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def setup(repo_root):
+def setup(repo_root, make_sample):
     """model, tokenised batch, per-token labels (n_tok,), token mask and the
     eraser fitted on LAYER's output tokens."""
     torch.set_num_threads(2)
-    ms = _make_sample(repo_root)
+    ms = make_sample
     tok, model, _, _ = ms.load_model()
     prompts, labels, _ = ms.build_prompts()
     batch = tok(prompts[:N_PROMPTS], padding=True, return_tensors="pt")

