@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "cli/fit_iterative.h"
+#include "cli/fit_report.h"
 #include "cli/mpi_fit.h"
 
 static const char *fit_help =
@@ -47,41 +48,6 @@ static const char *fit_help =
     "  --groups PATH       integer group ids (n,): a group is never split\n"
     "                      between training and held-out rows\n"
     "\n";
-
-typedef struct {
-  const char *layer_name;
-  int64_t layer, rows, dropped, rank;
-  double top_singular;
-} fit_result;
-
-static void print_results(const cli_common *c, const char *out,
-                          const fit_result *r, int64_t m,
-                          const culeace_fit_opts *o) {
-  const char *method = culeace_method_name(o->method);
-  if (c->json) {
-    printf("{\"erasers\": ");
-    cli_json_str(stdout, out);
-    printf(", \"method\": \"%s\", \"affine\": %s, \"shrinkage\": %s, "
-           "\"layers\": [", method, o->affine ? "true" : "false",
-           o->shrinkage ? "true" : "false");
-    for (int64_t i = 0; i < m; i++) {
-      printf("%s{\"layer\": %lld, \"name\": ", i ? ", " : "",
-             (long long)r[i].layer);
-      cli_json_str(stdout, r[i].layer_name);
-      printf(", \"rows\": %lld, \"dropped_nonfinite\": %lld, \"rank\": %lld}",
-             (long long)r[i].rows, (long long)r[i].dropped,
-             (long long)r[i].rank);
-    }
-    printf("]}\n");
-    return;
-  }
-  printf("%-12s %10s %8s %6s\n", "layer", "rows", "dropped", "rank");
-  for (int64_t i = 0; i < m; i++)
-    printf("%-12s %10lld %8lld %6lld\n", r[i].layer_name, (long long)r[i].rows,
-           (long long)r[i].dropped, (long long)r[i].rank);
-  printf("wrote %lld %s eraser%s to %s\n", (long long)m, method,
-         m == 1 ? "" : "s", out);
-}
 
 /* Comma-separated class values for the eraser metadata. */
 char *fit_class_values_str(const culeace_labels *lab) {
@@ -239,7 +205,7 @@ int cmd_fit(int argc, char **argv) {
   memset(&lab, 0, sizeof lab);
   culeace_eraser_file *ef = NULL;
   int64_t *layers = NULL, m = 0;
-  fit_result *res = NULL;
+  fit_layer_result *res = NULL;
   char *cvals = NULL;
   cli_rows rows;
   memset(&rows, 0, sizeof rows);
@@ -325,7 +291,7 @@ int cmd_fit(int argc, char **argv) {
     }
     st = culeace_fitter_finalize(f, &e);
     res[i].layer = l;
-    res[i].layer_name = culeace__act_layer_name(act, l);
+    res[i].name = culeace__act_layer_name(act, l);
     res[i].rows = culeace_fitter_rows(f);
     res[i].dropped = rows.dropped;
     culeace_fitter_free(f);
@@ -354,14 +320,14 @@ int cmd_fit(int argc, char **argv) {
     if (info.rank == 0 && info.method != CULEACE_METHOD_ORACLE && !c.quiet)
       fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
               "%g; its eraser is the identity\n", c.prog,
-              res[i].layer_name, o.svd_tol);
+              res[i].name, o.svd_tol);
   }
   cli_progress_end(&prog);
   if (culeace_eraser_file_commit(ef)) {
     cli_error_ctx(&c, ctx, "");
     goto done;
   }
-  print_results(&c, out, res, m, &o);
+  fit_print_results(&c, out, res, m, &o, 0);
   rc = 0;
 done:
   cli_rows_close(&rows);

@@ -12,13 +12,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/fit_report.h"
 #include "cli/mpi_fit.h"
 #include "cli/mpi_reduce.h"
-
-typedef struct {
-  const char *name;
-  int64_t layer, rows, dropped, rank;
-} layer_result;
 
 /* What a run holds, freed in one place. */
 typedef struct {
@@ -27,7 +23,7 @@ typedef struct {
   culeace_labels lab;
   int64_t *layers, m;
   culeace_eraser **erasers; /* (m) rank 0 */
-  layer_result *res;        /* (m) rank 0 */
+  fit_layer_result *res;    /* (m) rank 0 */
   double *buf, *tmp;        /* (count) fitter states in flight */
   size_t count;
   char *cvals;
@@ -82,38 +78,6 @@ static char *class_values(const culeace_labels *lab) {
     used += (size_t)snprintf(s + used, cap - used, "%s%lld", i ? "," : "",
                              (long long)lab->class_values[i]);
   return s;
-}
-
-/* The plain fit's table / JSON, plus the number of ranks. */
-static void print_results(const cli_common *c, const char *out,
-                          const fit_run *R, const culeace_fit_opts *o,
-                          int size) {
-  const char *method = culeace_method_name(o->method);
-  const layer_result *r = R->res;
-  if (c->json) {
-    printf("{\"erasers\": ");
-    cli_json_str(stdout, out);
-    printf(", \"method\": \"%s\", \"affine\": %s, \"shrinkage\": %s, "
-           "\"mpi_ranks\": %d, \"layers\": [", method,
-           o->affine ? "true" : "false", o->shrinkage ? "true" : "false",
-           size);
-    for (int64_t i = 0; i < R->m; i++) {
-      printf("%s{\"layer\": %lld, \"name\": ", i ? ", " : "",
-             (long long)r[i].layer);
-      cli_json_str(stdout, r[i].name);
-      printf(", \"rows\": %lld, \"dropped_nonfinite\": %lld, \"rank\": %lld}",
-             (long long)r[i].rows, (long long)r[i].dropped,
-             (long long)r[i].rank);
-    }
-    printf("]}\n");
-    return;
-  }
-  printf("%-12s %10s %8s %6s\n", "layer", "rows", "dropped", "rank");
-  for (int64_t i = 0; i < R->m; i++)
-    printf("%-12s %10lld %8lld %6lld\n", r[i].name, (long long)r[i].rows,
-           (long long)r[i].dropped, (long long)r[i].rank);
-  printf("wrote %lld %s eraser%s to %s (%d MPI ranks)\n", (long long)R->m,
-         method, R->m == 1 ? "" : "s", out, size);
 }
 
 /* Test hook (tests/py/test_mpi.py): CULEACE_TEST_MPI_STALL="R:PIDFILE"
@@ -282,7 +246,7 @@ static int fit_layer(const cli_common *c, fit_run *R, const mpi_world *w,
         culeace_eraser_info_get(R->erasers[i], &info)) {
       failed = cli_error_ctx(c, R->ctx, culeace__act_dataset_path(R->act, l));
     } else {
-      R->res[i] = (layer_result){culeace__act_layer_name(R->act, l), l,
+      R->res[i] = (fit_layer_result){culeace__act_layer_name(R->act, l), l,
                                  culeace_fitter_rows(f), total, info.rank};
       if (info.rank == 0 && info.method != CULEACE_METHOD_ORACLE &&
           !c->quiet)
@@ -350,7 +314,7 @@ int fit_mpi(const cli_common *c0, const char *file, const char *z_path,
   cli_progress_end(&prog);
   failed = w.rank == 0 ? write_erasers(c, &R, file, z_path, out) : 0;
   if (mpi_any_failed(&w, failed, &first)) goto done;
-  if (w.rank == 0) print_results(c, out, &R, o, w.size);
+  if (w.rank == 0) fit_print_results(c, out, R.res, R.m, o, w.size);
   rc = 0;
 done:
   for (int64_t i = 0; R.erasers && i < R.m; i++)
