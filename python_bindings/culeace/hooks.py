@@ -93,14 +93,16 @@ class ErasureHooks:
             raise TypeError(f"module {name!r} passed a {type(x).__name__} where "
                             "a hidden-state tensor was expected")
         e = self._eraser_for(name, x)
+        if x.dim() == 0 or x.shape[-1] != e.dim:
+            raise ValueError(f"the hidden state of {name!r} has shape "
+                             f"{tuple(x.shape)} but the eraser was fitted on "
+                             f"{e.dim} features")
         self.calls[name] += 1
         if x.requires_grad and torch.is_grad_enabled():
             return e._differentiable(x)
         try:
-            A.rows_of(x, e.dim, writable=True, what=f"the hidden state of {name!r}")
-        except ValueError as err:
-            if "features" in str(err) and "fitted on" in str(err):
-                raise
+            A.rows_of(x, e.dim, writable=True)
+        except ValueError:
             return e(x)  # rows not evenly spaced: erase a contiguous copy
         e.apply_(x)
         return x

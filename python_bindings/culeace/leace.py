@@ -142,9 +142,9 @@ class LeaceEraser:
         """The erased copy of x (same type, dtype, shape and device)."""
         if A.is_torch(x):
             A.rows_of(x, self.dim)  # the same checks before copying
-            y = x.detach().clone(memory_format=__import__("torch").contiguous_format)
-            if x.requires_grad and __import__("torch").is_grad_enabled():
+            if x.requires_grad and A.torch.is_grad_enabled():
                 return self._differentiable(x)
+            y = x.detach().clone(memory_format=A.torch.contiguous_format)
         else:
             A.rows_of(np.asarray(x), self.dim)
             y = np.array(x, copy=True, order="C")

@@ -323,3 +323,11 @@ def test_an_eraser_built_from_factors_round_trips_through_a_file(tmp_path):
     np.testing.assert_array_equal(back.P, e.P)
     np.testing.assert_array_equal(back.bias, e.bias)
     assert back.info["n_seen"] == 0 and back.info["z_dim"] == 1
+
+
+def test_hook_on_a_hidden_state_of_another_width_is_refused(eraser12):
+    model = torch.nn.Sequential(torch.nn.Linear(4, 6))
+    for grad in (False, True):  # the in-place and the autograd path alike
+        with torch.set_grad_enabled(grad), culeace.erase(model, {"0": eraser12}):
+            with pytest.raises(ValueError, match=r"'0' has shape \(2, 6\) .* 12 features"):
+                model(torch.zeros(2, 4))
