@@ -12,7 +12,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
-MAKE_DUMP = ROOT / "data" / "make_dump.py"
 MPIRUN = shutil.which("mpirun")
 
 
@@ -74,14 +72,6 @@ def mpirun(k, *args, env=None, popen=False):
                           timeout=120)
 
 
-def make_dump(path, **kw):
-    args = [sys.executable, str(MAKE_DUMP), "-o", str(path), "--quiet"]
-    for k, v in kw.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    subprocess.run(args, check=True)
-    return path
-
-
 def projections(path):
     """layer name -> (L R, bias): sign-free parts of each eraser."""
     with h5py.File(path, "r") as f:
@@ -120,7 +110,7 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def plain(tmp_path_factory):
+def plain(tmp_path_factory, make_dump):
     """Each case's dump and its plain (no mpirun) fit."""
     tmp = tmp_path_factory.mktemp("mpi")
     out = {}
