@@ -123,11 +123,15 @@ typedef enum {
                                span of successive probe directions */
   CULEACE_METHOD_RLACE = 3, /* R-LACE (Ravfogel et al. 2022): rank-k
                                orthogonal projection from a minimax game */
-  CULEACE_METHOD_ORACLE = 4 /* oracle LEACE: x' = x - (z - mean_z) coef^T,
-                               needs z at apply time */
+  CULEACE_METHOD_ORACLE = 4, /* oracle LEACE: x' = x - (z - mean_z) coef^T,
+                                needs z at apply time */
+  CULEACE_METHOD_QUADRATIC = 5 /* quadratic LEACE: each class moved onto the
+                                  2-Wasserstein barycenter of the classes'
+                                  Gaussians; needs the class at apply time */
 } culeace_method;
 
-/* "leace", "orth", "inlp", "rlace", "oracle"; NULL for other values. */
+/* "leace", "orth", "inlp", "rlace", "oracle", "quadratic"; NULL for other
+ * values. */
 const char *culeace_method_name(culeace_method m);
 /* The method named s (as culeace_method_name writes it): 0 and *out set,
  * or -1 for an unknown name. */
@@ -218,7 +222,9 @@ culeace_status culeace_fitter_class_means(const culeace_fitter *f,
  * Layout (count values): magic 0x1EAC35, version 1, n, d, k, z_dim, z_kind,
  * method; mean_x (d); mean_z (z_dim); class counts (k; zeros for
  * continuous z); C_xz (d, z_dim) row-major; C_xx's upper triangle row by
- * row (d (d + 1) / 2; LEACE only); C_zz (z_dim, z_dim) (ORACLE only). Counts
+ * row (d (d + 1) / 2; LEACE only); C_zz (z_dim, z_dim) (ORACLE only);
+ * QUADRATIC only: the class means (k, d), then each class's co-moment as
+ * an upper triangle row by row (k d (d + 1) / 2), merged per class. Counts
  * are exact integers in doubles (up to 2^53 rows). */
 
 /* Number of doubles of f's state (constant for the fitter's lifetime). */
@@ -333,6 +339,51 @@ culeace_status culeace_eraser_from_oracle(culeace_ctx *ctx, int64_t d,
  * may be NULL. CULEACE_ERR_STATE for other erasers. */
 culeace_status culeace_eraser_oracle_params(const culeace_eraser *e,
                                             double *coef, double *mean_z);
+
+/* ---- quadratic erasers (method QUADRATIC) ------------------------------------ */
+/* Quadratic LEACE (Belrose et al. 2023, concept-erasure's QuadraticFitter/
+ * QuadraticEraser) equalises the class-conditional means and covariances:
+ * a row x of class c becomes
+ *   x' = A_c (x - mu_c) + m,
+ * A_c (d, d) the optimal transport map from N(0, Sigma_c) to N(0, B), B the
+ * 2-Wasserstein barycenter of the classes' covariances weighted by the
+ * class priors (two classes: the closed-form midpoint; more: the
+ * fixed-point iteration of Alvarez-Esteban et al., at most 100 steps), mu_c
+ * the class means and m = sum_c prior_c mu_c the overall mean (concept-
+ * erasure uses the unweighted mean of the class means; the two agree for
+ * balanced classes, and the prior-weighted one keeps the data's mean and
+ * gives the smaller edit). Sigma_c = sym(C_c)/n_c with optimal linear
+ * shrinkage (the fit default), or C_c/(n_c - 1) without. A fitter created
+ * with method QUADRATIC (class labels only) keeps each class's mean and
+ * co-moment (k d^2 doubles); every class needs >= 2 rows at finalize. Its
+ * eraser: method QUADRATIC, rank 0, n_classes = k; culeace_eraser_apply
+ * refuses it (CULEACE_ERR_STATE). */
+
+/* Edits rows in place with each row's class (0..k-1, the fitter's class
+ * indices). x: (n, d) of xtype, stride ldx >= d, host memory on any
+ * context. The map runs in float64 (backend GEMM on row chunks); float32
+ * rows are rounded once, float16/bfloat16 via float32 once more. A class
+ * outside 0..k-1 is refused before any row is edited (CULEACE_ERR_INVALID_ARG
+ * naming the row); CULEACE_ERR_STATE for other erasers. */
+culeace_status culeace_eraser_apply_quadratic(culeace_ctx *ctx,
+                                              const culeace_eraser *e,
+                                              void *x, culeace_dtype xtype,
+                                              int64_t n, int64_t ldx,
+                                              const int32_t *classes /* (n) */);
+/* Builds a quadratic eraser from parameters: class means (k, d), maps
+ * (k, d, d) and target mean (d), float64, all finite, k >= 2. Its info: d,
+ * n_classes = k, z_dim (1 for k = 2, else k), rank 0, n_seen = 0, method
+ * QUADRATIC, affine 1, svd_tol the fit default. */
+culeace_status culeace_eraser_from_quadratic(culeace_ctx *ctx, int64_t d,
+                                             int64_t k, const double *means,
+                                             const double *maps,
+                                             const double *target,
+                                             culeace_eraser **out);
+/* Copies out a quadratic eraser's means (k, d), maps (k, d, d) and target
+ * (d); any may be NULL. CULEACE_ERR_STATE for other erasers. */
+culeace_status culeace_eraser_quadratic_params(const culeace_eraser *e,
+                                               double *means, double *maps,
+                                               double *target);
 
 /* Host memory for row blocks the library reads: page-locked on a CUDA
  * context (so copies to the GPU run at full speed), plain malloc on the CPU.

@@ -13,6 +13,7 @@ from ._native import (CuleaceError, backends_compiled, blas_kernel,
 from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
 from .oracle import OracleEraser, OracleFitter
+from .quadratic import QuadraticEraser, QuadraticFitter
 from .files import load_erasers, save_erasers
 from .hooks import ErasureHooks, attach, erase
 from .probe import probe_layers
@@ -21,7 +22,8 @@ from .record import record
 
 __version__ = version()
 
-__all__ = ["LeaceEraser", "LeaceFitter", "OracleEraser", "OracleFitter", "load_erasers", "save_erasers",
+__all__ = ["LeaceEraser", "LeaceFitter", "OracleEraser", "OracleFitter",
+           "QuadraticEraser", "QuadraticFitter", "load_erasers", "save_erasers",
            "ErasureHooks", "attach", "erase", "record", "probe_layers",
            "ProbeResults", "CuleaceError", "backends_compiled", "blas_kernel",
            "cuda_available", "library_path", "version"]

@@ -133,7 +133,7 @@ class ProbeInfo(C.Structure):
 DTYPE = {"float32": 0, "float16": 1, "bfloat16": 2, "float64": 3}
 DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA = 0, 1, 2
 METHOD = {"leace": 0, "orth": 1}  # the fitter's methods
-METHOD_NAMES = ("leace", "orth", "inlp", "rlace", "oracle")  # culeace_method
+METHOD_NAMES = ("leace", "orth", "inlp", "rlace", "oracle", "quadratic")  # culeace_method
 METHOD_NAME = dict(enumerate(METHOD_NAMES))
 PRECISION = {"float64": 0, "float32": 1, "tensor": 2}
 Z_CLASSES, Z_CONTINUOUS = 0, 1
@@ -169,6 +169,9 @@ _sigs = {
     "culeace_eraser_apply_oracle": (C.c_int, [vp, vp, vp, C.c_int, i64, i64, vp, i64]),
     "culeace_eraser_from_oracle": (C.c_int, [vp, i64, i64, vp, vp, P(vp)]),
     "culeace_eraser_oracle_params": (C.c_int, [vp, vp, vp]),
+    "culeace_eraser_apply_quadratic": (C.c_int, [vp, vp, vp, C.c_int, i64, i64, vp]),
+    "culeace_eraser_from_quadratic": (C.c_int, [vp, i64, i64, vp, vp, vp, P(vp)]),
+    "culeace_eraser_quadratic_params": (C.c_int, [vp, vp, vp, vp]),
     "culeace_eraser_meta_init": (None, [P(EraserMeta)]),
     "culeace_eraser_file_create": (C.c_int, [vp, C.c_char_p, P(vp)]),
     "culeace_eraser_file_add": (C.c_int, [vp, vp, P(EraserMeta)]),

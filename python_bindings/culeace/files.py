@@ -10,6 +10,9 @@ from . import _context
 from . import _native as N
 from .leace import LeaceEraser
 from .oracle import ORACLE, OracleEraser
+from .quadratic import QUADRATIC, QuadraticEraser
+
+_ERASERS = (LeaceEraser, OracleEraser, QuadraticEraser)
 
 
 class ErasersFile(dict):
@@ -41,6 +44,7 @@ def load_erasers(path, device="cpu"):
             info = N.EraserInfo()
             N.check(N.lib.culeace_eraser_info_get(h, C.byref(info)))
             e = (OracleEraser if info.method == ORACLE else
+                 QuadraticEraser if info.method == QUADRATIC else
                  LeaceEraser)._from_handle(h, device=device)
             m = {"source_file": _s(meta.source_file),
                  "source_dataset": _s(meta.source_dataset),
@@ -58,7 +62,7 @@ def load_erasers(path, device="cpu"):
 
 
 def save_erasers(path, erasers, meta=None):
-    """Writes erasers (a dict name -> LeaceEraser, in order, or a list) to
+    """Writes erasers (a dict name -> eraser, in order, or a list) to
     an eraser file the CLI's apply/check read; layer names are the dict's
     keys (a list's are 0, 1, ...). meta: optional dict name -> dict of the
     fields load_erasers returns. Atomic: PATH appears only when complete."""
@@ -70,9 +74,10 @@ def save_erasers(path, erasers, meta=None):
              C.byref(f), what=str(path))
     try:
         for i, (name, e) in enumerate(items):
-            if not isinstance(e, (LeaceEraser, OracleEraser)):
+            if not isinstance(e, _ERASERS):
                 raise TypeError(f"erasers[{name!r}] is a {type(e).__name__}, "
-                                "not a LeaceEraser or OracleEraser")
+                                "not a LeaceEraser, OracleEraser or "
+                                "QuadraticEraser")
             m = N.EraserMeta()
             N.lib.culeace_eraser_meta_init(C.byref(m))
             given = (meta or {}).get(name, {})

@@ -2,7 +2,8 @@
  * erasers of an eraser file, either into a complete new file (copy to a
  * temporary, edit, rename: OUT is never half-written) or in place with a
  * checkpoint and a journal so that a killed run resumes exactly. Oracle
- * erasers take each row's z from --z (mapped by oracle_z.c). */
+ * and quadratic erasers take each row's label from --z (mapped by
+ * oracle_z.c). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -31,8 +32,9 @@ static const char *apply_help =
     "  -o, --output OUT    write an edited copy of FILE\n"
     "  --in-place          edit FILE itself (crash-safe, resumable)\n"
     "  --z PATH            labels of FILE's rows (as for fit), required when\n"
-    "                      an eraser is an oracle one (fit --method oracle):\n"
-    "                      each row is edited with its own label\n"
+    "                      an eraser is an oracle or quadratic one (fit\n"
+    "                      --method oracle|quadratic): each row is edited\n"
+    "                      with its own label\n"
     "\n";
 
 typedef struct {
@@ -46,14 +48,14 @@ typedef struct {
   int64_t ex_per_block;
   int in_place;    /* editing FILE itself */
   int64_t written; /* blocks written so far by this run */
-  const culeace_labels *lab; /* --z, for oracle erasers (else NULL) */
-  oracle_zmap *zmaps;        /* (items) zd == 0 for non-oracle erasers */
+  const culeace_labels *lab; /* --z, for labelled erasers (else NULL) */
+  oracle_zmap *zmaps;        /* (items) zd == 0 for unlabelled erasers */
   double *zbuf;              /* (ex_per_block * t, max z_dim) */
 } editor;
 
 /* Erases m rows (the block's kept rows ed->kept, flat rows row0 + kept[i])
- * stored contiguously at rows: with the eraser, or for an oracle eraser
- * with each row's z from the labels. */
+ * stored contiguously at rows: with the eraser, or for an eraser that takes
+ * labels with each row's label. */
 static culeace_status erase_rows(editor *ed, const cli_layer_eraser *it,
                                  const oracle_zmap *zm, void *rows, int64_t m,
                                  int64_t row0) {
@@ -61,14 +63,10 @@ static culeace_status erase_rows(editor *ed, const cli_layer_eraser *it,
   int64_t d = culeace__act_width(ed->act);
   if (!zm) return culeace_eraser_apply(ed->ctx, it->e, rows, dt, m, d);
   const culeace_labels *lab = ed->lab;
-  for (int64_t i = 0; i < m; i++) {
-    int64_t r = row0 + ed->kept[i];
-    cli_oracle_z_row(zm, lab, lab->continuous ? 0 : lab->classes[r],
-                     lab->continuous ? lab->z + r * lab->k : NULL,
-                     ed->zbuf + i * zm->zd);
-  }
-  return culeace_eraser_apply_oracle(ed->ctx, it->e, rows, dt, m, d, ed->zbuf,
-                                     zm->zd);
+  return cli_erase_labelled(
+      ed->ctx, it->e, zm, lab, rows, dt, m, d,
+      lab->continuous ? NULL : lab->classes + row0,
+      lab->continuous ? lab->z + row0 * lab->k : NULL, ed->kept, ed->zbuf);
 }
 
 /* Edits one block in memory: rows kept by the mask and finite get the
@@ -279,7 +277,7 @@ static char *journal_identity(const cli_common *c, const char *erasers,
   for (int64_t i = 0; i < m; i++)
     used += snprintf(s + used, cap - (size_t)used, "%s%lld", i ? "," : "",
                      (long long)items[i].layer);
-  if (z_path) /* oracle erasers: the labels are part of the edit */
+  if (z_path) /* labelled erasers: the labels are part of the edit */
     snprintf(s + used, cap - (size_t)used, " z=%s", z_path);
   return s;
 }
@@ -373,17 +371,22 @@ int cmd_apply(int argc, char **argv) {
   }
   m = cli_load_erasers(&c, ctx, erasers, act, &items);
   if (m < 0) goto done;
-  int64_t first_oracle = -1;
-  if (!cli_any_oracle(items, m, &first_oracle)) {
+  int64_t first_lab = -1;
+  if (!cli_any_labelled(items, m, &first_lab)) {
     if (z_path && !c.quiet)
-      fprintf(stderr, "%s: note: --z is only used by oracle erasers; %s has "
-              "none\n", c.prog, erasers);
+      fprintf(stderr, "%s: note: --z is only used by oracle and quadratic "
+              "erasers; %s has none\n", c.prog, erasers);
     z_path = NULL;
   } else if (!z_path) {
-    cli_error(&c, "%s: the eraser of layer %s is an oracle eraser (fit "
-              "--method oracle): it edits each row with its label; pass the "
+    culeace_eraser_info fi;
+    culeace_eraser_info_get(items[first_lab].e, &fi);
+    cli_error(&c, "%s: the eraser of layer %s is a%s %s eraser (fit "
+              "--method %s): it edits each row with its label; pass the "
               "labels of %s with --z PATH (nothing was written)", erasers,
-              items[first_oracle].name, file);
+              items[first_lab].name,
+              fi.method == CULEACE_METHOD_ORACLE ? "n" : "",
+              culeace_method_name(fi.method), culeace_method_name(fi.method),
+              file);
     goto done;
   } else {
     if (culeace__labels_read_masked(ctx, file, z_path,
@@ -401,7 +404,7 @@ int cmd_apply(int argc, char **argv) {
     for (int64_t i = 0; i < m; i++) {
       culeace_eraser_info info;
       culeace_eraser_info_get(items[i].e, &info);
-      if (info.method != CULEACE_METHOD_ORACLE) continue;
+      if (!cli_takes_labels(info.method)) continue;
       if (cli_oracle_zmap(&c, erasers, &items[i], &lab, &zmaps[i])) goto done;
       if (info.z_dim > max_zd) max_zd = info.z_dim;
     }

@@ -2,7 +2,8 @@
  * guarantee promises, per layer: the largest |cross-covariance| between x
  * and z, and the largest gap between a class mean and the overall mean,
  * before and after erasure (erasure done in memory, in the data's dtype;
- * oracle erasers edit each row with its --z label, oracle_z.c). */
+ * oracle and quadratic erasers edit each row with its --z label,
+ * oracle_z.c). */
 #include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
@@ -35,8 +36,9 @@ static double max_abs(const double *v, int64_t n) {
   return m;
 }
 
-/* Erases the block's n rows in place: with the eraser, or for an oracle
- * eraser (zm) with each row's z built into *zbuf (grown as needed). */
+/* Erases the block's n rows in place: with the eraser, or for one that
+ * takes labels (zm) with each row's label (z built into *zbuf, grown as
+ * needed). */
 static culeace_status erase_block(culeace_ctx *ctx, const culeace_eraser *e,
                                   const oracle_zmap *zm,
                                   const culeace_labels *lab,
@@ -53,12 +55,8 @@ static culeace_status erase_block(culeace_ctx *ctx, const culeace_eraser *e,
     *zcap = *zbuf ? n : 0;
     if (!*zbuf) return CULEACE_ERR_OUT_OF_MEMORY;
   }
-  for (int64_t i = 0; i < n; i++)
-    cli_oracle_z_row(zm, lab, lab->continuous ? 0 : rows->classes[i],
-                     lab->continuous ? rows->z + i * lab->k : NULL,
-                     *zbuf + i * zm->zd);
-  return culeace_eraser_apply_oracle(ctx, e, rows->rows, dt, n, d, *zbuf,
-                                     zm->zd);
+  return cli_erase_labelled(ctx, e, zm, lab, rows->rows, dt, n, d,
+                            rows->classes, rows->z, NULL, *zbuf);
 }
 
 /* Largest |Sigma_xz| entry and |class mean - mean| entry of a fitter. */
@@ -205,7 +203,7 @@ int cmd_check(int argc, char **argv) {
     cli_oracle_zmap_free(&zm);
     memset(&zm, 0, sizeof zm);
     zcap = 0; /* the z width may change with the eraser */
-    if (info.method == CULEACE_METHOD_ORACLE &&
+    if (cli_takes_labels(info.method) &&
         cli_oracle_zmap(&c, erasers, &items[i], &lab, &zm))
       goto done;
     if (culeace_fitter_create(ctx, d, zk_n, zk, &o, &before) ||

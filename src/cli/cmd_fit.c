@@ -24,7 +24,10 @@ static const char *fit_help =
     "                      projection); inlp and rlace need class labels,\n"
     "                      hold each layer's rows in memory as float32 and\n"
     "                      run on the CPU; oracle (oracle LEACE: each row\n"
-    "                      edited with its own label, so apply needs --z)\n"
+    "                      edited with its own label, so apply needs --z);\n"
+    "                      quadratic (quadratic LEACE: class means and\n"
+    "                      covariances equalised by transport maps to their\n"
+    "                      barycenter; class labels; apply needs --z)\n"
     "  --no-affine         linear eraser (no mean/bias term)\n"
     "  --shrinkage         optimal linear shrinkage of Sigma_xx (default;\n"
     "                      oracle: of Sigma_zz, off unless given, as in\n"
@@ -81,6 +84,7 @@ int cmd_fit(int argc, char **argv) {
   memset(&it, 0, sizeof it);
   it.min_accuracy = -1;
   const char *leace_opt = NULL, *iter_opt[5] = {0}; /* as given, for checks */
+  const char *proj_opt = NULL; /* options of the projection methods only */
   int shrink_given = 0;
   int idx, ch;
   optind = 1;
@@ -102,11 +106,15 @@ int cmd_fit(int argc, char **argv) {
         !strcmp(name, "svd-tol") || !strcmp(name, "no-constrain-trace") ||
         !strcmp(name, "precision"))
       leace_opt = name;
+    if (!strcmp(name, "svd-tol") || !strcmp(name, "no-constrain-trace") ||
+        !strcmp(name, "no-affine"))
+      proj_opt = name;
     if (!strcmp(name, "z")) z_path = optarg;
     else if (!strcmp(name, "method")) {
       if (culeace_method_parse(optarg, &o.method))
-        return cli_error(&c, "--method must be leace, orth, inlp, rlace or "
-                         "oracle (got '%s')", optarg), EXIT_USAGE;
+        return cli_error(&c, "--method must be leace, orth, inlp, rlace, "
+                         "oracle or quadratic (got '%s')", optarg),
+               EXIT_USAGE;
     } else if (!strcmp(name, "iterations") || !strcmp(name, "rank") ||
                !strcmp(name, "seed")) {
       int64_t v = cli_parse_int(optarg);
@@ -193,6 +201,9 @@ int cmd_fit(int argc, char **argv) {
     return fit_iterative(&c, file, z_path, out, &it);
   }
   if (o.method == CULEACE_METHOD_ORACLE && !shrink_given) o.shrinkage = 0;
+  if (o.method == CULEACE_METHOD_QUADRATIC && proj_opt)
+    return cli_error(&c, "--%s does not apply to --method quadratic", proj_opt),
+           EXIT_USAGE;
   /* under mpirun/srun with several ranks: rows sharded (mpi_fit.c) */
   if (fit_mpi_wanted()) return fit_mpi(&c, file, z_path, out, &o);
 
@@ -223,6 +234,11 @@ int cmd_fit(int argc, char **argv) {
     cli_error_ctx(&c, ctx, "");
     goto done;
   }
+  if (o.method == CULEACE_METHOD_QUADRATIC && lab.continuous) {
+    cli_error(&c, "%s: --method quadratic needs class labels; %s holds "
+              "continuous values (float)", file, z_path);
+    goto done;
+  }
   m = cli_parse_layers(&c, c.layers, act, &layers);
   if (m < 0) goto done;
   { /* one layer at a time: a block, and ~8 d x d float64 matrices (running
@@ -235,7 +251,15 @@ int cmd_fit(int argc, char **argv) {
     snprintf(what, sizeof what, "fitting an eraser of width d = %lld (8 d x d "
              "float64 matrices and a block of rows)",
              (long long)culeace__act_width(act));
-    if (cli_check_memory(&c, 8.0 * dd * dd * 8.0 + blk, what)) goto done;
+    double mats = 8.0; /* quadratic: per class moments, covariances and
+                          maps, and the transport workspace */
+    if (o.method == CULEACE_METHOD_QUADRATIC) {
+      mats = 3.0 * (double)lab.n_classes + 9.0;
+      snprintf(what, sizeof what, "quadratic LEACE of width d = %lld and %lld "
+               "classes ((3 k + 9) d x d float64 matrices and a block)",
+               (long long)culeace__act_width(act), (long long)lab.n_classes);
+    }
+    if (cli_check_memory(&c, mats * dd * dd * 8.0 + blk, what)) goto done;
   }
   res = calloc((size_t)m, sizeof *res);
   cvals = fit_class_values_str(&lab);
@@ -317,7 +341,9 @@ int cmd_fit(int argc, char **argv) {
       cli_error_ctx(&c, ctx, "");
       goto done;
     }
-    if (info.rank == 0 && info.method != CULEACE_METHOD_ORACLE && !c.quiet)
+    if (info.rank == 0 && !c.quiet &&
+        (info.method == CULEACE_METHOD_LEACE ||
+         info.method == CULEACE_METHOD_ORTH))
       fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
               "%g; its eraser is the identity\n", c.prog,
               res[i].name, o.svd_tol);

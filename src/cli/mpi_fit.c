@@ -248,7 +248,8 @@ static int fit_layer(const cli_common *c, fit_run *R, const mpi_world *w,
     } else {
       R->res[i] = (fit_layer_result){culeace__act_layer_name(R->act, l), l,
                                  culeace_fitter_rows(f), total, info.rank};
-      if (info.rank == 0 && info.method != CULEACE_METHOD_ORACLE &&
+      if (info.rank == 0 && (info.method == CULEACE_METHOD_LEACE ||
+                             info.method == CULEACE_METHOD_ORTH) &&
           !c->quiet)
         fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
                 "%g; its eraser is the identity\n", c->prog, R->res[i].name,

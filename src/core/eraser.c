@@ -66,6 +66,9 @@ void culeace_eraser_free(culeace_eraser *e) {
   free(e->bias32);
   free(e->coef);
   free(e->mean_z);
+  free(e->q_means);
+  free(e->q_maps);
+  free(e->q_target);
   free(e);
 }
 
@@ -160,6 +163,10 @@ static culeace_status check_apply_args(culeace_ctx *ctx,
     return culeace__error(ctx, CULEACE_ERR_STATE,
                           "apply: an oracle eraser needs each row's z: use "
                           "culeace_eraser_apply_oracle");
+  if (e->info.method == CULEACE_METHOD_QUADRATIC)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "apply: a quadratic eraser needs each row's class: "
+                          "use culeace_eraser_apply_quadratic");
   return CULEACE_OK;
 }
 

@@ -40,20 +40,61 @@ void culeace_eraser_meta_init(culeace_eraser_meta *m) {
 
 /* Fixed-length string attribute into buf (at most len-1 chars). */
 
-static int write_matrix(hid_t g, const char *name, const double *v,
-                        hsize_t rows, hsize_t cols, int rank) {
-  hsize_t dims[2] = {rows, cols};
+static int write_array(hid_t g, const char *name, const double *v, int rank,
+                       const hsize_t *dims) {
+  hsize_t count = 1;
+  for (int i = 0; i < rank; i++) count *= dims[i];
   hid_t sp = H5Screate_simple(rank, dims, NULL);
   hid_t ds = H5Dcreate2(g, name, H5T_IEEE_F64LE, sp, H5P_DEFAULT, H5P_DEFAULT,
                         H5P_DEFAULT);
-  herr_t rc = ds < 0 ? -1
-              : (rows * cols == 0)
-                  ? 0
-                  : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
-                             H5P_DEFAULT, v);
+  herr_t rc = ds < 0      ? -1
+              : count == 0 ? 0
+                           : H5Dwrite(ds, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL,
+                                      H5P_DEFAULT, v);
   if (ds >= 0) H5Dclose(ds);
   H5Sclose(sp);
   return rc < 0 ? -1 : 0;
+}
+
+static int write_matrix(hid_t g, const char *name, const double *v,
+                        hsize_t rows, hsize_t cols, int rank) {
+  hsize_t dims[2] = {rows, cols};
+  return write_array(g, name, v, rank, dims);
+}
+
+/* The datasets a method keeps beyond L, R and bias: oracle's coef and
+ * mean_z, quadratic's class means, transport maps and target mean. */
+typedef struct {
+  const char *name;
+  int rank;
+  hsize_t dims[3];
+  double **slot; /* where the eraser holds it */
+} param_ds;
+
+enum { MAX_PARAMS = 3 };
+
+static int params_of(const culeace_eraser_info *in, culeace_eraser *e,
+                     param_ds *p) {
+  hsize_t d = (hsize_t)in->d, zd = (hsize_t)in->z_dim,
+          k = (hsize_t)in->n_classes;
+  if (in->method == CULEACE_METHOD_ORACLE) {
+    p[0] = (param_ds){"coef", 2, {d, zd, 0}, &e->coef};
+    p[1] = (param_ds){"mean_z", 1, {zd, 0, 0}, &e->mean_z};
+    return 2;
+  }
+  if (in->method == CULEACE_METHOD_QUADRATIC) {
+    p[0] = (param_ds){"class_means", 2, {k, d, 0}, &e->q_means};
+    p[1] = (param_ds){"ot_maps", 3, {k, d, d}, &e->q_maps};
+    p[2] = (param_ds){"target_mean", 1, {d, 0, 0}, &e->q_target};
+    return 3;
+  }
+  return 0;
+}
+
+static size_t param_count(const param_ds *p) { /* sizes checked on load */
+  size_t c = 1;
+  for (int i = 0; i < p->rank; i++) c *= (size_t)p->dims[i];
+  return c;
 }
 
 /* ---- writing -------------------------------------------------------------- */
@@ -115,11 +156,12 @@ culeace_status culeace_eraser_file_add(culeace_eraser_file *f,
           culeace__h5_put_str(g, "class_values", meta->class_values) ||
           write_matrix(g, "L", e->L, (hsize_t)in->d, (hsize_t)in->rank, 2) ||
           write_matrix(g, "R", e->R, (hsize_t)in->rank, (hsize_t)in->d, 2) ||
-          write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1) ||
-          (e->coef && (write_matrix(g, "coef", e->coef, (hsize_t)in->d,
-                                    (hsize_t)in->z_dim, 2) ||
-                       write_matrix(g, "mean_z", e->mean_z,
-                                    (hsize_t)in->z_dim, 1, 1)));
+          write_matrix(g, "bias", e->bias, (hsize_t)in->d, 1, 1);
+    param_ds p[MAX_PARAMS];
+    int np = params_of(in, (culeace_eraser *)e, p);
+    for (int i = 0; i < np && !bad; i++)
+      bad = !*p[i].slot ||
+            write_array(g, p[i].name, *p[i].slot, p[i].rank, p[i].dims);
     H5Gclose(g);
   }
   if (bad)
@@ -185,23 +227,36 @@ int64_t culeace_eraser_file_count(const culeace_eraser_file *f) {
   return f ? f->count : 0;
 }
 
-/* Checks that dataset `name` in g has exactly the given dims (rank 1 or 2). */
-static int check_dims(hid_t g, const char *name, int rank, hsize_t d0,
-                      hsize_t d1) {
+/* Checks that dataset `name` in g is a float dataset of exactly the given
+ * dims (rank 1 to 3) whose stored bytes cover them (a dataset declared
+ * large but never written is refused before anything is allocated). */
+static int check_array(hid_t g, const char *name, int rank,
+                       const hsize_t *want) {
   if (H5Lexists(g, name, H5P_DEFAULT) <= 0) return -1;
   hid_t ds = H5Dopen2(g, name, H5P_DEFAULT);
   if (ds < 0) return -1;
   hid_t sp = H5Dget_space(ds);
   hid_t t = H5Dget_type(ds);
-  hsize_t dims[2] = {0, 0};
+  hsize_t dims[3] = {0, 0, 0};
   int ok = H5Sget_simple_extent_ndims(sp) == rank &&
            H5Sget_simple_extent_dims(sp, dims, NULL) == rank &&
-           dims[0] == d0 && (rank == 1 || dims[1] == d1) &&
            H5Tget_class(t) == H5T_FLOAT;
+  double bytes = ok ? (double)H5Tget_size(t) : 0;
+  for (int i = 0; ok && i < rank; i++) {
+    ok = dims[i] == want[i];
+    bytes *= (double)dims[i];
+  }
+  ok = ok && (double)H5Dget_storage_size(ds) >= bytes;
   H5Tclose(t);
   H5Sclose(sp);
   H5Dclose(ds);
   return ok ? 0 : -1;
+}
+
+static int check_dims(hid_t g, const char *name, int rank, hsize_t d0,
+                      hsize_t d1) {
+  hsize_t want[2] = {d0, d1};
+  return check_array(g, name, rank, want);
 }
 
 static int read_matrix(hid_t g, const char *name, double *v, size_t count) {
@@ -264,7 +319,10 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
       (ctr != 0 && ctr != 1) || !(in.svd_tol > 0) || !isfinite(in.svd_tol) ||
       culeace_method_parse(method, &in.method) ||
       (in.method == CULEACE_METHOD_ORACLE &&
-       (in.rank != 0 || in.z_dim > (int64_t)1 << 20))) {
+       (in.rank != 0 || in.z_dim > (int64_t)1 << 20)) ||
+      (in.method == CULEACE_METHOD_QUADRATIC &&
+       (in.rank != 0 || in.n_classes < 2 || in.n_classes > (int64_t)1 << 16 ||
+        in.z_dim != (in.n_classes == 2 ? 1 : in.n_classes)))) {
     st = culeace__error(ctx, CULEACE_ERR_FORMAT,
                         "eraser file %s: /%s has inconsistent fields (d = "
                         "%lld, rank = %lld, z_dim = %lld, method = '%s', "
@@ -287,50 +345,39 @@ culeace_status culeace_eraser_file_load(culeace_eraser_file *f, int64_t i,
                         (long long)in.d, (long long)in.d);
     goto cleanup;
   }
-  int oracle = in.method == CULEACE_METHOD_ORACLE;
-  const char *bad_ds =
-      !oracle ? NULL
-      : check_dims(g, "coef", 2, (hsize_t)in.d, (hsize_t)in.z_dim) ? "coef"
-      : check_dims(g, "mean_z", 1, (hsize_t)in.z_dim, 0)           ? "mean_z"
-                                                                   : NULL;
-  if (bad_ds) {
-    st = culeace__error(ctx, CULEACE_ERR_FORMAT,
-                        "eraser file %s: /%s is an oracle eraser but its "
-                        "dataset '%s' is missing or of the wrong shape or "
-                        "type (expected float coef (%lld, %lld) and mean_z "
-                        "(%lld))", f->path, name, bad_ds, (long long)in.d,
-                        (long long)in.z_dim, (long long)in.z_dim);
-    goto cleanup;
-  }
   CULEACE_TRY(culeace__eraser_alloc(ctx, in.d, in.rank, &e));
-  if (oracle) { /* d, z_dim <= 2^20: d * z_dim fits a size_t */
-    e->coef = culeace__alloc(ctx, (size_t)in.d * (size_t)in.z_dim, 8,
-                             "oracle coef");
-    e->mean_z = culeace__alloc(ctx, (size_t)in.z_dim, 8, "oracle mean_z");
-    if (!e->coef || !e->mean_z) {
+  param_ds p[MAX_PARAMS];
+  int np = params_of(&in, e, p);
+  for (int i = 0; i < np; i++)
+    if (check_array(g, p[i].name, p[i].rank, p[i].dims)) {
+      st = culeace__error(ctx, CULEACE_ERR_FORMAT,
+                          "eraser file %s: /%s is a %s eraser but its "
+                          "dataset '%s' is missing, of the wrong shape or "
+                          "type, or not fully stored (expected float, %d-D: "
+                          "%lld x %lld x %lld)", f->path, name, method,
+                          p[i].name, p[i].rank, (long long)p[i].dims[0],
+                          (long long)(p[i].rank > 1 ? p[i].dims[1] : 1),
+                          (long long)(p[i].rank > 2 ? p[i].dims[2] : 1));
+      goto cleanup;
+    }
+  for (int i = 0; i < np; i++) { /* sizes are backed by stored bytes */
+    size_t count = param_count(&p[i]);
+    *p[i].slot = culeace__alloc(ctx, count, 8, p[i].name);
+    if (!*p[i].slot) {
       st = CULEACE_ERR_OUT_OF_MEMORY;
       goto cleanup;
     }
-    size_t dz = (size_t)in.d * (size_t)in.z_dim;
-    if (read_matrix(g, "coef", e->coef, dz) ||
-        read_matrix(g, "mean_z", e->mean_z, (size_t)in.z_dim)) {
+    if (read_matrix(g, p[i].name, *p[i].slot, count)) {
       st = culeace__error(ctx, CULEACE_ERR_HDF5,
-                          "eraser file %s: cannot read coef/mean_z of /%s",
-                          f->path, name);
+                          "eraser file %s: cannot read %s of /%s", f->path,
+                          p[i].name, name);
       goto cleanup;
     }
-    for (size_t j = 0; j < dz; j++)
-      if (!isfinite(e->coef[j])) {
+    for (size_t j = 0; j < count; j++)
+      if (!isfinite((*p[i].slot)[j])) {
         st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
                             "eraser file %s: /%s has a non-finite value in "
-                            "coef", f->path, name);
-        goto cleanup;
-      }
-    for (int64_t j = 0; j < in.z_dim; j++)
-      if (!isfinite(e->mean_z[j])) {
-        st = culeace__error(ctx, CULEACE_ERR_NONFINITE,
-                            "eraser file %s: /%s has a non-finite value in "
-                            "mean_z", f->path, name);
+                            "%s", f->path, name, p[i].name);
         goto cleanup;
       }
   }

@@ -48,10 +48,15 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
                           (int)z_kind);
   if (opts->method != CULEACE_METHOD_LEACE &&
       opts->method != CULEACE_METHOD_ORTH &&
-      opts->method != CULEACE_METHOD_ORACLE)
+      opts->method != CULEACE_METHOD_ORACLE &&
+      opts->method != CULEACE_METHOD_QUADRATIC)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
-                          "unknown method %d (expected leace, orth or oracle)",
-                          (int)opts->method);
+                          "unknown method %d (expected leace, orth, oracle or "
+                          "quadratic)", (int)opts->method);
+  if (opts->method == CULEACE_METHOD_QUADRATIC && z_kind != CULEACE_Z_CLASSES)
+    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "quadratic LEACE needs class labels, not continuous "
+                          "z");
   if (!(opts->svd_tol > 0) || !isfinite(opts->svd_tol))
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "svd_tol must be a positive number (got %g)",
@@ -110,6 +115,13 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
     culeace_fitter_free(f);
     return CULEACE_ERR_OUT_OF_MEMORY;
   }
+  if (opts->method == CULEACE_METHOD_QUADRATIC) {
+    culeace_status st = culeace__quadratic_init(f);
+    if (st) {
+      culeace_fitter_free(f);
+      return st;
+    }
+  }
   memset(f->mean_x, 0, (size_t)d * 8);
   memset(f->mean_z, 0, (size_t)f->z_dim * 8);
   memset(f->cxz, 0, (size_t)d * (size_t)f->z_dim * 8);
@@ -135,6 +147,9 @@ void culeace_fitter_free(culeace_fitter *f) {
   free(f->czz);
   free(f->b_czz);
   free(f->zblock);
+  free(f->q_mean);
+  free(f->q_cxx);
+  free(f->q_rows);
   free(f);
 }
 
@@ -272,6 +287,10 @@ culeace_status culeace_fitter_update_classes(culeace_fitter *f, const void *x,
   }
   st = update_dense(f, x, xtype, n, ldx, f->zblock, zd);
   if (st) return st;
+  if (f->q_mean) { /* quadratic: each class's own moments too */
+    st = culeace__quadratic_update(f, x, xtype, n, ldx, classes);
+    if (st) return st;
+  }
   for (int64_t i = 0; i < n; i++) f->class_counts[classes[i]]++;
   return CULEACE_OK;
 }

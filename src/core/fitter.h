@@ -23,6 +23,13 @@ struct culeace_fitter {
   /* per-block scratch: block moments and the dense z block */
   double *b_mean_x, *b_mean_z, *b_cxx, *b_cxz, *zblock;
   int64_t zblock_rows;
+  /* quadratic: each class's running mean and co-moment, and a buffer the
+   * block's rows of one class are gathered into (quadratic.c) */
+  double *q_mean; /* (k, d) */
+  double *q_cxx;  /* (k, d, d) upper triangles */
+  void *q_rows;
+  size_t q_rows_bytes;
+  int q_broken; /* a per-class update failed after the overall one */
   /* Running co-moments held by the backend (CUDA) instead of cxx/cxz; the
    * host copies are refreshed by culeace__fitter_sync before use. */
   void *dev_acc;
@@ -41,6 +48,9 @@ struct culeace_eraser {
   float *L32, *R32, *bias32;
   double *coef;   /* (d, z_dim) oracle erasers only (rank 0), else NULL */
   double *mean_z; /* (z_dim) oracle erasers only, else NULL */
+  double *q_means;  /* (k, d) quadratic erasers only, else NULL */
+  double *q_maps;   /* (k, d, d) transport maps (quadratic) */
+  double *q_target; /* (d) the mean every class is moved to (quadratic) */
   uint64_t serial; /* unique per eraser contents (device caches key on it) */
 };
 
@@ -60,6 +70,17 @@ culeace_status culeace__oracle_build(culeace_fitter *f, culeace_eraser **out);
  * (oracle.c; merged into czz only once the block is accepted). */
 void culeace__oracle_block_czz(culeace_fitter *f, const double *z,
                                int64_t n, int64_t ldz);
+
+/* Quadratic LEACE (quadratic.c): allocates the per-class moments of a
+ * fitter made with method QUADRATIC; adds a block's rows to them (classes
+ * already checked; called before class_counts counts the block); builds the
+ * eraser from them. */
+culeace_status culeace__quadratic_init(culeace_fitter *f);
+culeace_status culeace__quadratic_update(culeace_fitter *f, const void *x,
+                                         culeace_dtype t, int64_t n,
+                                         int64_t ldx, const int32_t *classes);
+culeace_status culeace__quadratic_build(culeace_fitter *f,
+                                        culeace_eraser **out);
 
 /* Builds the LEACE/orth eraser from finished moments (leace.c). */
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out);

@@ -23,7 +23,12 @@ static size_t state_count(const culeace_fitter *f) {
     xx = tri / 2;
   }
   if (f->czz && !culeace__mul_size(zd, zd, &zz)) return 0;
-  size_t parts[] = {STATE_HEADER, d, zd, k, xz, xx, zz}, total = 0;
+  size_t qm = 0, qc = 0; /* quadratic: class means and co-moments */
+  if (f->q_mean && (!culeace__mul_size(k, d, &qm) ||
+                    !culeace__mul_size(d, d + 1, &tri) ||
+                    !culeace__mul_size(k, tri / 2, &qc)))
+    return 0;
+  size_t parts[] = {STATE_HEADER, d, zd, k, xz, xx, zz, qm, qc}, total = 0;
   for (size_t i = 0; i < sizeof parts / sizeof *parts; i++) {
     if (parts[i] > SIZE_MAX / 8 - total) return 0;
     total += parts[i];
@@ -69,6 +74,16 @@ culeace_status culeace_fitter_export(const culeace_fitter *f, double *buf) {
       p += d - i;
     }
   if (f->czz) memcpy(p, f->czz, (size_t)zd * (size_t)zd * 8), p += zd * zd;
+  if (f->q_mean) {
+    memcpy(p, f->q_mean, (size_t)k * (size_t)d * 8), p += k * d;
+    for (int64_t c = 0; c < k; c++) {
+      const double *C = f->q_cxx + (size_t)c * (size_t)d * (size_t)d;
+      for (int64_t i = 0; i < d; i++) {
+        memcpy(p, C + i * d + i, (size_t)(d - i) * 8);
+        p += d - i;
+      }
+    }
+  }
   return (size_t)(p - buf) == count
              ? CULEACE_OK
              : culeace__error(f->ctx, CULEACE_ERR_INTERNAL,
@@ -133,6 +148,28 @@ static const double *merge_block(double *C, const double *B, int64_t rows,
   return B;
 }
 
+/* Quadratic: merges the state's class means (k, d) at p and class
+ * co-moments (k upper triangles) after them into f's, class by class with
+ * the classes' own counts (cnt: the state's, k); returns the end. */
+static const double *merge_classes(culeace_fitter *f, const double *p,
+                                   const double *cnt) {
+  int64_t d = f->d, k = f->k;
+  const double *means = p;
+  p += k * d;
+  double *dx = f->b_mean_x; /* the overall merge is done with it */
+  for (int64_t c = 0; c < k; c++) {
+    double na = (double)f->class_counts[c], nb = cnt[c], nt = na + nb;
+    double *mean = f->q_mean + c * d;
+    double *C = f->q_cxx + (size_t)c * (size_t)d * (size_t)d;
+    double w = nt > 0 ? na * nb / nt : 0;
+    for (int64_t j = 0; j < d; j++) dx[j] = means[c * d + j] - mean[j];
+    p = merge_block(C, p, d, d, d, 1, w, dx, dx);
+    if (nb > 0)
+      for (int64_t j = 0; j < d; j++) mean[j] += dx[j] * nb / nt;
+  }
+  return p;
+}
+
 culeace_status culeace_fitter_merge(culeace_fitter *f, const double *buf,
                                     size_t count) {
   if (!f || !buf) return CULEACE_ERR_INVALID_ARG;
@@ -163,6 +200,10 @@ culeace_status culeace_fitter_merge(culeace_fitter *f, const double *buf,
     if (!isfinite(mx[j]))
       return culeace__error(ctx, CULEACE_ERR_NONFINITE,
                             "fitter state has a non-finite mean");
+  if (f->q_broken)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "this quadratic fitter failed part-way through an "
+                          "update; its class moments are incomplete");
   if (nb == 0) return CULEACE_OK;
   /* Merge on the host: a fitter whose co-moments the GPU holds brings them
    * back and continues on the host from here (fitter.c's update_dense). */
@@ -182,6 +223,8 @@ culeace_status culeace_fitter_merge(culeace_fitter *f, const double *buf,
   if (f->czz) p = merge_block(f->czz, p, zd, zd, zd, 0, w, dz, dz);
   for (int64_t j = 0; j < d; j++) f->mean_x[j] += dx[j] * nbd / nt;
   for (int64_t c = 0; c < zd; c++) f->mean_z[c] += dz[c] * nbd / nt;
+  if (f->q_mean) /* after the means: it reuses their delta scratch */
+    p = merge_classes(f, p, cnt);
   for (int64_t c = 0; c < k; c++) f->class_counts[c] += (int64_t)cnt[c];
   f->n += nb;
   return (size_t)(p - buf) == count

@@ -335,6 +335,8 @@ culeace_status culeace_fitter_finalize(culeace_fitter *f,
     culeace_status st = culeace__fitter_sync(f);
     return st ? st : culeace__oracle_build(f, out);
   }
+  if (f->opts.method == CULEACE_METHOD_QUADRATIC) /* class moments: host */
+    return culeace__quadratic_build(f, out);
   if (!device_path(f)) { /* the host path reads cxx/cxz */
     culeace_status st = culeace__fitter_sync(f);
     if (st) return st;

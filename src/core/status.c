@@ -58,7 +58,7 @@ const char *culeace_dtype_name(culeace_dtype t) {
 
 /* ---- method names ---------------------------------------------------------- */
 static const char *const method_names[] = {"leace", "orth", "inlp", "rlace",
-                                           "oracle"};
+                                           "oracle", "quadratic"};
 
 const char *culeace_method_name(culeace_method m) {
   if ((int)m < 0 || (size_t)m >= sizeof method_names / sizeof *method_names)
