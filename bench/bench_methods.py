@@ -2,8 +2,9 @@
 """bench_methods.py — the erasure methods side by side on the same data,
 measured, for docs/METHODS.md.
 
-For each dataset (the real sample dump's layer and a synthetic dump with a
-planted concept) the rows are split in half by prompt group (seeded): every
+For each dataset (the real sample dump's layer, a synthetic dump with a
+planted linear concept, and a synthetic one whose classes differ only in
+covariance) the rows are split in half by prompt group (seeded): every
 method is fitted by the CLI (`culeace fit --method M`) on the first half,
 applied (`culeace apply`, with --z for the methods that need labels) to
 both halves, and judged on the second half by probes trained on the erased
@@ -13,7 +14,8 @@ first half:
                    16 principal components of the erased training rows;
 plus the mean squared edit ||x' - x||^2 / ||x - mean||^2 over the held-out
 rows, the rank removed (from the eraser file; for oracle erasers the
-columns of coef) and the fit time (the fit
+columns of coef; quadratic erasers map every direction: "full") and the fit
+time (the fit
 command's wall time, median of the repeats).
 
     python3 bench/bench_methods.py [--repeats 3] [--methods leace,orth,...] [--update-doc]
@@ -41,10 +43,24 @@ sys.path.insert(0, HERE)
 import benchlib  # noqa: E402
 
 CULEACE = os.path.join(ROOT, "build", "culeace")
-NEEDS_Z = {"oracle"}
+NEEDS_Z = {"oracle", "quadratic"}
 # Options per method: R-LACE's reference default is 75000 iterations
 # (~15 min per fit on this 2-core machine); the table uses fewer, and says so.
 FIT_OPTIONS = {"rlace": ["--iterations", "2000", "--rank", "1"]}
+
+
+def covariance_dump(path, n=20000, d=64, seed=0):
+    """Two classes with the same mean that differ in covariance along 8
+    random directions (x 2.5 in scale): invisible to linear probes."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    q, _ = np.linalg.qr(rng.normal(size=(d, 8)))
+    x = rng.normal(size=(n, d))
+    x[y == 1] += 1.5 * (x[y == 1] @ q) @ q.T
+    with h5py.File(path, "w") as f:
+        f["hidden"] = x.astype(np.float32)
+        f["labels"] = y
+        f["groups"] = np.arange(n) // 4
 
 
 def split_file(src, x_path, out_dir, seed=0):
@@ -113,8 +129,10 @@ def one_dataset(label, src, x_path, methods, repeats, work):
             os.remove(o)
         with h5py.File(er) as f:
             g = f["erasers/0000"]
-            # an oracle eraser moves rows along coef's columns (its L/R are empty)
-            rank = int(g["coef"].shape[1]) if "coef" in g else int(g.attrs["rank"])
+            # an oracle eraser moves rows along coef's columns and a
+            # quadratic one maps all of them (their L/R are empty)
+            rank = int(g["coef"].shape[1]) if "coef" in g else \
+                "full" if "ot_maps" in g else int(g.attrs["rank"])
         lin, quad = probes(out["train"], ytr, out["test"], yte)
         edit = np.sum((out["test"] - xte) ** 2) / np.sum((xte - xte.mean(0)) ** 2)
         rows.append((label, m, lin, quad, edit, rank, fit_t, ""))
@@ -124,7 +142,7 @@ def one_dataset(label, src, x_path, methods, repeats, work):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--methods", default="leace,orth,inlp,rlace,oracle")
+    ap.add_argument("--methods", default="leace,orth,inlp,rlace,oracle,quadratic")
     ap.add_argument("--synthetic-rows", type=int, default=20000)
     ap.add_argument("--synthetic-dim", type=int, default=256)
     ap.add_argument("--update-doc", action="store_true")
@@ -140,10 +158,13 @@ def main():
                         str(a.synthetic_dim), "--layers", "1", "--layout", "single",
                         "--dtype", "float32", "--groups", str(a.synthetic_rows // 4),
                         "--signal", "3", "--rank", "1", "-o", synth], check=True)
+        cov = os.path.join(work, "cov.h5")
+        covariance_dump(cov)
         sets = [("sample.h5 /hidden/3", os.path.join(ROOT, "data", "sample.h5"), "hidden/3"),
-                (f"synthetic {a.synthetic_rows}x{a.synthetic_dim}", synth, "hidden")]
+                (f"synthetic {a.synthetic_rows}x{a.synthetic_dim}", synth, "hidden"),
+                ("covariance-only 20000x64", cov, "hidden")]
         for label, src, xp in sets:
-            d = os.path.join(work, label.split()[0])
+            d = os.path.join(work, label.split()[0].replace("/", "_"))
             os.makedirs(d)
             rows, base, shape = one_dataset(label, src, xp, methods, a.repeats, d)
             notes.append(f"- {label}: {shape[0]} training rows x {shape[1]}, "

@@ -138,6 +138,11 @@ int64_t cli_parse_size(const char *s);
 double cli_physical_memory(void);
 double cli_memory_limit(const cli_common *c);
 int cli_check_memory(const cli_common *c, double need, const char *what);
+/* How many d x d float64 matrices fitting one layer's eraser holds at its
+ * peak: 8 for leace/orth/oracle (running and block co-moments, then the
+ * whitening); quadratic with k classes: 3 k + 9 (per-class co-moments,
+ * covariances and maps, and the transport workspace). */
+double cli_fit_matrices(culeace_method method, int64_t k);
 
 /* ---- erasers matched to layers -------------------------------------------- */
 typedef struct {

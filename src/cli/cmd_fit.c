@@ -251,14 +251,11 @@ int cmd_fit(int argc, char **argv) {
     snprintf(what, sizeof what, "fitting an eraser of width d = %lld (8 d x d "
              "float64 matrices and a block of rows)",
              (long long)culeace__act_width(act));
-    double mats = 8.0; /* quadratic: per class moments, covariances and
-                          maps, and the transport workspace */
-    if (o.method == CULEACE_METHOD_QUADRATIC) {
-      mats = 3.0 * (double)lab.n_classes + 9.0;
+    double mats = cli_fit_matrices(o.method, lab.n_classes);
+    if (o.method == CULEACE_METHOD_QUADRATIC)
       snprintf(what, sizeof what, "quadratic LEACE of width d = %lld and %lld "
                "classes ((3 k + 9) d x d float64 matrices and a block)",
                (long long)culeace__act_width(act), (long long)lab.n_classes);
-    }
     if (cli_check_memory(&c, mats * dd * dd * 8.0 + blk, what)) goto done;
   }
   res = calloc((size_t)m, sizeof *res);

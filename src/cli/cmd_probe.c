@@ -44,6 +44,13 @@ static const char *probe_help =
     "                      control accuracy and selectivity = task - control\n"
     "  --erase             per fold: fit LEACE on the training rows, erase\n"
     "                      all rows, re-probe: accuracy after erasure\n"
+    "  --erase-method M    the eraser --erase fits (implies --erase): leace\n"
+    "                      (default), orth, oracle, quadratic (these two\n"
+    "                      edit each row with its label), inlp or rlace\n"
+    "                      (they stop on a fifth of the fold's training\n"
+    "                      rows)\n"
+    "  --erase-iterations N  inlp: most directions (20); rlace: game\n"
+    "                      iterations (75000)\n"
     "  --mdl               MDL online code (Voita & Titov 2020): codelength\n"
     "                      in bits and compression = uniform / online\n"
     "Outputs:\n"
@@ -76,6 +83,7 @@ static int parse_args(int argc, char **argv, cli_common *c,
       {"seed", 1, 0, 0}, {"probe", 1, 0, 0}, {"C", 1, 0, 0}, {"tol", 1, 0, 0},
       {"max-iter", 1, 0, 0}, {"no-standardize", 0, 0, 0},
       {"balanced", 0, 0, 0}, {"control", 0, 0, 0}, {"erase", 0, 0, 0},
+      {"erase-method", 1, 0, 0}, {"erase-iterations", 1, 0, 0},
       {"mdl", 0, 0, 0}, {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
@@ -131,6 +139,18 @@ static int parse_args(int argc, char **argv, cli_common *c,
     else if (!strcmp(name, "balanced")) s->po.balanced = 1;
     else if (!strcmp(name, "control")) s->control = 1;
     else if (!strcmp(name, "erase")) s->erase = 1;
+    else if (!strcmp(name, "erase-method")) {
+      if (culeace_method_parse(optarg, &s->erase_method))
+        return cli_error(c, "--erase-method must be leace, orth, oracle, "
+                         "quadratic, inlp or rlace (got '%s')", optarg), -1;
+      s->erase = 1;
+    } else if (!strcmp(name, "erase-iterations")) {
+      int64_t v = cli_parse_int(optarg);
+      if (v < 1 || v > 100000000)
+        return cli_error(c, "--erase-iterations must be a number from 1 to "
+                         "1e8 (got '%s')", optarg), -1;
+      s->erase_iterations = (int)v;
+    }
     else if (!strcmp(name, "mdl")) s->mdl = 1;
     else if (!strcmp(name, "csv")) s->csv = optarg;
     else if (!strcmp(name, "plot")) s->plot = optarg;
@@ -138,6 +158,10 @@ static int parse_args(int argc, char **argv, cli_common *c,
   }
   if (optind != argc - 1)
     return cli_error(c, "expected exactly one input FILE (see --help)"), -1;
+  if (s->erase_iterations && s->erase_method != CULEACE_METHOD_INLP &&
+      s->erase_method != CULEACE_METHOD_RLACE)
+    return cli_error(c, "--erase-iterations applies to --erase-method inlp "
+                     "and rlace only"), -1;
   s->file = argv[optind];
   if (!c->spec.x_path)
     return cli_error(c, "--x PATH (the activations) is required"), -1;

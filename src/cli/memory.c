@@ -77,3 +77,7 @@ int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a) {
   if ((double)e > cap) e = (int64_t)cap;
   return e < 1 ? 1 : e;
 }
+
+double cli_fit_matrices(culeace_method method, int64_t k) {
+  return method == CULEACE_METHOD_QUADRATIC ? 3.0 * (double)k + 9.0 : 8.0;
+}

@@ -172,10 +172,11 @@ static int setup(const cli_common *c, fit_run *R, const mpi_world *w,
                (double)culeace__act_tokens(act) * dd *
                (2.0 * (double)culeace_dtype_size(culeace__act_dtype(act)) + 8);
   char what[200];
+  double mats = cli_fit_matrices(o->method, R->lab.n_classes);
   snprintf(what, sizeof what, "fitting an eraser of width d = %lld under MPI "
-           "(8 d x d float64 matrices, 2 fitter states and a block of rows)",
-           (long long)d);
-  if (cli_check_memory(c, 8.0 * dd * dd * 8.0 + 16.0 * (double)R->count + blk,
+           "(%g d x d float64 matrices, 2 fitter states and a block of rows)",
+           (long long)d, mats);
+  if (cli_check_memory(c, mats * dd * dd * 8.0 + 16.0 * (double)R->count + blk,
                        what))
     return 1;
   R->buf = malloc(R->count * 8);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "cli/cli.h"
+#include "cli/layer_rows.h"
 #include "io/probe_file.h"
 
 /* What the user asked for. */
@@ -19,6 +20,8 @@ typedef struct {
   uint64_t seed;
   culeace_probe_opts po; /* kind, C, tol, max_iter, standardize, balanced */
   int control, erase, mdl;
+  culeace_method erase_method; /* --erase-method (leace) */
+  int erase_iterations;        /* --erase-iterations (0: the method's) */
 } probe_settings;
 
 /* A per-fold metric: values (folds), NAN where not defined. */
@@ -91,6 +94,13 @@ int probe_result_alloc(probe_layer_result *r, int64_t folds);
 void probe_result_free(probe_layer_result *r);
 /* Fills mean/std of a metric over its defined folds. */
 void probe_metric_summarise(probe_metric *m, int64_t folds);
+
+/* ---- probe_erase.c ------------------------------------------------------ */
+/* --erase for one fold: fits the --erase-method on the training rows of L
+ * (train mask), writes the erased copy of all n rows into xe (n, d). idx
+ * (n) and ysel (n): scratch. 0 ok, 1 error (printed). */
+int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
+                     int64_t *idx, int32_t *ysel, float *xe);
 
 /* ---- probe_mdl.c --------------------------------------------------------- */
 /* Online-code order of the used rows: key (N) = position of each flat row

@@ -178,13 +178,18 @@ static void write_svg(FILE *fp, const probe_report *r) {
   }
   /* legend */
   double lx = W - RIGHT + 18, ly = TOP + 6;
+  char erased_label[48];
+  snprintf(erased_label, sizeof erased_label, "after %s erasure",
+           s->erase_method == CULEACE_METHOD_LEACE
+               ? "LEACE"
+               : culeace_method_name(s->erase_method));
   struct {
     const char *label, *color, *dash;
     int on;
   } items[5] = {{"accuracy (mean \u00b1 std)", "#2166ac", NULL, 1},
                 {"majority baseline", "#888888", "6 4", 1},
                 {"control task", "#e08214", "2 3", s->control},
-                {"after LEACE erasure", "#d7301f", NULL, s->erase},
+                {erased_label, "#d7301f", NULL, s->erase},
                 {"best layer", "#1a9850", NULL, 1}};
   for (int j = 0; j < 5; j++) {
     if (!items[j].on) continue;

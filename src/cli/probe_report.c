@@ -122,6 +122,13 @@ void probe_print_table(const probe_report *r) {
          (long long)s->folds, r->job->groups ? "stratified group"
                                              : "stratified",
          (unsigned long long)s->seed);
+  if (s->erase)
+    printf("erased: accuracy after --erase-method %s, fitted on each fold's "
+           "training rows%s\n", culeace_method_name(s->erase_method),
+           s->erase_method == CULEACE_METHOD_ORACLE ||
+                   s->erase_method == CULEACE_METHOD_QUADRATIC
+               ? " (it edits every row with its own label)"
+               : "");
 }
 
 /* ---- JSON ------------------------------------------------------------------ */
@@ -190,11 +197,13 @@ void probe_print_json(const probe_report *r) {
   printf(", \"tol\": ");
   jnum(s->po.tol);
   printf(", \"max_iter\": %d, \"standardize\": %s, \"balanced\": %s, "
-         "\"control\": %s, \"erase\": %s, \"mdl\": %s, \"std\": "
-         "\"population\"}", s->po.max_iter,
+         "\"control\": %s, \"erase\": %s, \"erase_method\": %s%s%s, "
+         "\"mdl\": %s, \"std\": \"population\"}", s->po.max_iter,
          s->po.standardize ? "true" : "false",
          s->po.balanced ? "true" : "false", s->control ? "true" : "false",
-         s->erase ? "true" : "false", s->mdl ? "true" : "false");
+         s->erase ? "true" : "false", s->erase ? "\"" : "",
+         s->erase ? culeace_method_name(s->erase_method) : "null",
+         s->erase ? "\"" : "", s->mdl ? "true" : "false");
   printf(", \"classes\": ");
   jints(r->class_values, k);
   printf(", \"class_counts\": ");

@@ -153,50 +153,30 @@ static int evaluate(probe_job *J, layer_ws *w, const float *x,
   return 0;
 }
 
-/* --erase for fold f: LEACE on the fold's training rows, erase a copy of all
- * rows, refit the probe on the erased training rows, score the test rows. */
-static int erase_fold(probe_job *J, layer_ws *w, int64_t f,
-                      const uint8_t *train, double *acc_out) {
-  const cli_common *c = J->c;
+/* --erase for fold f: the --erase-method fitted on the fold's training
+ * rows erases a copy of all rows (probe_erase.c); the probe is refitted on
+ * the erased training rows and scored on the test rows. */
+static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
+                      double *acc_out) {
   layer_rows *L = &w->L;
   int64_t d = culeace__act_width(J->act), k = J->k;
-  culeace_fit_opts fo;
-  culeace_fit_opts_init(&fo);
-  culeace_fitter *fit = NULL;
-  culeace_eraser *e = NULL;
   culeace_probe *pe = NULL;
   int rc = 1;
-  int64_t nt = select_rows(L->n, train, w->idx);
-  gather(L->x, d, w->idx, nt, w->xe);
-  for (int64_t i = 0; i < nt; i++) w->ysel[i] = L->y[w->idx[i]];
-  if (culeace_fitter_create(J->ctx, d, k, CULEACE_Z_CLASSES, &fo, &fit) ||
-      culeace_fitter_update_classes(fit, w->xe, CULEACE_F32, nt, d, w->ysel) ||
-      culeace_fitter_finalize(fit, &e)) {
-    cli_error_ctx(c, J->ctx, "fitting LEACE on a fold's training rows");
-    goto done;
-  }
-  memcpy(w->xe, L->x, (size_t)L->n * (size_t)d * sizeof(float));
-  if (culeace_eraser_apply(J->ctx, e, w->xe, CULEACE_F32, L->n, d)) {
-    cli_error_ctx(c, J->ctx, "erasing");
-    goto done;
-  }
+  if (probe_erase_fold(J, L, train, w->idx, w->ysel, w->xe)) return 1;
   const int32_t *lab[1] = {L->y};
   const uint8_t *tr[1] = {train};
   if (culeace_probe_fit_batch(J->ctx, w->xe, L->n, d, d, k, 1, lab, tr,
                               &J->s->po, &pe)) {
-    cli_error_ctx(c, J->ctx, "fitting the probe on erased rows");
+    cli_error_ctx(J->c, J->ctx, "fitting the probe on erased rows");
     goto done;
   }
   for (int64_t i = 0; i < L->n; i++) w->test[i] = !train[i];
   int64_t m;
   if (evaluate(J, w, w->xe, pe, w->test, L->y, &m)) goto done;
   *acc_out = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
-  (void)f;
   rc = 0;
 done:
   culeace_probe_free(pe);
-  culeace_eraser_free(e);
-  culeace_fitter_free(fit);
   return rc;
 }
 
@@ -363,7 +343,7 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   }
   if (s->erase)
     for (int64_t f = 0; f < F; f++) {
-      if (erase_fold(J, &w, f, fold_train + (size_t)f * (size_t)n,
+      if (erase_fold(J, &w, fold_train + (size_t)f * (size_t)n,
                      &res->erased.v[f]))
         goto done;
       cli_progress_add(J->prog, (double)n, lname);

@@ -113,6 +113,36 @@ out:
   culeace_eraser_free(e[1]);
 }
 
+/* Quadratic erasers of two fitters: the same class means, maps and
+ * target. */
+static void compare_quadratic(culeace_ctx *ctx, culeace_fitter *a,
+                              culeace_fitter *b, int64_t d, int64_t k,
+                              const char *what) {
+  culeace_eraser *e[2] = {NULL, NULL};
+  double *p[2][3] = {{NULL}};
+  CHECK_OK(ctx, culeace_fitter_finalize(a, &e[0]));
+  CHECK_OK(ctx, culeace_fitter_finalize(b, &e[1]));
+  for (int i = 0; i < 2; i++) {
+    p[i][0] = malloc((size_t)(k * d) * 8);
+    p[i][1] = malloc((size_t)(k * d * d) * 8);
+    p[i][2] = malloc((size_t)d * 8);
+    if (e[i])
+      CHECK_OK(ctx, culeace_eraser_quadratic_params(e[i], p[i][0], p[i][1],
+                                                    p[i][2]));
+  }
+  if (e[0] && e[1]) {
+    double em = tu_rel_err(p[0][0], p[1][0], k * d);
+    double et = tu_rel_err(p[0][1], p[1][1], k * d * d);
+    double eg = tu_rel_err(p[0][2], p[1][2], d);
+    CHECK(em <= 1e-12 && et <= 1e-9 && eg <= 1e-12,
+          "%s: quadratic means %.2e maps %.2e target %.2e", what, em, et, eg);
+  }
+  for (int i = 0; i < 2; i++) {
+    for (int j = 0; j < 3; j++) free(p[i][j]);
+    culeace_eraser_free(e[i]);
+  }
+}
+
 static void one_case(culeace_ctx *ctx, tu_rng *rng, const merge_case *mc,
                      int shards) {
   int64_t n = 1001, d = tu_randint(rng, 3, 24), k = mc->k;
@@ -162,7 +192,9 @@ static void one_case(culeace_ctx *ctx, tu_rng *rng, const merge_case *mc,
            (long long)k, shards, (long long)d);
   compare(ctx, part[0], all, d, what);
   compare(ctx, fresh, all, d, what);
-  if (mc->method != CULEACE_METHOD_ORACLE)
+  if (mc->method == CULEACE_METHOD_QUADRATIC)
+    compare_quadratic(ctx, part[0], all, d, k, what);
+  else if (mc->method != CULEACE_METHOD_ORACLE)
     compare_erasers(ctx, part[0], all, d, what);
   /* the merged fitter keeps fitting: more rows to both */
   feed(ctx, part[0], x, d, classes ? cls : NULL, z, k, 0, 100, rng);
@@ -249,6 +281,8 @@ int main(void) {
       {CULEACE_METHOD_ORTH, CULEACE_Z_CLASSES, 4},
       {CULEACE_METHOD_ORACLE, CULEACE_Z_CLASSES, 3},
       {CULEACE_METHOD_ORACLE, CULEACE_Z_CONTINUOUS, 2},
+      {CULEACE_METHOD_QUADRATIC, CULEACE_Z_CLASSES, 2},
+      {CULEACE_METHOD_QUADRATIC, CULEACE_Z_CLASSES, 3},
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
     for (int shards = 1; shards <= 4; shards++)

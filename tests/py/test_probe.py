@@ -266,6 +266,39 @@ def test_erasure_reaches_majority_baseline(dumps):
     assert abs(js["layers"][0]["majority"]["mean"] - 0.65) < 0.03
 
 
+@pytest.mark.parametrize("method,slack", [("orth", 0.01), ("oracle", 0.01),
+                                          ("quadratic", 0.01), ("inlp", 0.06)])
+def test_erase_methods(dumps, method, slack):
+    """--erase-method: each method fitted per fold on the training rows;
+    the closed-form ones bring a planted linear concept to the majority
+    baseline, INLP (which stops on its own held-out fifth) close to it."""
+    path = dumps["planted"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--layers", "0",
+                    "--erase-method", method)
+    assert js["settings"]["erase"] is True
+    assert js["settings"]["erase_method"] == method
+    L = js["layers"][0]
+    acc, era, maj = (L["accuracy"]["mean"], L["erased_accuracy"]["mean"],
+                     L["majority"]["mean"])
+    assert acc > maj + 0.05
+    assert abs(era - maj) <= slack, (method, era, maj)
+
+
+def test_erase_method_rlace_and_refusals(dumps):
+    path = dumps["planted"]
+    js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--layers", "0",
+                    "--erase-method", "rlace", "--erase-iterations", "20")
+    assert js["settings"]["erase_method"] == "rlace"
+    assert len(js["layers"][0]["erased_accuracy"]["folds"]) == 5
+    for args, msg in ((["--erase-method", "lace"], "--erase-method must be"),
+                      (["--erase", "--erase-iterations", "3"],
+                       "applies to --erase-method inlp and rlace")):
+        p = subprocess.run([str(BIN), "probe", str(path), "--x", "/hidden",
+                            "--y", "/labels", *args], capture_output=True,
+                           text=True)
+        assert p.returncode == 2 and msg in p.stderr
+
+
 def test_mdl(dumps):
     path = dumps["bin"]
     js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--mdl")

@@ -1,0 +1,126 @@
+/* probe_erase.c — `probe --erase`: one fold's eraser, fitted on the fold's
+ * training rows only with the --erase-method (leace by default; orth,
+ * oracle, quadratic, inlp, rlace), and applied to a copy of all of the
+ * layer's rows. Oracle and quadratic erasers edit each row with its own
+ * label (the probe's labels are known for every row). INLP and R-LACE
+ * decide when to stop on a stratified, group-aware fifth of the fold's
+ * training rows, never on its test rows. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/probe.h"
+#include "core/ctx.h"
+#include "core/eval.h"
+
+enum { INNER_FOLDS = 5 };
+
+/* INLP / R-LACE on the nt gathered training rows xt (nt, d), labels yt,
+ * with an inner held-out split. */
+static culeace_status fit_iterative_eraser(probe_job *J, const layer_rows *L,
+                                           const int64_t *idx, int64_t nt,
+                                           const float *xt, const int32_t *yt,
+                                           culeace_eraser **e) {
+  const probe_settings *s = J->s;
+  culeace_ctx *ctx = J->ctx;
+  int64_t d = culeace__act_width(J->act), k = J->k;
+  int32_t *fold = malloc((size_t)(nt ? nt : 1) * sizeof *fold);
+  uint8_t *inner = malloc((size_t)(nt ? nt : 1));
+  int64_t *g = J->groups ? malloc((size_t)(nt ? nt : 1) * sizeof *g) : NULL;
+  double *acc = malloc((size_t)(s->erase_iterations > 0 ? s->erase_iterations
+                                                        : 20) * 8 + 8);
+  culeace_status st = CULEACE_ERR_OUT_OF_MEMORY;
+  if (!fold || !inner || !acc || (J->groups && !g)) {
+    culeace__error(ctx, st, "out of memory for the inner split");
+    goto done;
+  }
+  for (int64_t i = 0; g && i < nt; i++) g[i] = J->groups[L->row[idx[i]]];
+  st = culeace__stratified_folds(ctx, nt, yt, k, g, INNER_FOLDS, s->seed,
+                                 J->lab->class_values, fold);
+  if (st) goto done;
+  for (int64_t i = 0; i < nt; i++) inner[i] = fold[i] != 0;
+  if (s->erase_method == CULEACE_METHOD_INLP) {
+    culeace_inlp_opts o;
+    culeace_inlp_opts_init(&o);
+    if (s->erase_iterations > 0) o.iterations = s->erase_iterations;
+    culeace_inlp_report rep;
+    st = culeace_inlp_fit(ctx, xt, nt, d, d, yt, k, inner, &o, e, &rep, acc);
+  } else {
+    culeace_rlace_opts o;
+    culeace_rlace_opts_init(&o);
+    o.seed = s->seed;
+    if (s->erase_iterations > 0) o.iterations = s->erase_iterations;
+    culeace_rlace_report rep;
+    st = culeace_rlace_fit(ctx, xt, nt, d, d, yt, k, inner, &o, e, &rep);
+  }
+done:
+  free(fold);
+  free(inner);
+  free(g);
+  free(acc);
+  return st;
+}
+
+/* Oracle LEACE's z of every row: the indicator of class 1 (k = 2) or
+ * one-hot (k >= 3), as `fit` encodes class labels. */
+static double *oracle_z(const layer_rows *L, int64_t k) {
+  int64_t zd = k == 2 ? 1 : k;
+  double *z = calloc((size_t)(L->n ? L->n : 1) * (size_t)zd, sizeof *z);
+  for (int64_t i = 0; z && i < L->n; i++) {
+    if (zd == 1) z[i] = L->y[i] == 1;
+    else z[i * zd + L->y[i]] = 1;
+  }
+  return z;
+}
+
+int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
+                     int64_t *idx, int32_t *ysel, float *xe) {
+  const probe_settings *s = J->s;
+  culeace_ctx *ctx = J->ctx;
+  int64_t d = culeace__act_width(J->act), k = J->k, n = L->n, nt = 0;
+  culeace_method m = s->erase_method;
+  for (int64_t i = 0; i < n; i++) /* the fold's training rows, into xe */
+    if (train[i]) {
+      memcpy(xe + (size_t)nt * (size_t)d, L->x + (size_t)i * (size_t)d,
+             (size_t)d * sizeof *xe);
+      ysel[nt] = L->y[i];
+      idx[nt++] = i;
+    }
+  culeace_eraser *e = NULL;
+  culeace_status st;
+  if (m == CULEACE_METHOD_INLP || m == CULEACE_METHOD_RLACE) {
+    st = fit_iterative_eraser(J, L, idx, nt, xe, ysel, &e);
+  } else {
+    culeace_fit_opts fo;
+    culeace_fit_opts_init(&fo);
+    fo.method = m;
+    if (m == CULEACE_METHOD_ORACLE) fo.shrinkage = 0; /* as `fit` */
+    culeace_fitter *fit = NULL;
+    st = culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo, &fit);
+    if (!st) st = culeace_fitter_update_classes(fit, xe, CULEACE_F32, nt, d,
+                                                ysel);
+    if (!st) st = culeace_fitter_finalize(fit, &e);
+    culeace_fitter_free(fit);
+  }
+  if (st) {
+    char what[96];
+    snprintf(what, sizeof what, "fitting --erase-method %s on a fold's "
+             "training rows", culeace_method_name(m));
+    return cli_error_ctx(J->c, ctx, what), 1;
+  }
+  memcpy(xe, L->x, (size_t)n * (size_t)d * sizeof *xe);
+  if (m == CULEACE_METHOD_QUADRATIC) {
+    st = culeace_eraser_apply_quadratic(ctx, e, xe, CULEACE_F32, n, d, L->y);
+  } else if (m == CULEACE_METHOD_ORACLE) {
+    double *z = oracle_z(L, k);
+    st = z ? culeace_eraser_apply_oracle(ctx, e, xe, CULEACE_F32, n, d, z,
+                                         k == 2 ? 1 : k)
+           : CULEACE_ERR_OUT_OF_MEMORY;
+    free(z);
+  } else {
+    st = culeace_eraser_apply(ctx, e, xe, CULEACE_F32, n, d);
+  }
+  culeace_eraser_free(e);
+  if (st) return cli_error_ctx(J->c, ctx, "erasing a fold's rows"), 1;
+  return 0;
+}
