@@ -14,6 +14,7 @@ from ._context import cuda_available
 from .leace import LeaceEraser, LeaceFitter
 from .oracle import OracleEraser, OracleFitter
 from .quadratic import QuadraticEraser, QuadraticFitter
+from .iterative import fit_inlp, fit_rlace
 from .files import load_erasers, save_erasers
 from .hooks import ErasureHooks, attach, erase
 from .probe import probe_layers
@@ -23,7 +24,8 @@ from .record import record
 __version__ = version()
 
 __all__ = ["LeaceEraser", "LeaceFitter", "OracleEraser", "OracleFitter",
-           "QuadraticEraser", "QuadraticFitter", "load_erasers", "save_erasers",
+           "QuadraticEraser", "QuadraticFitter", "fit_inlp", "fit_rlace",
+           "load_erasers", "save_erasers",
            "ErasureHooks", "attach", "erase", "record", "probe_layers",
            "ProbeResults", "CuleaceError", "backends_compiled", "blas_kernel",
            "cuda_available", "library_path", "version"]

@@ -194,6 +194,9 @@ class ProbeResults:
                          s["probe"], s["C"], s["folds"],
                          "stratified" if self.fold_unit == "row"
                          else "stratified group", s["seed"]))
+        if era:
+            lines.append("erased: accuracy after --erase-method %s, fitted on "
+                         "each fold's training rows" % s["erase_method"])
         return "\n".join(lines) + "\n"
 
     def __str__(self):

@@ -107,7 +107,7 @@ def test_rlace_end_to_end(tmp_path, sample, run_culeace):
      "--min-accuracy does not apply to --method rlace"),
     (["--method", "leace", "--iterations", "3"], "only to inlp and rlace"),
     (["--method", "inlp", "--svd-tol", "0.1"], "--svd-tol does not apply"),
-    (["--method", "quadratic"], "--method must be leace, orth, inlp"),
+    (["--method", "qleace"], "--method must be leace, orth, inlp"),
 ])
 def test_bad_options(tmp_path, sample, culeace_bin, extra, needle):
     out = tmp_path / "e.h5"
@@ -127,3 +127,37 @@ def test_continuous_labels_refused(tmp_path, culeace_bin):
                        capture_output=True, text=True)
     assert p.returncode != 0 and "needs integer class labels" in p.stderr
     assert not (tmp_path / "e.h5").exists()
+
+
+def test_python_fit_inlp_equals_cli(tmp_path, sample, run_culeace):
+    """culeace.fit_inlp on the same rows, groups and seed makes the CLI's
+    eraser (the same held-out split and probes)."""
+    with h5py.File(sample) as f:
+        x, y, g = f["hidden/3"][...], f["labels"][...], f["groups"][...]
+    e, rep = culeace.fit_inlp(x, y, groups=g)
+    out = tmp_path / "inlp.h5"
+    run_culeace("fit", sample, *SAMPLE_ARGS, "--layers", "3", "--method",
+                "inlp", "-o", out, "--device", "cpu")
+    c = culeace.load_erasers(out)["3"]
+    assert e.rank == c.rank == rep["rank"] >= 1
+    assert np.abs(e.P - c.P).max() < 1e-12
+    assert np.abs(e.bias - c.bias).max() < 1e-12
+    check_projection(e, rep["rank"])
+    assert rep["classes"] == [0, 1]
+    assert len(rep["accuracy"]) == rep["iterations"] + 1
+    assert rep["accuracy"][0] > 0.9 and rep["final_accuracy"] < rep["accuracy"][0]
+    if rep["stopped"]:
+        assert rep["final_accuracy"] <= rep["threshold"]
+
+
+def test_python_fit_rlace(sample):
+    with h5py.File(sample) as f:
+        x, y = f["hidden/3"][...], f["labels"][...]
+    e, rep = culeace.fit_rlace(x, y, rank=2, iterations=30, evaluate_every=10)
+    check_projection(e, 2)
+    assert rep["iterations"] <= 30 and rep["evaluations"] >= 1
+    assert e.info["method"] == "rlace"
+    with pytest.raises(TypeError, match="unexpected option 'lr'"):
+        culeace.fit_rlace(x, y, iterations=1, lr=0.1)
+    with pytest.raises(ValueError, match="integer class labels"):
+        culeace.fit_inlp(x, y.astype(float))
