@@ -379,6 +379,11 @@ culeace_status culeace_eraser_from_quadratic(culeace_ctx *ctx, int64_t d,
                                              const double *maps,
                                              const double *target,
                                              culeace_eraser **out);
+/* Class covariances of a QUADRATIC fitter: covs (k, d, d), class c's
+ * C_c / (n_c - 1) (Bessel-corrected, no shrinkage); NaN for a class with
+ * fewer than 2 rows. CULEACE_ERR_STATE for other fitters. */
+culeace_status culeace_fitter_class_covariances(const culeace_fitter *f,
+                                                double *covs);
 /* Copies out a quadratic eraser's means (k, d), maps (k, d, d) and target
  * (d); any may be NULL. CULEACE_ERR_STATE for other erasers. */
 culeace_status culeace_eraser_quadratic_params(const culeace_eraser *e,

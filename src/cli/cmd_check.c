@@ -18,7 +18,9 @@ static const char *check_help =
     "\n"
     "Erases the activations of FILE in memory and reports, per layer, the\n"
     "largest |Cov(x, z)| entry and the largest |class mean - mean| entry\n"
-    "before and after erasure. On the rows the erasers were fitted on, the\n"
+    "before and after erasure (for quadratic erasers also the largest\n"
+    "|class covariance - their prior-weighted mean| entry). On the rows the\n"
+    "erasers were fitted on, the\n"
     "after/before ratio is at rounding level; on held-out rows it shows how\n"
     "well the erasure generalises.\n"
     "\n"
@@ -28,6 +30,7 @@ static const char *check_help =
 typedef struct {
   int64_t rows;
   double xz_before, xz_after, mean_before, mean_after;
+  double cov_before, cov_after; /* quadratic erasers; NAN otherwise */
 } check_result;
 
 static double max_abs(const double *v, int64_t n) {
@@ -87,6 +90,34 @@ done:
   return rc;
 }
 
+/* Quadratic fitters: the largest |Sigma_c - sum_c prior_c Sigma_c| entry
+ * over the classes with >= 2 rows. */
+static int measure_cov(culeace_fitter *f, int64_t d, int64_t k, double *gap) {
+  size_t dd = (size_t)d * (size_t)d;
+  double *covs = malloc(dd * (size_t)k * 8), *avg = malloc(dd * 8);
+  int64_t *cnt = malloc((size_t)k * sizeof *cnt);
+  int rc = 1;
+  if (!covs || !avg || !cnt || culeace_fitter_class_covariances(f, covs) ||
+      culeace_fitter_class_means(f, NULL, cnt))
+    goto done;
+  double tot = 0, g = 0;
+  for (int64_t c = 0; c < k; c++) tot += cnt[c] >= 2 ? (double)cnt[c] : 0;
+  memset(avg, 0, dd * 8);
+  for (int64_t c = 0; c < k; c++)
+    for (size_t i = 0; cnt[c] >= 2 && i < dd; i++)
+      avg[i] += (double)cnt[c] / tot * covs[(size_t)c * dd + i];
+  for (int64_t c = 0; c < k; c++)
+    for (size_t i = 0; cnt[c] >= 2 && i < dd; i++)
+      g = fmax(g, fabs(covs[(size_t)c * dd + i] - avg[i]));
+  *gap = g;
+  rc = 0;
+done:
+  free(covs);
+  free(avg);
+  free(cnt);
+  return rc;
+}
+
 static void json_num(double v) {
   if (isnan(v)) printf("null");
   else printf("%.6g", v);
@@ -109,18 +140,33 @@ static void print_results(const cli_common *c, const cli_layer_eraser *items,
       json_num(r[i].mean_before);
       printf(", \"max_class_mean_gap_after\": ");
       json_num(r[i].mean_after);
+      printf(", \"max_class_cov_gap_before\": ");
+      json_num(r[i].cov_before);
+      printf(", \"max_class_cov_gap_after\": ");
+      json_num(r[i].cov_after);
       printf("}");
     }
     printf("]}\n");
     return;
   }
-  printf("%-12s %10s %13s %13s %9s %13s %13s\n", "layer", "rows",
+  int quad = 0;
+  for (int64_t i = 0; i < m; i++) quad |= !isnan(r[i].cov_before);
+  printf("%-12s %10s %13s %13s %9s %13s %13s", "layer", "rows",
          "|cov| before", "|cov| after", "ratio", "gap before", "gap after");
-  for (int64_t i = 0; i < m; i++)
-    printf("%-12s %10lld %13.4e %13.4e %9.1e %13.4e %13.4e\n", items[i].name,
+  if (quad) printf(" %13s %13s", "covgap before", "covgap after");
+  printf("\n");
+  for (int64_t i = 0; i < m; i++) {
+    printf("%-12s %10lld %13.4e %13.4e %9.1e %13.4e %13.4e", items[i].name,
            (long long)r[i].rows, r[i].xz_before, r[i].xz_after,
            r[i].xz_before > 0 ? r[i].xz_after / r[i].xz_before : 0.0,
            r[i].mean_before, r[i].mean_after);
+    if (quad && isnan(r[i].cov_before)) printf(" %13s %13s", "-", "-");
+    else if (quad) printf(" %13.4e %13.4e", r[i].cov_before, r[i].cov_after);
+    printf("\n");
+  }
+  if (quad)
+    printf("covgap: largest |class covariance - their prior-weighted mean| "
+           "entry (quadratic erasers)\n");
 }
 
 int cmd_check(int argc, char **argv) {
@@ -206,6 +252,10 @@ int cmd_check(int argc, char **argv) {
     if (cli_takes_labels(info.method) &&
         cli_oracle_zmap(&c, erasers, &items[i], &lab, &zm))
       goto done;
+    /* quadratic erasers: class covariances too */
+    o.method = info.method == CULEACE_METHOD_QUADRATIC && !lab.continuous
+                   ? CULEACE_METHOD_QUADRATIC
+                   : CULEACE_METHOD_ORTH;
     if (culeace_fitter_create(ctx, d, zk_n, zk, &o, &before) ||
         culeace_fitter_create(ctx, d, zk_n, zk, &o, &after)) {
       cli_error_ctx(&c, ctx, "");
@@ -243,6 +293,13 @@ int cmd_check(int argc, char **argv) {
     res[i].rows = culeace_fitter_rows(before);
     if (measure(before, d, &lab, &res[i].xz_before, &res[i].mean_before) ||
         measure(after, d, &lab, &res[i].xz_after, &res[i].mean_after)) {
+      cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+      goto done;
+    }
+    res[i].cov_before = res[i].cov_after = NAN;
+    if (o.method == CULEACE_METHOD_QUADRATIC &&
+        (measure_cov(before, d, zk_n, &res[i].cov_before) ||
+         measure_cov(after, d, zk_n, &res[i].cov_after))) {
       cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
       goto done;
     }

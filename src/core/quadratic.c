@@ -3,6 +3,7 @@
  * block like the other moments, and the eraser built from them: class
  * covariances, their Wasserstein barycenter and the transport map of each
  * class onto it (gauss_ot.c). */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -76,6 +77,25 @@ culeace_status culeace__quadratic_update(culeace_fitter *f, const void *x,
       return st;
     }
     merge_class(f, c, f->class_counts[c], nc);
+  }
+  return CULEACE_OK;
+}
+
+culeace_status culeace_fitter_class_covariances(const culeace_fitter *f,
+                                                double *covs) {
+  if (!f || !covs) return CULEACE_ERR_INVALID_ARG;
+  if (!f->q_cxx)
+    return culeace__error(f->ctx, CULEACE_ERR_STATE,
+                          "class covariances are kept by quadratic fitters "
+                          "only");
+  int64_t d = f->d;
+  size_t dd = (size_t)d * (size_t)d;
+  for (int64_t c = 0; c < f->k; c++) {
+    const double *C = f->q_cxx + (size_t)c * dd;
+    double *S = covs + (size_t)c * dd, nc = (double)f->class_counts[c];
+    for (int64_t i = 0; i < d; i++)
+      for (int64_t j = i; j < d; j++)
+        S[i * d + j] = S[j * d + i] = nc >= 2 ? C[i * d + j] / (nc - 1) : NAN;
   }
   return CULEACE_OK;
 }

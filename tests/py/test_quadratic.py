@@ -204,6 +204,10 @@ def test_cli_fit_apply_check(tmp_path, culeace_bin):
     p = _run(culeace_bin, "check", er, dump, "--x", "/x", "--z", "/y", "--json")
     r = json.loads(p.stdout)["layers"][0]
     assert r["max_abs_cov_xz_after"] < 1e-5 * r["max_abs_cov_xz_before"]
+    # the class covariances, measured by check, are equal after the edit
+    assert r["max_class_cov_gap_after"] < 1e-5 * r["max_class_cov_gap_before"]
+    p = _run(culeace_bin, "check", er, dump, "--x", "/x", "--z", "/y")
+    assert "covgap before" in p.stdout
 
 
 def test_cli_refusals(tmp_path, culeace_bin):
