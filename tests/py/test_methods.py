@@ -163,3 +163,29 @@ def test_python_fit_rlace(sample):
         culeace.fit_rlace(x, y, iterations=1, lr=0.1)
     with pytest.raises(ValueError, match="integer class labels"):
         culeace.fit_inlp(x, y.astype(float))
+
+
+def test_three_classes():
+    """INLP and R-LACE with three classes (a softmax probe and classifier):
+    held-out accuracy falls from ~1 to near the majority baseline; R-LACE
+    with rank k - 1 = 2 has exactly that rank."""
+    from sklearn.linear_model import LogisticRegression
+    rng = np.random.default_rng(1)
+    n, d, k = 3000, 16, 3
+    y = rng.integers(0, k, n) * 2 + 1  # labels 1, 3, 5
+    x = rng.normal(size=(n, d)) + rng.normal(size=(k, d))[(y - 1) // 2] * 1.5
+    tr, te = slice(0, 2000), slice(2000, None)
+    maj = max(np.mean(y[te] == v) for v in (1, 3, 5))
+
+    def acc(z):
+        clf = LogisticRegression(max_iter=2000).fit(z[tr], y[tr])
+        return clf.score(z[te], y[te])
+    assert acc(x) > 0.95
+    e, rep = culeace.fit_inlp(x[tr], y[tr])
+    assert rep["classes"] == [1, 3, 5] and rep["stopped"]
+    L = np.asarray(e.proj_left)
+    assert np.abs(L.T @ L - np.eye(rep["rank"])).max() < 1e-10
+    assert acc(e(x)) < maj + 0.05
+    e, rep = culeace.fit_rlace(x[tr], y[tr], rank=2, iterations=5000)
+    assert e.rank == 2 and rep["iterations"] <= 5000
+    assert acc(e(x)) < maj + 0.05
