@@ -15,6 +15,7 @@
 
 #include "cli/apply_journal.h"
 #include "cli/cli.h"
+#include "cli/mpi_fit.h"
 #include "cli/oracle_z.h"
 #include "core/convert.h"
 #include "core/ctx.h"
@@ -348,6 +349,7 @@ int cmd_apply(int argc, char **argv) {
 
   int rc = 1;
   const char *inputs[] = {erasers, file};
+  if (mpi_refuse_launch(&c, "apply")) return 1;
   if (cli_precheck_files(&c, 2, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mpi_fit.h"
+#include "cli/mpi_probe.h"
 #include "cli/probe.h"
 #include "core/eval.h"
 
@@ -239,8 +241,11 @@ int cmd_probe(int argc, char **argv) {
 
   int rc = 1;
   const char *inputs[] = {s.file};
-  if (cli_precheck_files(&c, 1, inputs)) return 1;
-  culeace_ctx *ctx = cli_open_ctx(&c);
+  if (cli_precheck_files(&c, 1, inputs)) return 1; /* forks: before MPI */
+  probe_mpi *P = NULL; /* under mpirun/srun: layers over ranks */
+  if (fit_mpi_wanted() && probe_mpi_begin(&c, &P))
+    return P ? probe_mpi_end(P, &c, 1) : 1;
+  culeace_ctx *ctx = P ? probe_mpi_ctx(P, &c) : cli_open_ctx(&c);
   culeace_act *act = NULL;
   culeace_labels lab;
   memset(&lab, 0, sizeof lab);
@@ -249,7 +254,7 @@ int cmd_probe(int argc, char **argv) {
   probe_job J;
   memset(&J, 0, sizeof J);
   int wrote_csv = 0, wrote_plot = 0;
-  if (!ctx) return 1;
+  if (!ctx) goto done;
   if (culeace__act_open(ctx, s.file, &c.spec, 0, &act)) {
     cli_error_ctx(&c, ctx, "");
     goto done;
@@ -336,7 +341,11 @@ int cmd_probe(int argc, char **argv) {
       cli_error(&c, "out of memory");
       goto done;
     }
-  if (s.save && culeace__probe_file_create(ctx, s.save, &J.save)) {
+  J.keep_final = s.save != NULL;
+  J.mpi_ranks = P ? probe_mpi_size(P) : 0;
+  int root = !P || probe_mpi_rank(P) == 0; /* writes the outputs */
+  if (s.save && root &&
+      culeace__probe_file_create(ctx, s.save, &J.save)) {
     cli_error_ctx(&c, ctx, "--save");
     goto done;
   }
@@ -352,14 +361,28 @@ int cmd_probe(int argc, char **argv) {
              (long long)culeace__act_width(act));
     if (cli_check_memory(&c, need, what)) goto done;
   }
+  if (P && probe_mpi_agree(P, &c, 0)) goto done; /* setup done everywhere */
   double units = 1 + (double)F + (s.erase ? (double)F : 0);
+  double mine = (double)(P ? probe_mpi_my_layers(P, m) : m);
   cli_progress prog;
-  cli_progress_start(&prog, &c, "probe", units * (double)used * (double)m,
+  cli_progress_start(&prog, &c, "probe", units * (double)used * mine,
                      (double)culeace__act_width(act) * 4.0);
   J.prog = &prog;
-  for (int64_t i = 0; i < m; i++)
-    if (probe_run_layer(&J, layers[i], &res[i])) goto done;
+  if (P) {
+    if (probe_mpi_run_layers(P, &J, layers, m, res)) goto done;
+    for (int64_t i = 0; J.save && i < m; i++)
+      if (probe_save_layer(&J, &res[i])) goto done;
+  } else {
+    for (int64_t i = 0; i < m; i++)
+      if (probe_run_layer(&J, layers[i], &res[i]) ||
+          (J.save && probe_save_layer(&J, &res[i])))
+        goto done;
+  }
   cli_progress_end(&prog);
+  if (!root) { /* rank 0 reports and writes */
+    rc = 0;
+    goto done;
+  }
   probe_report R;
   memset(&R, 0, sizeof R);
   R.s = &s;
@@ -392,6 +415,7 @@ int cmd_probe(int argc, char **argv) {
   else probe_print_table(&R);
   rc = 0;
 done:
+  if (P) rc = probe_mpi_end(P, &c, rc); /* the same rc on every rank */
   if (rc && wrote_csv) remove(s.csv);
   if (rc && wrote_plot) probe_remove_plot(s.plot);
   culeace__probe_file_free(J.save);

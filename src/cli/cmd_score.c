@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mpi_fit.h"
 #include "cli/probe.h"
 #include "core/convert.h"
 #include "io/score_file.h"
@@ -274,6 +275,7 @@ int cmd_score(int argc, char **argv) {
 
   int rc = 1;
   const char *inputs[] = {probes, file};
+  if (mpi_refuse_launch(&c, "score")) return 1;
   if (cli_precheck_files(&c, 2, inputs)) return 1;
   culeace_ctx *ctx = cli_open_ctx(&c);
   culeace_act *act = NULL;

@@ -29,44 +29,6 @@ typedef struct {
   char *cvals;
 } fit_run;
 
-static void world_init(mpi_world *w) {
-  MPI_Init(NULL, NULL);
-  w->comm = MPI_COMM_WORLD;
-  MPI_Comm_rank(w->comm, &w->rank);
-  MPI_Comm_size(w->comm, &w->size);
-  MPI_Comm node;
-  MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL,
-                      &node);
-  MPI_Comm_rank(node, &w->local_rank);
-  MPI_Comm_free(&node);
-}
-
-/* The context: with --device auto or cuda (no index) and GPUs present, the
- * node-local rank modulo their count picks this rank's GPU. */
-static culeace_ctx *open_ctx(const cli_common *c, const mpi_world *w) {
-  int is_auto = !strcmp(c->device, "auto");
-  int is_cuda = !strcmp(c->device, "cuda");
-  int gpus = (is_auto || is_cuda) ? culeace_cuda_device_count() : 0;
-  if (gpus <= 0) return cli_open_ctx(c);
-  culeace_ctx_opts o;
-  culeace_ctx_opts_init(&o);
-  o.n_threads = c->threads;
-  o.device = is_auto ? CULEACE_DEVICE_AUTO : CULEACE_DEVICE_CUDA;
-  o.device_index = w->local_rank % gpus;
-  culeace_ctx *ctx = NULL;
-  char err[512] = "";
-  culeace_status st = culeace_ctx_create(&o, &ctx, err, sizeof err);
-  if (st) {
-    cli_error(c, "%s", err[0] ? err : culeace_strerror(st));
-    return NULL;
-  }
-  if (!c->quiet && !c->json)
-    fprintf(stderr, "%s: %s (node-local rank %d of this node's ranks, %d "
-            "GPUs)\n", c->prog, culeace_ctx_device_note(ctx), w->local_rank,
-            gpus);
-  return ctx;
-}
-
 /* "v0,v1,..." class values for the eraser metadata; NULL if continuous. */
 static char *class_values(const culeace_labels *lab) {
   if (lab->continuous) return NULL;
@@ -142,7 +104,7 @@ static int fit_shard(const cli_common *c, fit_run *R, const mpi_world *w,
 static int setup(const cli_common *c, fit_run *R, const mpi_world *w,
                  const char *file, const char *z_path, const char *out,
                  const culeace_fit_opts *o) {
-  R->ctx = open_ctx(c, w);
+  R->ctx = mpi_open_ctx(c, w);
   if (!R->ctx) return 1;
   if (culeace__act_open(R->ctx, file, &c->spec, 0, &R->act))
     return cli_error_ctx(c, R->ctx, "");
@@ -272,7 +234,7 @@ int fit_mpi(const cli_common *c0, const char *file, const char *z_path,
   const char *inputs[] = {file};
   int failed = cli_precheck_files(c0, 1, inputs); /* forks: before MPI */
   mpi_world w;
-  world_init(&w);
+  mpi_world_init(&w);
   cli_common cc = *c0;
   char name[96];
   snprintf(name, sizeof name, "%s (rank %d of %d)", c0->prog, w.rank,

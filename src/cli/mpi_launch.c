@@ -10,6 +10,7 @@
 #endif
 
 #include "cli/mpi_fit.h"
+#include "cli/mpi_probe.h"
 
 /* A positive integer environment variable, or 0. */
 static int64_t env_count(const char *name) {
@@ -55,6 +56,16 @@ const char *mpi_build_name(void) {
 #endif
 }
 
+int mpi_refuse_launch(const cli_common *c, const char *command) {
+  const char *which = NULL;
+  int64_t n = mpi_launcher_size(&which);
+  if (n == 0 || n == 1) return 0;
+  return cli_error(c, "%s is not sharded under MPI: started by a launcher "
+                   "(%s) with %s ranks, each would rewrite the same output; "
+                   "run it without mpirun/srun (docs/CLUSTER.md)", command,
+                   which, n > 0 ? "several" : "an unknown number of");
+}
+
 /* One rank (mpirun -n 1, srun -n 1) is the plain fit: nothing to shard. */
 #ifdef CULEACE_HAVE_MPI
 int fit_mpi_wanted(void) {
@@ -75,4 +86,29 @@ int fit_mpi(const cli_common *c, const char *file, const char *z_path,
                    "without the launcher (docs/CLUSTER.md)",
                    (long long)n, which);
 }
+
+/* `probe` under a launcher in a build without MPI: refused, as fit. */
+int probe_mpi_begin(cli_common *c, probe_mpi **out) {
+  const char *which = NULL;
+  int64_t n = mpi_launcher_size(&which);
+  *out = NULL;
+  return cli_error(c, "started by an MPI launcher with %lld ranks (%s) but "
+                   "this culeace was built without MPI (CULEACE_MPI=OFF or "
+                   "no MPI library found): every rank would probe every "
+                   "layer and race on the outputs; rebuild with Open MPI "
+                   "(libopenmpi-dev) or run it without the launcher "
+                   "(docs/CLUSTER.md)", (long long)n, which);
+}
+culeace_ctx *probe_mpi_ctx(probe_mpi *P, const cli_common *c) { return NULL; }
+int probe_mpi_rank(const probe_mpi *P) { return 0; }
+int probe_mpi_size(const probe_mpi *P) { return 1; }
+int64_t probe_mpi_my_layers(const probe_mpi *P, int64_t m) { return m; }
+int probe_mpi_agree(probe_mpi *P, const cli_common *c, int failed) {
+  return 1;
+}
+int probe_mpi_run_layers(probe_mpi *P, probe_job *J, const int64_t *layers,
+                         int64_t m, probe_layer_result *res) {
+  return 1;
+}
+int probe_mpi_end(probe_mpi *P, const cli_common *c, int rc) { return 1; }
 #endif

@@ -1,13 +1,51 @@
-/* mpi_reduce.c — the collective steps of the sharded fit: agreeing on
- * failure after each step (so every rank exits the same way when one rank
- * could not read its rows), and the binomial-tree merge of fitter states
- * into rank 0 (ceil(log2 N) rounds; at most that many states reach rank 0). */
+/* mpi_reduce.c — what the MPI drivers (mpi_fit.c, mpi_probe.c) share: the
+ * world and each rank's context, agreeing on failure after each step (so
+ * every rank exits the same way when one rank could not read its rows),
+ * and the binomial-tree merge of fitter states into rank 0 (ceil(log2 N)
+ * rounds; at most that many states reach rank 0). */
 #include <stdio.h>
+#include <string.h>
 
 #include "cli/mpi_reduce.h"
 
 /* Messages of at most 2^28 doubles (2 GiB): MPI counts are ints. */
 #define CHUNK ((size_t)1 << 28)
+
+void mpi_world_init(mpi_world *w) {
+  MPI_Init(NULL, NULL);
+  w->comm = MPI_COMM_WORLD;
+  MPI_Comm_rank(w->comm, &w->rank);
+  MPI_Comm_size(w->comm, &w->size);
+  MPI_Comm node;
+  MPI_Comm_split_type(w->comm, MPI_COMM_TYPE_SHARED, w->rank, MPI_INFO_NULL,
+                      &node);
+  MPI_Comm_rank(node, &w->local_rank);
+  MPI_Comm_free(&node);
+}
+
+culeace_ctx *mpi_open_ctx(const cli_common *c, const mpi_world *w) {
+  int is_auto = !strcmp(c->device, "auto");
+  int is_cuda = !strcmp(c->device, "cuda");
+  int gpus = (is_auto || is_cuda) ? culeace_cuda_device_count() : 0;
+  if (gpus <= 0) return cli_open_ctx(c);
+  culeace_ctx_opts o;
+  culeace_ctx_opts_init(&o);
+  o.n_threads = c->threads;
+  o.device = is_auto ? CULEACE_DEVICE_AUTO : CULEACE_DEVICE_CUDA;
+  o.device_index = w->local_rank % gpus;
+  culeace_ctx *ctx = NULL;
+  char err[512] = "";
+  culeace_status st = culeace_ctx_create(&o, &ctx, err, sizeof err);
+  if (st) {
+    cli_error(c, "%s", err[0] ? err : culeace_strerror(st));
+    return NULL;
+  }
+  if (!c->quiet && !c->json)
+    fprintf(stderr, "%s: %s (node-local rank %d of this node's ranks, %d "
+            "GPUs)\n", c->prog, culeace_ctx_device_note(ctx), w->local_rank,
+            gpus);
+  return ctx;
+}
 
 int mpi_any_failed(const mpi_world *w, int failed, int *first) {
   int mine = failed ? w->rank : w->size, low = w->size;

@@ -1,12 +1,14 @@
-/* mpi_reduce.h — the collective steps of the sharded fit (mpi_reduce.c):
- * every rank agreeing on failure, and the fitter states of all ranks merged
- * into rank 0's along a fixed binomial tree. MPI builds only. */
+/* mpi_reduce.h — what the MPI drivers share (mpi_reduce.c): the world,
+ * each rank's context, every rank agreeing on failure, and the fitter
+ * states of all ranks merged into rank 0's along a fixed binomial tree. MPI
+ * builds only. */
 #ifndef CULEACE_CLI_MPI_REDUCE_H
 #define CULEACE_CLI_MPI_REDUCE_H
 
 #include <mpi.h>
 #include <stddef.h>
 
+#include "cli/cli.h"
 #include "culeace.h"
 
 typedef struct {
@@ -14,6 +16,14 @@ typedef struct {
   int rank, size;
   int local_rank; /* rank among the ranks of this node (shared memory) */
 } mpi_world;
+
+/* MPI_Init and the world's size, rank and node-local rank. */
+void mpi_world_init(mpi_world *w);
+
+/* This rank's context: with --device auto or cuda (no index) and GPUs
+ * present, the node-local rank modulo their count picks its GPU; else as
+ * cli_open_ctx. NULL (message printed) on failure. */
+culeace_ctx *mpi_open_ctx(const cli_common *c, const mpi_world *w);
 
 /* Collective: 1 on every rank when any rank passes failed != 0, else 0;
  * *first (may be NULL) gets the lowest failing rank. */

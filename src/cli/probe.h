@@ -49,6 +49,7 @@ typedef struct {
   probe_mdl mdl;
   int all_converged; /* every fitted probe reached tol */
   int max_n_iter;    /* most L-BFGS iterations any of the layer's probes took */
+  culeace_probe *final; /* fitted on all rows (probe_job.keep_final), owned */
 } probe_layer_result;
 
 /* State shared by all layers (indexed by flat row: example * t + token). */
@@ -68,7 +69,11 @@ typedef struct {
   int64_t *control_counts;    /* (k) rows per control class */
   int64_t *mdl_key;           /* (N) position of each row in the online-code
                                  order (groups kept together), or NULL */
-  culeace__probe_file *save;  /* --save (temp file until commit) or NULL */
+  culeace__probe_file *save;  /* --save (temp file until commit) or NULL;
+                                 under MPI on rank 0 only */
+  int mpi_ranks;              /* ranks of an MPI run (layers split), or 0 */
+  int keep_final;             /* fit each layer's probe on all rows too
+                                 (probe_layer_result.final), for --save */
   cli_progress *prog;
   double units_per_layer;     /* progress units of one layer */
 } probe_job;
@@ -91,6 +96,8 @@ typedef struct {
  * (probe_result_alloc). */
 int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res);
 int probe_result_alloc(probe_layer_result *r, int64_t folds);
+/* Adds r->final with its metadata to J->save. 0, or 1 (printed). */
+int probe_save_layer(probe_job *J, const probe_layer_result *r);
 void probe_result_free(probe_layer_result *r);
 /* Fills mean/std of a metric over its defined folds. */
 void probe_metric_summarise(probe_metric *m, int64_t folds);

@@ -37,6 +37,8 @@ void probe_result_free(probe_layer_result *r) {
     free(ms[i]->v);
     ms[i]->v = NULL;
   }
+  culeace_probe_free(r->final);
+  r->final = NULL;
 }
 
 void probe_metric_summarise(probe_metric *m, int64_t folds) {
@@ -201,7 +203,7 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   int64_t ends[CULEACE_MDL_N_BOUNDS];
   int nb = s->mdl ? culeace__mdl_bounds(n, ends) : 0;
   int n_mdl = nb > 1 ? nb - 1 : 0;
-  int64_t P = F + (s->control ? F : 0) + n_mdl + (J->save ? 1 : 0);
+  int64_t P = F + (s->control ? F : 0) + n_mdl + (J->keep_final ? 1 : 0);
   int64_t n_masks = F + n_mdl + 1;
   size_t xbytes = (size_t)(n ? n : 1) * (size_t)d * sizeof(float);
   w.P = P;
@@ -255,7 +257,7 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
       }
   }
   int64_t final_idx = -1;
-  if (J->save) {
+  if (J->keep_final) {
     memset(all, 1, (size_t)n);
     final_idx = p;
     w.labels[p] = L->y;
@@ -322,24 +324,9 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
     md->compression = md->uniform_bits / md->online_bits;
     md->done = 1;
   }
-  if (J->save) {
-    culeace__probe_meta meta;
-    memset(&meta, 0, sizeof meta);
-    meta.layer = l;
-    meta.layer_name = lname;
-    meta.source_file = s->file;
-    meta.source_dataset = culeace__act_dataset_path(J->act, l);
-    meta.label_dataset = s->y_path;
-    meta.class_values = J->lab->class_values;
-    meta.C = s->po.C;
-    meta.tol = s->po.tol;
-    meta.max_iter = s->po.max_iter;
-    meta.standardize = s->po.standardize;
-    meta.balanced = s->po.balanced;
-    if (culeace__probe_file_add(J->save, w.probes[final_idx], &meta)) {
-      cli_error_ctx(c, J->ctx, "");
-      goto done;
-    }
+  if (J->keep_final) { /* the caller saves it (probe_save_layer) */
+    res->final = w.probes[final_idx];
+    w.probes[final_idx] = NULL;
   }
   if (s->erase)
     for (int64_t f = 0; f < F; f++) {
@@ -356,4 +343,24 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
 done:
   ws_free(&w);
   return rc;
+}
+
+int probe_save_layer(probe_job *J, const probe_layer_result *r) {
+  const probe_settings *s = J->s;
+  culeace__probe_meta meta;
+  memset(&meta, 0, sizeof meta);
+  meta.layer = r->layer;
+  meta.layer_name = r->name;
+  meta.source_file = s->file;
+  meta.source_dataset = culeace__act_dataset_path(J->act, r->layer);
+  meta.label_dataset = s->y_path;
+  meta.class_values = J->lab->class_values;
+  meta.C = s->po.C;
+  meta.tol = s->po.tol;
+  meta.max_iter = s->po.max_iter;
+  meta.standardize = s->po.standardize;
+  meta.balanced = s->po.balanced;
+  if (culeace__probe_file_add(J->save, r->final, &meta))
+    return cli_error_ctx(J->c, J->ctx, "--save");
+  return 0;
 }

@@ -291,3 +291,95 @@ def test_quadratic_ranks_match_plain_fit(plain, tmp_path):
                 x, y = b["erasers"][g][name][...], a["erasers"][g][name][...]
                 err = np.abs(x - y).max() / np.abs(y).max()
                 assert err <= tol, f"{g}/{name}: relative difference {err:.2e}"
+
+
+def probe_run(k, dump, *args):
+    """`culeace probe --json` on k ranks (k = 0: without mpirun)."""
+    base = ["probe", dump, "--x", "/hidden", "--y", "/labels", "--device",
+            "cpu", "--json", "--control", "--erase", *args]
+    if k == 0:
+        p = subprocess.run([BIN, *map(str, base)], capture_output=True,
+                           text=True, env=ENV, timeout=300)
+    else:
+        p = mpirun(k, *base)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4])
+def test_probe_layers_over_ranks_match_plain(plain, tmp_path, k):
+    """Layers split over k ranks (4 ranks for 3 layers: one idle): the same
+    folds, control labels and accuracies as the plain run, fold by fold;
+    losses and the saved probes to float32 L-BFGS rounding; outputs written
+    once, by rank 0. (mpirun binds ranks to cores, so BLAS and OpenMP
+    sum in another order even on one rank; the probes stop at the
+    gradient tolerance 1e-4, so their coefficients agree to ~1e-5 of
+    their size, not to rounding.)"""
+    dump = plain["rows"][0]
+    ref = probe_run(0, dump, "--save", tmp_path / "ref.h5")
+    got = probe_run(k, dump, "--save", tmp_path / "p.h5", "--csv",
+                    tmp_path / "p.csv")
+    assert got.get("mpi_ranks", 1) == k
+    assert [L["name"] for L in got["layers"]] == [L["name"] for L in ref["layers"]]
+    for a, b in zip(got["layers"], ref["layers"]):
+        assert a["rows"] == b["rows"]
+        for key in ("accuracy", "balanced_accuracy", "majority",
+                    "control_accuracy", "erased_accuracy"):
+            assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
+        assert np.allclose(a["log_loss"]["folds"], b["log_loss"]["folds"],
+                           rtol=1e-5)
+    with h5py.File(tmp_path / "p.h5") as f, h5py.File(tmp_path / "ref.h5") as g:
+        assert sorted(f["probes"]) == sorted(g["probes"])
+        for name in g["probes"]:
+            x, y = f["probes"][name], g["probes"][name]
+            assert x.attrs["layer_name"] == y.attrs["layer_name"]
+            for ds in ("coef", "intercept", "mean", "scale"):
+                scale = np.abs(y[ds][...]).max()
+                assert np.abs(x[ds][...] - y[ds][...]).max() <= 1e-3 * scale
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == 4
+    assert leftovers(tmp_path, "p.") == ["p.csv", "p.h5"]
+
+
+def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
+    """Layer 1's rows are unreadable (a bad Fletcher32 chunk): the rank that
+    owns it fails, every rank exits non-zero, no output is left."""
+    rng = np.random.default_rng(4)
+    dump = tmp_path / "bad.h5"
+    with h5py.File(dump, "w") as f:
+        y = rng.integers(0, 2, 600)
+        f["labels"] = y
+        for name in ("0", "1"):
+            f.create_dataset(f"hidden/{name}", chunks=(100, 8), fletcher32=True,
+                             data=rng.normal(size=(600, 8)) + y[:, None])
+    with h5py.File(dump, "r") as f:
+        off = f["hidden/1"].id.get_chunk_info_by_coord((300, 0)).byte_offset
+    with open(dump, "r+b") as fh:
+        fh.seek(off + 8)
+        b = fh.read(1)
+        fh.seek(off + 8)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    outs = ["--csv", tmp_path / "o.csv", "--save", tmp_path / "o.h5",
+            "--plot", tmp_path / "o.svg"]
+    p = mpirun(2, "probe", dump, "--x", "/hidden", "--y", "/labels",
+               "--device", "cpu", *outs)
+    assert p.returncode != 0
+    assert "(rank 1 of 2): error:" in p.stderr and "Fletcher32" in p.stderr
+    assert "rank 1 of 2 failed (its message above); nothing written" in p.stderr
+    assert leftovers(tmp_path, "o.") == []
+    # layer 0 alone (rank 0's) probes fine
+    p = mpirun(2, "probe", dump, "--x", "/hidden", "--y", "/labels",
+               "--device", "cpu", "--layers", "0", *outs)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.mark.parametrize("command", ["apply", "score"])
+def test_unsharded_commands_refused_under_launcher(plain, tmp_path, command):
+    """apply and score are not sharded: under mpirun with 2 ranks they stop
+    before writing anything rather than race on the same output."""
+    dump = plain["rows"][0]
+    out = tmp_path / "out.h5"
+    p = mpirun(2, command, tmp_path / "any.h5", dump, "--x", "/hidden",
+               "-o", out)
+    assert p.returncode != 0
+    assert f"{command} is not sharded under MPI" in p.stderr, p.stderr
+    assert leftovers(tmp_path, "out.h5") == []
