@@ -7,7 +7,18 @@
 
 #include "cli/cli.h"
 
-/* Loads the erasers and matches each to a layer of act by name. */
+/* Bytes an eraser holds in memory: its factors (float64 and float32), bias,
+ * and the oracle/quadratic parameters. */
+static double eraser_bytes(const culeace_eraser_info *in) {
+  double d = (double)in->d, r = (double)in->rank, k = (double)in->n_classes;
+  double b = 2.0 * d * r * 12.0 + d * 12.0;
+  if (in->method == CULEACE_METHOD_ORACLE) b += (d + 1.0) * in->z_dim * 8.0;
+  if (in->method == CULEACE_METHOD_QUADRATIC) b += k * (d * d + d) * 8.0 + d * 8;
+  return b;
+}
+
+/* Loads the erasers and matches each to a layer of act by name; the ones
+ * kept must fit in --max-memory (quadratic erasers hold k d^2 values). */
 int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
                           const char *erasers, culeace_act *act,
                           cli_layer_eraser **out) {
@@ -16,6 +27,7 @@ int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
   if (culeace_eraser_file_open(ctx, erasers, &ef))
     return cli_error_ctx(c, ctx, ""), -1;
   int64_t cnt = culeace_eraser_file_count(ef), m = 0;
+  double held = 0;
   int64_t *sel = NULL, nsel = cli_parse_layers(c, c->layers, act, &sel);
   cli_layer_eraser *items = calloc((size_t)(cnt ? cnt : 1), sizeof *items);
   if (nsel < 0 || !items) {
@@ -56,6 +68,17 @@ int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
     if (!wanted) {
       culeace_eraser_free(e);
       continue;
+    }
+    held += eraser_bytes(&info);
+    if (held > cli_memory_limit(c) / 2) {
+      char what[160];
+      snprintf(what, sizeof what, "holding the selected erasers of %s (up "
+               "to layer %s, %lld so far) in half the budget (the other "
+               "half is for row blocks)", erasers,
+               culeace__act_layer_name(act, layer), (long long)(m + 1));
+      cli_check_memory(c, 2 * held, what); /* prints why */
+      culeace_eraser_free(e);
+      goto fail;
     }
     items[m].e = e;
     items[m].layer = layer;

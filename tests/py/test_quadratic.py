@@ -234,6 +234,11 @@ def test_cli_refusals(tmp_path, culeace_bin):
              "-o", out, ok=False)
     assert p.returncode != 0 and "4" in p.stderr and "not a class" in p.stderr
     assert not out.exists() and not list(tmp_path.glob("out.h5*"))
+    # the erasers (k d^2 values each) must fit in --max-memory
+    p = _run(culeace_bin, "apply", er, dump, "--x", "/x", "--z", "/y", "-o",
+             out, "--max-memory", "3K", ok=False)
+    assert p.returncode != 0 and "holding the selected erasers" in p.stderr
+    assert "--max-memory" in p.stderr and not out.exists()
 
 
 @pytest.mark.parametrize("corrupt,msg", [
