@@ -245,6 +245,7 @@ def test_cli_refusals(tmp_path, culeace_bin):
     ("drop", "'ot_maps' is missing"),
     ("shape", "'ot_maps' is missing, of the wrong shape"),
     ("nan", "non-finite value in ot_maps"),
+    ("unwritten", "not fully stored"),
     ("classes", "inconsistent fields"),
 ])
 def test_file_round_trip_and_corruption(tmp_path, culeace_bin, corrupt, msg):
@@ -267,6 +268,9 @@ def test_file_round_trip_and_corruption(tmp_path, culeace_bin, corrupt, msg):
         elif corrupt == "shape":
             del g["ot_maps"]
             g["ot_maps"] = np.zeros((2, 10, 10))
+        elif corrupt == "unwritten":  # the right shape, no bytes behind it
+            del g["ot_maps"]
+            g.create_dataset("ot_maps", shape=(3, 10, 10), dtype="f8")
         elif corrupt == "nan":
             m = g["ot_maps"][:]
             m[1, 2, 3] = np.nan
