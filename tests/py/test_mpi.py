@@ -327,7 +327,7 @@ def test_probe_layers_over_ranks_match_plain(plain, tmp_path, k):
                     "control_accuracy", "erased_accuracy"):
             assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
         assert np.allclose(a["log_loss"]["folds"], b["log_loss"]["folds"],
-                           rtol=1e-5)
+                           rtol=1e-4)
     with h5py.File(tmp_path / "p.h5") as f, h5py.File(tmp_path / "ref.h5") as g:
         assert sorted(f["probes"]) == sorted(g["probes"])
         for name in g["probes"]:
