@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/apply_edit.h"
 #include "cli/apply_journal.h"
 #include "cli/cli.h"
 #include "cli/mpi_fit.h"
@@ -37,104 +38,6 @@ static const char *apply_help =
     "                      --method oracle|quadratic): each row is edited\n"
     "                      with its own label\n"
     "\n";
-
-typedef struct {
-  const cli_common *c;
-  culeace_ctx *ctx;
-  culeace_act *act;
-  const char *file; /* the file being edited (temporary or FILE) */
-  void *raw;        /* (ex_per_block * t, d) */
-  void *compact;    /* kept rows */
-  int64_t *kept;    /* indices of kept rows */
-  int64_t ex_per_block;
-  int in_place;    /* editing FILE itself */
-  int64_t written; /* blocks written so far by this run */
-  const culeace_labels *lab; /* --z, for labelled erasers (else NULL) */
-  oracle_zmap *zmaps;        /* (items) zd == 0 for unlabelled erasers */
-  double *zbuf;              /* (ex_per_block * t, max z_dim) */
-} editor;
-
-/* Erases m rows (the block's kept rows ed->kept, flat rows row0 + kept[i])
- * stored contiguously at rows: with the eraser, or for an eraser that takes
- * labels with each row's label. */
-static culeace_status erase_rows(editor *ed, const cli_layer_eraser *it,
-                                 const oracle_zmap *zm, void *rows, int64_t m,
-                                 int64_t row0) {
-  culeace_dtype dt = culeace__act_dtype(ed->act);
-  int64_t d = culeace__act_width(ed->act);
-  if (!zm) return culeace_eraser_apply(ed->ctx, it->e, rows, dt, m, d);
-  const culeace_labels *lab = ed->lab;
-  return cli_erase_labelled(
-      ed->ctx, it->e, zm, lab, rows, dt, m, d,
-      lab->continuous ? NULL : lab->classes + row0,
-      lab->continuous ? lab->z + row0 * lab->k : NULL, ed->kept, ed->zbuf);
-}
-
-/* Edits one block in memory: rows kept by the mask and finite get the
- * eraser; returns 0 or 1 (message printed). */
-static int edit_block(editor *ed, cli_layer_eraser *it, const oracle_zmap *zm,
-                      int64_t ex0, int64_t nex) {
-  culeace_act *a = ed->act;
-  int64_t t = culeace__act_tokens(a), d = culeace__act_width(a);
-  culeace_dtype dt = culeace__act_dtype(a);
-  size_t rb = (size_t)d * culeace_dtype_size(dt);
-  const uint8_t *mask = culeace__act_mask(a);
-  int64_t n = nex * t, m = 0;
-  for (int64_t i = 0; i < n; i++) {
-    int64_t row = ex0 * t + i;
-    if (mask && !mask[row]) continue;
-    int64_t col;
-    if (culeace__first_nonfinite((char *)ed->raw + (size_t)i * rb, dt, 1, d, d,
-                                 &col) >= 0) {
-      if (!ed->c->drop_nonfinite)
-        return cli_error(ed->c, "%s: %s: row %lld has a non-finite value (NaN "
-                         "or Inf) in column %lld; pass --drop-nonfinite to "
-                         "leave such rows unedited", ed->file,
-                         culeace__act_dataset_path(a, it->layer),
-                         (long long)row, (long long)col);
-      it->skipped++;
-      continue;
-    }
-    ed->kept[m++] = i;
-  }
-  culeace_status st;
-  if (m == n) {
-    st = erase_rows(ed, it, zm, ed->raw, n, ex0 * t);
-  } else {
-    for (int64_t i = 0; i < m; i++)
-      memcpy((char *)ed->compact + (size_t)i * rb,
-             (char *)ed->raw + (size_t)ed->kept[i] * rb, rb);
-    st = erase_rows(ed, it, zm, ed->compact, m, ex0 * t);
-    for (int64_t i = 0; !st && i < m; i++)
-      memcpy((char *)ed->raw + (size_t)ed->kept[i] * rb,
-             (char *)ed->compact + (size_t)i * rb, rb);
-  }
-  if (st) return cli_error_ctx(ed->c, ed->ctx, "");
-  /* Finite rows in, so a non-finite value out is an overflow of the
-   * stored type (float16 tops out at 65504): refuse before writing. */
-  for (int64_t i = 0; i < m; i++) {
-    int64_t col;
-    if (culeace__first_nonfinite((char *)ed->raw + (size_t)ed->kept[i] * rb,
-                                 dt, 1, d, d, &col) >= 0)
-      return cli_error(ed->c, "%s: %s: the erased row %lld overflows %s in "
-                       "column %lld (the eraser does not suit this data, or "
-                       "the data needs a wider type); this block was not "
-                       "written%s", ed->file,
-                       culeace__act_dataset_path(a, it->layer),
-                       (long long)(ex0 * t + ed->kept[i]),
-                       culeace_dtype_name(dt), (long long)col,
-                       ed->in_place && ed->written
-                           ? "; earlier blocks are already erased (the "
-                             "checkpoint keeps the position)"
-                           : "");
-  }
-  it->edited += m;
-  return 0;
-}
-
-static int io_fail(editor *ed, int64_t layer) {
-  return cli_error_ctx(ed->c, ed->ctx, culeace__act_dataset_path(ed->act, layer));
-}
 
 /* The message for a failed write of the output's temporary copy. */
 static int write_error(const cli_common *c, const char *dst) {
@@ -214,24 +117,24 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
           int64_t jn = (int64_t)(len / ((size_t)t * row_bytes));
           if (culeace__act_write(a, it->layer, ex, jn, ed->raw) ||
               culeace__act_flush(a))
-            return io_fail(ed, it->layer);
+            return apply_io_fail(ed, it->layer);
         }
       }
       if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
-        return io_fail(ed, it->layer);
+        return apply_io_fail(ed, it->layer);
       size_t bytes = (size_t)nex * (size_t)t * row_bytes;
       if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
         return cli_error(ed->c, "cannot write the journal %s: %s",
                          jr->journal_path, strerror(errno));
       const oracle_zmap *zm =
           ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
-      if (edit_block(ed, it, zm, ex, nex)) return 1;
+      if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
       if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
-        return io_fail(ed, it->layer);
+        return apply_io_fail(ed, it->layer);
       ed->written++;
       ex += nex;
       if (jr) {
-        if (culeace__act_flush(a)) return io_fail(ed, it->layer);
+        if (culeace__act_flush(a)) return apply_io_fail(ed, it->layer);
         apply_pos next = {ex < n ? i : i + 1, ex < n ? ex : 0};
         if (apply_journal_checkpoint(jr, next))
           return cli_error(ed->c, "cannot write the checkpoint %s: %s",

@@ -242,10 +242,13 @@ int cmd_probe(int argc, char **argv) {
   int rc = 1;
   const char *inputs[] = {s.file};
   if (cli_precheck_files(&c, 1, inputs)) return 1; /* forks: before MPI */
-  probe_mpi *P = NULL; /* under mpirun/srun: layers over ranks */
-  if (fit_mpi_wanted() && probe_mpi_begin(&c, &P))
-    return P ? probe_mpi_end(P, &c, 1) : 1;
-  culeace_ctx *ctx = P ? probe_mpi_ctx(P, &c) : cli_open_ctx(&c);
+  mpi_job *P = NULL; /* under mpirun/srun: layers over ranks */
+  if (fit_mpi_wanted() &&
+      mpi_job_begin(&c, PROBE_MPI_AGREEMENTS,
+                    "every rank would probe every layer and race on the "
+                    "outputs", &P))
+    return P ? mpi_job_end(P, &c, 1) : 1;
+  culeace_ctx *ctx = P ? mpi_job_ctx(P, &c) : cli_open_ctx(&c);
   culeace_act *act = NULL;
   culeace_labels lab;
   memset(&lab, 0, sizeof lab);
@@ -342,8 +345,8 @@ int cmd_probe(int argc, char **argv) {
       goto done;
     }
   J.keep_final = s.save != NULL;
-  J.mpi_ranks = P ? probe_mpi_size(P) : 0;
-  int root = !P || probe_mpi_rank(P) == 0; /* writes the outputs */
+  J.mpi_ranks = P ? mpi_job_size(P) : 0;
+  int root = !P || mpi_job_rank(P) == 0; /* writes the outputs */
   if (s.save && root &&
       culeace__probe_file_create(ctx, s.save, &J.save)) {
     cli_error_ctx(&c, ctx, "--save");
@@ -361,7 +364,7 @@ int cmd_probe(int argc, char **argv) {
              (long long)culeace__act_width(act));
     if (cli_check_memory(&c, need, what)) goto done;
   }
-  if (P && probe_mpi_agree(P, &c, 0)) goto done; /* setup done everywhere */
+  if (P && mpi_job_agree(P, &c, 0)) goto done; /* setup done everywhere */
   double units = 1 + (double)F + (s.erase ? (double)F : 0);
   double mine = (double)(P ? probe_mpi_my_layers(P, m) : m);
   cli_progress prog;
@@ -415,7 +418,7 @@ int cmd_probe(int argc, char **argv) {
   else probe_print_table(&R);
   rc = 0;
 done:
-  if (P) rc = probe_mpi_end(P, &c, rc); /* the same rc on every rank */
+  if (P) rc = mpi_job_end(P, &c, rc); /* the same rc on every rank */
   if (rc && wrote_csv) remove(s.csv);
   if (rc && wrote_plot) probe_remove_plot(s.plot);
   culeace__probe_file_free(J.save);

@@ -10,6 +10,7 @@
 #endif
 
 #include "cli/mpi_fit.h"
+#include "cli/mpi_job.h"
 #include "cli/mpi_probe.h"
 
 /* A positive integer environment variable, or 0. */
@@ -87,28 +88,30 @@ int fit_mpi(const cli_common *c, const char *file, const char *z_path,
                    (long long)n, which);
 }
 
-/* `probe` under a launcher in a build without MPI: refused, as fit. */
-int probe_mpi_begin(cli_common *c, probe_mpi **out) {
+/* A command under a launcher in a build without MPI: refused, as fit. */
+int mpi_job_begin(cli_common *c, int agreements, const char *refusal,
+                  mpi_job **out) {
   const char *which = NULL;
   int64_t n = mpi_launcher_size(&which);
   *out = NULL;
   return cli_error(c, "started by an MPI launcher with %lld ranks (%s) but "
                    "this culeace was built without MPI (CULEACE_MPI=OFF or "
-                   "no MPI library found): every rank would probe every "
-                   "layer and race on the outputs; rebuild with Open MPI "
+                   "no MPI library found): %s; rebuild with Open MPI "
                    "(libopenmpi-dev) or run it without the launcher "
-                   "(docs/CLUSTER.md)", (long long)n, which);
+                   "(docs/CLUSTER.md)", (long long)n, which, refusal);
 }
-culeace_ctx *probe_mpi_ctx(probe_mpi *P, const cli_common *c) { return NULL; }
-int probe_mpi_rank(const probe_mpi *P) { return 0; }
-int probe_mpi_size(const probe_mpi *P) { return 1; }
-int64_t probe_mpi_my_layers(const probe_mpi *P, int64_t m) { return m; }
-int probe_mpi_agree(probe_mpi *P, const cli_common *c, int failed) {
-  return 1;
-}
-int probe_mpi_run_layers(probe_mpi *P, probe_job *J, const int64_t *layers,
+/* Unreachable without a job (mpi_job_begin never makes one here). */
+culeace_ctx *mpi_job_ctx(mpi_job *J, const cli_common *c) { return NULL; }
+int mpi_job_rank(const mpi_job *J) { return 0; }
+int mpi_job_size(const mpi_job *J) { return 1; }
+int mpi_job_agree(mpi_job *J, const cli_common *c, int failed) { return 1; }
+int mpi_job_check(mpi_job *J, const cli_common *c, int failed) { return 1; }
+void mpi_job_bcast_str(mpi_job *J, char *buf, size_t len) {}
+int64_t mpi_job_sum(mpi_job *J, int64_t v) { return v; }
+int mpi_job_end(mpi_job *J, const cli_common *c, int rc) { return 1; }
+int64_t probe_mpi_my_layers(const mpi_job *P, int64_t m) { return m; }
+int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
                          int64_t m, probe_layer_result *res) {
   return 1;
 }
-int probe_mpi_end(probe_mpi *P, const cli_common *c, int rc) { return 1; }
 #endif

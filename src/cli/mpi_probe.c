@@ -8,67 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/mpi_fit.h"
 #include "cli/mpi_probe.h"
 #include "cli/mpi_reduce.h"
-
-enum { AGREEMENTS = 3 };
-
-struct probe_mpi {
-  mpi_world w;
-  int stage; /* agreement points passed */
-};
-
-static char prog_name[96]; /* c->prog, which outlives P */
-
-int probe_mpi_begin(cli_common *c, probe_mpi **out) {
-  probe_mpi *P = calloc(1, sizeof *P);
-  *out = NULL;
-  if (!P) return cli_error(c, "out of memory");
-  mpi_world_init(&P->w);
-  snprintf(prog_name, sizeof prog_name, "%s (rank %d of %d)", c->prog,
-           P->w.rank, P->w.size);
-  c->prog = prog_name;
-  if (P->w.rank != 0) c->quiet = 1; /* progress and notes on rank 0 only */
-  const char *which = NULL;
-  int64_t launched = mpi_launcher_size(&which);
-  *out = P;
-  if (launched > 0 && launched != P->w.size)
-    return cli_error(c, "the launcher started %lld ranks (%s) but MPI sees "
-                     "%d: under srun, pass the MPI plugin your MPI was built "
-                     "for (srun --mpi=pmix; srun --mpi=list)",
-                     (long long)launched, which, P->w.size);
-  return 0;
-}
-
-culeace_ctx *probe_mpi_ctx(probe_mpi *P, const cli_common *c) {
-  return mpi_open_ctx(c, &P->w);
-}
-
-int probe_mpi_rank(const probe_mpi *P) { return P->w.rank; }
-int probe_mpi_size(const probe_mpi *P) { return P->w.size; }
-
-int64_t probe_mpi_my_layers(const probe_mpi *P, int64_t m) {
-  int64_t mine = 0;
-  for (int64_t i = P->w.rank; i < m; i += P->w.size) mine++;
-  return mine;
-}
-
-/* One agreement point; rank 0, when it did not fail itself, names the
- * lowest failing rank (whose own message is above). */
-static int agree(probe_mpi *P, const cli_common *c, int failed) {
-  int first = P->w.size;
-  P->stage++;
-  int any = mpi_any_failed(&P->w, failed, &first);
-  if (any && !failed && P->w.rank == 0)
-    cli_error(c, "rank %d of %d failed (its message above); nothing written",
-              first, P->w.size);
-  return any;
-}
-
-int probe_mpi_agree(probe_mpi *P, const cli_common *c, int failed) {
-  return agree(P, c, failed);
-}
 
 /* ---- one layer's result as doubles --------------------------------------
  * rows, dropped, all_converged, max_n_iter, mdl (done, blocks,
@@ -156,14 +97,20 @@ static int unpack(const double *b, int count, int64_t F, culeace_ctx *ctx,
   return 0;
 }
 
-int probe_mpi_run_layers(probe_mpi *P, probe_job *J, const int64_t *layers,
+int64_t probe_mpi_my_layers(const mpi_job *P, int64_t m) {
+  int64_t mine = 0;
+  for (int64_t i = P->w.rank; i < m; i += P->w.size) mine++;
+  return mine;
+}
+
+int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
                          int64_t m, probe_layer_result *res) {
   const cli_common *c = J->c;
   int64_t F = J->s->folds;
   int failed = 0;
   for (int64_t i = P->w.rank; i < m && !failed; i += P->w.size)
     failed = probe_run_layer(J, layers[i], &res[i]);
-  if (agree(P, c, failed)) return 1;
+  if (mpi_job_agree(P, c, failed)) return 1;
   /* layer i from its rank to rank 0, in layer order */
   failed = 0;
   for (int64_t i = 0; i < m; i++) {
@@ -204,14 +151,4 @@ int probe_mpi_run_layers(probe_mpi *P, probe_job *J, const int64_t *layers,
     }
   }
   return failed;
-}
-
-int probe_mpi_end(probe_mpi *P, const cli_common *c, int rc) {
-  int failed = rc != 0, any = 0;
-  while (P->stage < AGREEMENTS) any |= agree(P, c, failed || any);
-  fflush(stdout);
-  fflush(stderr);
-  MPI_Finalize();
-  free(P);
-  return any || failed ? 1 : 0;
 }

@@ -17,6 +17,13 @@ typedef struct {
   int local_rank; /* rank among the ranks of this node (shared memory) */
 } mpi_world;
 
+/* A command's MPI job (mpi_job.h): the world and the counted agreement
+ * points passed so far. */
+struct mpi_job {
+  mpi_world w;
+  int stage, agreements;
+};
+
 /* MPI_Init and the world's size, rank and node-local rank. */
 void mpi_world_init(mpi_world *w);
 
