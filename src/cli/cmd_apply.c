@@ -16,6 +16,7 @@
 #include "cli/apply_edit.h"
 #include "cli/apply_journal.h"
 #include "cli/cli.h"
+#include "cli/mpi_apply.h"
 #include "cli/mpi_fit.h"
 #include "cli/oracle_z.h"
 #include "core/convert.h"
@@ -252,9 +253,16 @@ int cmd_apply(int argc, char **argv) {
 
   int rc = 1;
   const char *inputs[] = {erasers, file};
-  if (mpi_refuse_launch(&c, "apply")) return 1;
-  if (cli_precheck_files(&c, 2, inputs)) return 1;
-  culeace_ctx *ctx = cli_open_ctx(&c);
+  if (in_place && mpi_refuse_launch(&c, "apply --in-place")) return 1;
+  if (cli_precheck_files(&c, 2, inputs)) return 1; /* forks: before MPI */
+  mpi_job *P = NULL; /* under mpirun/srun: examples over ranks */
+  if (fit_mpi_wanted() &&
+      mpi_job_begin(&c, APPLY_MPI_AGREEMENTS,
+                    "every rank would rewrite the same output", &P))
+    return P ? mpi_job_end(P, &c, 1) : 1;
+  int root = !P || mpi_job_rank(P) == 0; /* copies, renames, reports */
+  char shared_tmp[4096] = ""; /* rank 0's temporary copy, on every rank */
+  culeace_ctx *ctx = P ? mpi_job_ctx(P, &c) : cli_open_ctx(&c);
   culeace_act *act = NULL;
   cli_layer_eraser *items = NULL;
   int64_t m = 0;
@@ -267,7 +275,7 @@ int cmd_apply(int argc, char **argv) {
   memset(&lab, 0, sizeof lab);
   oracle_zmap *zmaps = NULL;
   int64_t max_zd = 0;
-  if (!ctx) return 1;
+  if (!ctx) return P ? mpi_job_end(P, &c, 1) : 1;
 
   /* Validate everything against the input before writing anything. */
   if (culeace__act_open(ctx, file, &c.spec, 0, &act)) {
@@ -320,22 +328,34 @@ int cmd_apply(int argc, char **argv) {
               file, culeace__act_dataset_path(act, items[0].layer));
     goto done;
   }
-  culeace__act_close(act);
-  act = NULL;
+  if (P && mpi_job_agree(P, &c, 0)) goto done; /* validated everywhere */
+  if (!P) { /* under MPI every rank reads its rows from the input */
+    culeace__act_close(act);
+    act = NULL;
+  }
 
   const char *target = file;
-  if (out) {
+  if (out && root) {
     size_t len = strlen(out) + 32;
     tmp = malloc(len);
-    if (!tmp) {
-      cli_error(&c, "out of memory");
-      goto done;
+    int failed = !tmp ? cli_error(&c, "out of memory") : 0;
+    if (!failed) {
+      snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
+      failed = copy_file(&c, file, tmp);
+      if (failed) { /* a partial copy goes now: tmp marks success below */
+        unlink(tmp);
+        free(tmp);
+        tmp = NULL;
+      }
     }
-    snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
-    if (copy_file(&c, file, tmp)) goto done;
+    if (!P && failed) goto done;
+    if (tmp) snprintf(shared_tmp, sizeof shared_tmp, "%s", tmp);
     target = tmp;
   }
-  if (culeace__act_open(ctx, target, &c.spec, 1, &act)) {
+  if (P) {
+    if (mpi_job_agree(P, &c, !root ? 0 : tmp == NULL)) goto done;
+    mpi_job_bcast_str(P, shared_tmp, sizeof shared_tmp);
+  } else if (culeace__act_open(ctx, target, &c.spec, 1, &act)) {
     cli_error_ctx(&c, ctx, "");
     goto done;
   }
@@ -410,10 +430,28 @@ int cmd_apply(int argc, char **argv) {
   }
   cli_progress prog;
   int64_t n = culeace__act_examples(act);
-  cli_progress_start(&prog, &c, "apply", (double)(n * t) * (double)m,
+  int64_t ranks = P ? mpi_job_size(P) : 1; /* this rank's share */
+  cli_progress_start(&prog, &c, "apply", (double)(n * t) * (double)m /
+                                             (double)ranks,
                      (double)d * (double)es);
-  if (edit_all(&ed, items, m, in_place ? &jr : NULL, start, &prog)) goto done;
-  cli_progress_end(&prog);
+  if (P) {
+    if (apply_mpi_edit(P, &ed, items, m, shared_tmp, &prog)) goto done;
+    cli_progress_end(&prog);
+    if (!root) { /* rank 0 marks, renames and reports */
+      rc = 0;
+      goto done;
+    }
+    culeace__act_close(act); /* the input; now the finished copy */
+    act = NULL;
+    if (culeace__act_open(ctx, tmp, &c.spec, 1, &act)) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
+  } else {
+    if (edit_all(&ed, items, m, in_place ? &jr : NULL, start, &prog))
+      goto done;
+    cli_progress_end(&prog);
+  }
   /* Mark what was erased before the checkpoint goes (in place) or the file
    * is renamed into place (-o): a rerun then knows it is done. */
   for (int64_t i = 0; i < m; i++)
@@ -445,8 +483,9 @@ int cmd_apply(int argc, char **argv) {
   print_results(&c, out ? out : file, in_place, items, m);
   rc = 0;
 done:
+  if (P) rc = mpi_job_end(P, &c, rc); /* the same rc on every rank */
   if (act) culeace__act_close(act);
-  if (tmp) unlink(tmp);
+  if (tmp && rc) unlink(tmp);
   free(tmp);
   free(identity);
   apply_journal_free(&jr);

@@ -10,6 +10,7 @@
 #endif
 
 #include "cli/mpi_fit.h"
+#include "cli/mpi_apply.h"
 #include "cli/mpi_job.h"
 #include "cli/mpi_probe.h"
 
@@ -110,6 +111,10 @@ void mpi_job_bcast_str(mpi_job *J, char *buf, size_t len) {}
 int64_t mpi_job_sum(mpi_job *J, int64_t v) { return v; }
 int mpi_job_end(mpi_job *J, const cli_common *c, int rc) { return 1; }
 int64_t probe_mpi_my_layers(const mpi_job *P, int64_t m) { return m; }
+int apply_mpi_edit(mpi_job *P, editor *ed, cli_layer_eraser *items,
+                   int64_t m, const char *tmp, cli_progress *prog) {
+  return 1;
+}
 int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
                          int64_t m, probe_layer_result *res) {
   return 1;

@@ -372,14 +372,95 @@ def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("command", ["apply", "score"])
+@pytest.mark.parametrize("command", ["score", "apply --in-place"])
 def test_unsharded_commands_refused_under_launcher(plain, tmp_path, command):
-    """apply and score are not sharded: under mpirun with 2 ranks they stop
-    before writing anything rather than race on the same output."""
+    """score and apply --in-place are not sharded: under mpirun with 2
+    ranks they stop before writing anything rather than race on the same
+    output."""
     dump = plain["rows"][0]
     out = tmp_path / "out.h5"
-    p = mpirun(2, command, tmp_path / "any.h5", dump, "--x", "/hidden",
-               "-o", out)
+    copy = tmp_path / "copy.h5"
+    copy.write_bytes(Path(dump).read_bytes())
+    args = ["-o", out] if command == "score" else ["--in-place"]
+    p = mpirun(2, command.split()[0], tmp_path / "any.h5", copy, "--x",
+               "/hidden", *args)
     assert p.returncode != 0
     assert f"{command} is not sharded under MPI" in p.stderr, p.stderr
+    assert leftovers(tmp_path, "out.h5") == []
+    assert copy.read_bytes() == Path(dump).read_bytes()
+
+
+def read_layers(path):
+    with h5py.File(path, "r") as f:
+        out = {}
+        f.visititems(lambda name, obj: out.__setitem__(name, obj[...])
+                     if isinstance(obj, h5py.Dataset) else None)
+        return out
+
+
+@pytest.mark.parametrize("case,k", [("rows", 2), ("rows", 3), ("rows", 4),
+                                    ("tokens", 3)])
+def test_apply_over_ranks_matches_plain(plain, tmp_path, case, k):
+    """apply -o with examples split over k ranks and rank-ordered writes:
+    the output equals the plain apply's, dataset by dataset, bit for bit."""
+    dump, opts, ref_erasers, _ = plain[case]
+    layer_opts = list(opts)
+    ref = tmp_path / "ref.h5"
+    p = subprocess.run([BIN, "apply", ref_erasers, dump, *layer_opts, "-o",
+                        ref, "--device", "cpu", "--json"], capture_output=True,
+                       text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    ref_res = json.loads(p.stdout)
+    out = tmp_path / "out.h5"
+    p = mpirun(k, "apply", ref_erasers, dump, *layer_opts, "-o", out,
+               "--device", "cpu", "--block-rows", "90", "--json")
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)  # one report, from rank 0
+    a, b = read_layers(out), read_layers(ref)
+    assert sorted(a) == sorted(b)
+    for name in b:
+        assert np.array_equal(a[name], b[name]), name
+    assert res["layers"] == ref_res["layers"]  # counts summed over ranks
+    assert leftovers(tmp_path, "out.h5") == ["out.h5"]
+
+
+def test_apply_quadratic_over_ranks(plain, tmp_path):
+    """Labelled erasers (quadratic) under MPI: each rank maps its rows
+    with their labels."""
+    dump, opts, _, _ = plain["rows"]
+    er = tmp_path / "q.h5"
+    p = subprocess.run([BIN, "fit", dump, *opts, "--z", "/labels", "--method",
+                        "quadratic", "-o", er, "--device", "cpu"],
+                       capture_output=True, text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    ref, out = tmp_path / "ref.h5", tmp_path / "out.h5"
+    p = subprocess.run([BIN, "apply", er, dump, *opts, "--z", "/labels", "-o",
+                        ref, "--device", "cpu"], capture_output=True,
+                       text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    p = mpirun(3, "apply", er, dump, *opts, "--z", "/labels", "-o", out,
+               "--device", "cpu", "--block-rows", "100")
+    assert p.returncode == 0, p.stderr
+    a, b = read_layers(out), read_layers(ref)
+    for name in b:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def test_apply_bad_row_on_one_rank_fails_the_job(plain, tmp_path):
+    """A NaN in rank 1's examples: every rank exits non-zero with rank 1's
+    message naming the row, and neither OUT nor the temporary copy is
+    left."""
+    dump, opts, ref_erasers, _ = plain["rows"]
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(Path(dump).read_bytes())
+    with h5py.File(bad, "r+") as f:
+        x = f["hidden/1"][...]
+        x[800, 3] = np.nan
+        f["hidden/1"][...] = x
+    out = tmp_path / "out.h5"
+    p = mpirun(2, "apply", ref_erasers, bad, *opts, "-o", out, "--device",
+               "cpu", "--block-rows", "100")
+    assert p.returncode != 0
+    assert "(rank 1 of 2): error:" in p.stderr and "row 800" in p.stderr, p.stderr
+    assert "rank 1 of 2 failed (its message above); nothing written" in p.stderr
     assert leftovers(tmp_path, "out.h5") == []
