@@ -11,13 +11,14 @@ import numpy as np
 from . import _arrays as A
 from . import _context
 from . import _native as N
+from ._eraser_handle import EraserHandle, eraser_info
 
 
 def _f64_ptr(a):
     return a.ctypes.data if a is not None else None
 
 
-class LeaceEraser:
+class LeaceEraser(EraserHandle):
     """x' = x - ((x - bias) proj_right^T) proj_left^T, the LEACE edit.
 
     proj_left (d, r), proj_right (r, d) and bias (d,) (None when not affine)
@@ -59,8 +60,7 @@ class LeaceEraser:
 
     @classmethod
     def _from_handle(cls, handle, device="cpu"):
-        info = N.EraserInfo()
-        N.check(N.lib.culeace_eraser_info_get(handle, C.byref(info)))
+        info = eraser_info(handle)
         d, r = info.d, info.rank
         L = np.empty((d, r)); R = np.empty((r, d)); b = np.empty(d)
         N.check(N.lib.culeace_eraser_factors(handle, _f64_ptr(L), _f64_ptr(R),
@@ -73,12 +73,6 @@ class LeaceEraser:
                 "svd_tol": info.svd_tol}
         return cls(L, R, b if info.affine else None, device=device,
                    _handle=handle, _info=meta)
-
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h:
-            N.lib.culeace_eraser_free(h)
-            self._handle = None
 
     # ---- properties ----------------------------------------------------------
     @property

@@ -12,6 +12,7 @@ import numpy as np
 from . import _arrays as A
 from . import _context
 from . import _native as N
+from ._eraser_handle import EraserHandle, eraser_info
 from .leace import _MomentFitter, _is_labels, _one_hot, _to_numpy
 
 ORACLE = N.METHOD_NAMES.index("oracle")
@@ -31,7 +32,7 @@ def _z_matrix(z, n, z_dim):
     return A.as_float64_matrix(z, n)
 
 
-class OracleEraser:
+class OracleEraser(EraserHandle):
     """x' = x - (z - mean_z) coef^T: coef (d, z_dim), mean_z (z_dim,)
     float64 numpy arrays. `device` is where tensors are edited ("cpu" or
     "cuda:N")."""
@@ -62,8 +63,7 @@ class OracleEraser:
 
     @classmethod
     def _from_handle(cls, handle, device="cpu"):
-        info = N.EraserInfo()
-        N.check(N.lib.culeace_eraser_info_get(handle, C.byref(info)))
+        info = eraser_info(handle)
         coef, mz = np.empty((info.d, info.z_dim)), np.empty(info.z_dim)
         N.check(N.lib.culeace_eraser_oracle_params(handle, coef.ctypes.data,
                                                    mz.ctypes.data))
@@ -72,15 +72,6 @@ class OracleEraser:
                 "method": "oracle", "shrinkage": bool(info.shrinkage),
                 "svd_tol": info.svd_tol}
         return cls(coef, mz, device=device, _handle=handle, _info=meta)
-
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h:
-            N.lib.culeace_eraser_free(h)
-            self._handle = None
-
-    def _h(self):
-        return self._handle
 
     @property
     def dim(self):

@@ -17,6 +17,7 @@ import numpy as np
 from . import _arrays as A
 from . import _context
 from . import _native as N
+from ._eraser_handle import EraserHandle, eraser_info
 from .leace import _to_numpy
 
 QUADRATIC = N.METHOD_NAMES.index("quadratic")
@@ -37,7 +38,7 @@ def _classes(z, n, k):
     return np.ascontiguousarray(c, dtype=np.int32)
 
 
-class QuadraticEraser:
+class QuadraticEraser(EraserHandle):
     """x' = ot_maps[c] (x - class_means[c]) + global_mean for a row of class
     c: class_means (k, d), global_mean (d,), ot_maps (k, d, d), float64 numpy
     arrays. `device` is where tensors are edited ("cpu" or "cuda:N")."""
@@ -72,8 +73,7 @@ class QuadraticEraser:
 
     @classmethod
     def _from_handle(cls, handle, device="cpu"):
-        info = N.EraserInfo()
-        N.check(N.lib.culeace_eraser_info_get(handle, C.byref(info)))
+        info = eraser_info(handle)
         k, d = info.n_classes, info.d
         M, T, g = np.empty((k, d)), np.empty((k, d, d)), np.empty(d)
         N.check(N.lib.culeace_eraser_quadratic_params(
@@ -82,15 +82,6 @@ class QuadraticEraser:
                 "n_seen": info.n_seen, "n_classes": k, "method": "quadratic",
                 "shrinkage": bool(info.shrinkage)}
         return cls(M, g, T, device=device, _handle=handle, _info=meta)
-
-    def __del__(self):
-        h = getattr(self, "_handle", None)
-        if h:
-            N.lib.culeace_eraser_free(h)
-            self._handle = None
-
-    def _h(self):
-        return self._handle
 
     @property
     def dim(self):
