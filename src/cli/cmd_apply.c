@@ -188,10 +188,12 @@ static char *journal_identity(const cli_common *c, const char *erasers,
 }
 
 static void print_results(const cli_common *c, const char *target,
-                          int in_place, const cli_layer_eraser *items, int64_t m) {
+                          int in_place, const cli_layer_eraser *items, int64_t m,
+                          int ranks) {
   if (c->json) {
     printf("{\"output\": ");
     cli_json_str(stdout, target);
+    if (ranks > 1) printf(", \"mpi_ranks\": %d", ranks);
     printf(", \"in_place\": %s, \"layers\": [", in_place ? "true" : "false");
     for (int64_t i = 0; i < m; i++) {
       printf("%s{\"layer\": %lld, \"name\": ", i ? ", " : "",
@@ -207,7 +209,9 @@ static void print_results(const cli_common *c, const char *target,
   for (int64_t i = 0; i < m; i++)
     printf("%-12s %12lld %10lld\n", items[i].name, (long long)items[i].edited,
            (long long)items[i].skipped);
-  printf("%s %s\n", in_place ? "edited in place:" : "wrote", target);
+  printf("%s %s", in_place ? "edited in place:" : "wrote", target);
+  if (ranks > 1) printf(" (%d MPI ranks)", ranks);
+  printf("\n");
 }
 
 int cmd_apply(int argc, char **argv) {
@@ -413,7 +417,7 @@ int cmd_apply(int argc, char **argv) {
         fprintf(stderr, "%s: %s was already erased in place by this same "
                 "command (attribute %s); nothing to do\n", c.prog, file,
                 MARKER);
-      print_results(&c, file, in_place, items, m);
+      print_results(&c, file, in_place, items, m, 1);
       rc = 0;
       goto done;
     }
@@ -480,7 +484,8 @@ int cmd_apply(int argc, char **argv) {
   } else {
     apply_journal_finish(&jr);
   }
-  print_results(&c, out ? out : file, in_place, items, m);
+  print_results(&c, out ? out : file, in_place, items, m,
+                P ? mpi_job_size(P) : 1);
   rc = 0;
 done:
   if (P) rc = mpi_job_end(P, &c, rc); /* the same rc on every rank */

@@ -416,6 +416,7 @@ def test_apply_over_ranks_matches_plain(plain, tmp_path, case, k):
                "--device", "cpu", "--block-rows", "90", "--json")
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)  # one report, from rank 0
+    assert res["mpi_ranks"] == k
     a, b = read_layers(out), read_layers(ref)
     assert sorted(a) == sorted(b)
     for name in b:
