@@ -27,10 +27,17 @@ void fit_print_results(const cli_common *c, const char *out,
     printf("]}\n");
     return;
   }
+  /* oracle and quadratic erasers have no rank-r factors: their edit uses
+   * each row's label (the JSON keeps rank 0, the eraser file's value) */
+  int factored = o->method != CULEACE_METHOD_ORACLE &&
+                 o->method != CULEACE_METHOD_QUADRATIC;
   printf("%-12s %10s %8s %6s\n", "layer", "rows", "dropped", "rank");
-  for (int64_t i = 0; i < m; i++)
-    printf("%-12s %10lld %8lld %6lld\n", r[i].name, (long long)r[i].rows,
-           (long long)r[i].dropped, (long long)r[i].rank);
+  for (int64_t i = 0; i < m; i++) {
+    printf("%-12s %10lld %8lld ", r[i].name, (long long)r[i].rows,
+           (long long)r[i].dropped);
+    if (factored) printf("%6lld\n", (long long)r[i].rank);
+    else printf("%6s\n", "-");
+  }
   printf("wrote %lld %s eraser%s to %s", (long long)m, method,
          m == 1 ? "" : "s", out);
   if (mpi_ranks) printf(" (%d MPI ranks)", mpi_ranks);

@@ -18,7 +18,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -33,7 +32,6 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("CULEACE_BIN", str(ROOT / "build" / "culeace"))
-MAKE_DUMP = ROOT / "data" / "make_dump.py"
 
 pytestmark = pytest.mark.skipif(not Path(BIN).exists(),
                                 reason=f"culeace binary not built ({BIN})")
@@ -52,16 +50,8 @@ def probe_json(*args):
     return json.loads(run("probe", *args, "--json", "--quiet").stdout)
 
 
-def make_dump(path, **kw):
-    args = [sys.executable, str(MAKE_DUMP), "-o", str(path), "--quiet"]
-    for k, v in kw.items():
-        args += [f"--{k.replace('_', '-')}", str(v)]
-    subprocess.run(args, check=True, timeout=600)
-    return path
-
-
 @pytest.fixture(scope="module")
-def dumps(tmp_path_factory):
+def dumps(tmp_path_factory, make_dump):
     d = tmp_path_factory.mktemp("probe")
     return {
         "bin": make_dump(d / "bin.h5", rows=3000, dim=256, layers=3,
