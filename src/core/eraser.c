@@ -56,6 +56,22 @@ void culeace__eraser_sync(culeace_eraser *e) {
   e->serial = __atomic_fetch_add(&next_serial, 1, __ATOMIC_RELAXED);
 }
 
+void culeace__eraser_labelled_info(culeace_eraser *e, culeace_method m,
+                                   int64_t z_dim, int64_t n_classes,
+                                   const culeace_fitter *f) {
+  culeace_fit_opts dflt;
+  culeace_fit_opts_init(&dflt);
+  e->info.method = m;
+  e->info.rank = 0;
+  e->info.z_dim = z_dim;
+  e->info.n_classes = n_classes;
+  e->info.affine = 1; /* centred on mean_z / the class means; bias unused */
+  e->info.constrain_cov_trace = 0;
+  e->info.n_seen = f ? f->n : 0;
+  e->info.shrinkage = f ? f->opts.shrinkage : 0;
+  e->info.svd_tol = f ? f->opts.svd_tol : dflt.svd_tol;
+}
+
 void culeace_eraser_free(culeace_eraser *e) {
   if (!e) return;
   free(e->L);

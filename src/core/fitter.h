@@ -58,6 +58,13 @@ struct culeace_eraser {
  * d and rank. */
 culeace_status culeace__eraser_alloc(culeace_ctx *ctx, int64_t d, int64_t r,
                                      culeace_eraser **out);
+/* Info of an eraser that edits each row with its label (oracle,
+ * quadratic): method m, z_dim, n_classes, rank 0 (no factors), affine 1,
+ * no trace constraint; n_seen, shrinkage and svd_tol from the fitter f, or
+ * for an eraser built from parameters (f NULL) 0, 0 and the fit default. */
+void culeace__eraser_labelled_info(culeace_eraser *e, culeace_method m,
+                                   int64_t z_dim, int64_t n_classes,
+                                   const culeace_fitter *f);
 /* Refreshes the float32 copies from the float64 factors and gives the
  * eraser a new serial. */
 void culeace__eraser_sync(culeace_eraser *e);

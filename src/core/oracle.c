@@ -112,14 +112,8 @@ culeace_status culeace__oracle_build(culeace_fitter *f, culeace_eraser **out) {
   CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, zd, zd, 1.0, sxz, zd, pinv, zd,
                                  0.0, e->coef, zd));
   memcpy(e->mean_z, f->mean_z, (size_t)zd * 8);
-  e->info.z_dim = zd;
-  e->info.n_seen = f->n;
-  e->info.n_classes = f->z_kind == CULEACE_Z_CLASSES ? f->k : 0;
-  e->info.method = CULEACE_METHOD_ORACLE;
-  e->info.affine = 1; /* the edit is centred on mean_z; bias is unused */
-  e->info.shrinkage = f->opts.shrinkage;
-  e->info.constrain_cov_trace = 0;
-  e->info.svd_tol = f->opts.svd_tol;
+  culeace__eraser_labelled_info(e, CULEACE_METHOD_ORACLE, zd,
+                                f->z_kind == CULEACE_Z_CLASSES ? f->k : 0, f);
   culeace__eraser_sync(e);
   *out = e;
   e = NULL;

@@ -45,12 +45,7 @@ culeace_status culeace_eraser_from_oracle(culeace_ctx *ctx, int64_t d,
   }
   memcpy(e->coef, coef, dz * 8);
   memcpy(e->mean_z, mean_z, (size_t)z_dim * 8);
-  culeace_fit_opts fo;
-  culeace_fit_opts_init(&fo);
-  e->info.z_dim = z_dim;
-  e->info.method = CULEACE_METHOD_ORACLE;
-  e->info.affine = 1;
-  e->info.svd_tol = fo.svd_tol;
+  culeace__eraser_labelled_info(e, CULEACE_METHOD_ORACLE, z_dim, 0, NULL);
   culeace__eraser_sync(e);
   *out = e;
   return CULEACE_OK;

@@ -168,14 +168,7 @@ culeace_status culeace__quadratic_build(culeace_fitter *f,
     for (int64_t c = 0; c < k; c++) m += w[c] * f->q_mean[c * d + j];
     e->q_target[j] = m;
   }
-  e->info.z_dim = f->z_dim;
-  e->info.n_seen = f->n;
-  e->info.n_classes = k;
-  e->info.method = CULEACE_METHOD_QUADRATIC;
-  e->info.affine = 1;
-  e->info.shrinkage = f->opts.shrinkage;
-  e->info.constrain_cov_trace = 0;
-  e->info.svd_tol = f->opts.svd_tol;
+  culeace__eraser_labelled_info(e, CULEACE_METHOD_QUADRATIC, f->z_dim, k, f);
   culeace__eraser_sync(e);
   *out = e;
   e = NULL;

@@ -56,13 +56,8 @@ culeace_status culeace_eraser_from_quadratic(culeace_ctx *ctx, int64_t d,
   memcpy(e->q_means, means, kd * 8);
   memcpy(e->q_maps, maps, kdd * 8);
   memcpy(e->q_target, target, (size_t)d * 8);
-  culeace_fit_opts fo;
-  culeace_fit_opts_init(&fo);
-  e->info.n_classes = k;
-  e->info.z_dim = k == 2 ? 1 : k;
-  e->info.method = CULEACE_METHOD_QUADRATIC;
-  e->info.affine = 1;
-  e->info.svd_tol = fo.svd_tol;
+  culeace__eraser_labelled_info(e, CULEACE_METHOD_QUADRATIC, k == 2 ? 1 : k,
+                                k, NULL);
   culeace__eraser_sync(e);
   *out = e;
   return CULEACE_OK;
