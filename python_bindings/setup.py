@@ -1,8 +1,10 @@
 """setup.py — puts the C library inside the package: builds libculeace.so
 from this repository with CMake (the build/ tree of the repository root is
 reused when it already holds one), or copies the one named by
-$CULEACE_PREBUILT_LIBRARY, into culeace/_lib/ of the wheel. The package
-loads it with ctypes (culeace/_native.py)."""
+$CULEACE_PREBUILT_LIBRARY, into culeace/_lib/ of the wheel, with the CUDA
+backend module libculeace_cuda.so when it was built next to it (the library
+loads that module itself, on first use of a GPU). The package loads the
+library with ctypes (culeace/_native.py)."""
 
 import os
 import shutil
@@ -29,8 +31,8 @@ def built_library():
     build = REPO / "build"
     subprocess.run(["cmake", "-S", str(REPO), "-B", str(build),
                     "-DCMAKE_BUILD_TYPE=Release"], check=True)
-    subprocess.run(["cmake", "--build", str(build), "--target", "culeace",
-                    "-j", str(os.cpu_count() or 2)], check=True)
+    subprocess.run(["cmake", "--build", str(build), "-j",
+                    str(os.cpu_count() or 2)], check=True)
     return build / "libculeace.so"
 
 
@@ -39,7 +41,11 @@ class BuildWithLibrary(build_py):
         super().run()
         dest = Path(self.build_lib) / "culeace" / "_lib"
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(built_library(), dest / "libculeace.so")
+        lib = built_library()
+        shutil.copy2(lib, dest / "libculeace.so")
+        module = lib.parent / "libculeace_cuda.so"
+        if module.is_file():
+            shutil.copy2(module, dest / "libculeace_cuda.so")
 
 
 class BinaryDistribution(Distribution):

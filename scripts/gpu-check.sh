@@ -205,10 +205,12 @@ export LD_LIBRARY_PATH="$build:$deplib${cuda_path:+:$cuda_path}${LD_LIBRARY_PATH
   ldd "$build/libculeace.so" 2>&1
   echo "== ldd $build/culeace"
   ldd "$build/culeace" 2>&1
-  echo "== which CUDA libraries libculeace.so resolves to:"
-  ldd "$build/libculeace.so" 2>&1 | grep -E 'libcu|libnv' || echo "   (none: not built with CUDA?)"
+  echo "== ldd $build/libculeace_cuda.so (the CUDA backend, loaded on first use)"
+  ldd "$build/libculeace_cuda.so" 2>&1
+  echo "== which CUDA libraries libculeace_cuda.so resolves to:"
+  ldd "$build/libculeace_cuda.so" 2>&1 | grep -E 'libcu|libnv' || echo "   (none: not built with CUDA?)"
 } >>"$LOG_ENV"
-if ldd "$build/libculeace.so" "$build/culeace" 2>&1 | grep -q 'not found'; then
+if ldd "$build/libculeace.so" "$build/culeace" "$build/libculeace_cuda.so" 2>&1 | grep -q 'not found'; then
   echo "== MISSING libraries (above: 'not found')" >>"$LOG_ENV"
   env_ok=0
 fi

@@ -5,16 +5,13 @@ exception instead of a wrong answer (integer data, a strided feature axis,
 rows that are not evenly spaced, a read-only array, a tensor autograd is
 tracking)."""
 
+import sys
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _native as N
 
-try:  # torch is optional: numpy alone is enough for files and arrays
-    import torch
-except ImportError:  # pragma: no cover - exercised where torch is missing
-    torch = None
 
 FLOAT_TYPES = "float16, bfloat16, float32 or float64"
 
@@ -33,7 +30,16 @@ class Rows:
         return N.DTYPE[self.dtype]
 
 
+def torch_module():
+    """torch, when the caller has imported it, else None. torch is optional
+    and heavy (seconds to import, and its own CUDA libraries): culeace never
+    imports it to look at an argument, since a tensor can only exist once
+    its caller has imported torch."""
+    return sys.modules.get("torch")
+
+
 def is_torch(x):
+    torch = torch_module()
     return torch is not None and isinstance(x, torch.Tensor)
 
 
@@ -75,7 +81,7 @@ def rows_of(x, d=None, writable=False, what="x",
         device = "cpu" if x.device.type == "cpu" else f"cuda:{x.device.index or 0}"
         if x.device.type not in ("cpu", "cuda"):
             raise ValueError(f"{what} is on device {x.device}: culeace runs on cpu or cuda")
-        if writable and x.requires_grad and torch.is_grad_enabled():
+        if writable and x.requires_grad and torch_module().is_grad_enabled():
             raise ValueError(f"{what} requires grad: an in-place edit would "
                              "bypass autograd; call the eraser out of place "
                              "(eraser(x)) or run under torch.no_grad()")
@@ -122,7 +128,7 @@ def as_float64_matrix(z, n, what="z"):
     """z as a C-contiguous float64 numpy array (n, c) on the host."""
     if is_torch(z):
         z = z.detach().cpu()
-        if z.dtype == torch.bfloat16:
+        if z.dtype == torch_module().bfloat16:
             z = z.float()
         z = z.numpy()
     z = np.asarray(z)

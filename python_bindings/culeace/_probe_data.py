@@ -10,17 +10,12 @@ import numpy as np
 
 from . import _arrays as A
 
-try:
-    import torch
-except ImportError:  # pragma: no cover - exercised where torch is missing
-    torch = None
-
 
 def _host(a):
     """A torch tensor as a detached host numpy array; anything else as is."""
     if A.is_torch(a):
         a = a.detach().cpu()
-        if a.dtype == torch.bfloat16:
+        if a.dtype == A.torch_module().bfloat16:
             a = a.float()  # exact, as the library's bfloat16 -> float32
         return a.numpy()
     return a

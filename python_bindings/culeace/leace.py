@@ -136,9 +136,9 @@ class LeaceEraser(EraserHandle):
         """The erased copy of x (same type, dtype, shape and device)."""
         if A.is_torch(x):
             A.rows_of(x, self.dim)  # the same checks before copying
-            if x.requires_grad and A.torch.is_grad_enabled():
+            if x.requires_grad and A.torch_module().is_grad_enabled():
                 return self._differentiable(x)
-            y = x.detach().clone(memory_format=A.torch.contiguous_format)
+            y = x.detach().clone(memory_format=A.torch_module().contiguous_format)
         else:
             A.rows_of(np.asarray(x), self.dim)
             y = np.array(x, copy=True, order="C")

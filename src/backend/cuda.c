@@ -1086,3 +1086,14 @@ const culeace_backend culeace__backend_cuda = {
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
 };
+
+/* Looked up by the loader (src/core/cuda_module.c) next to the table. */
+int culeace__cuda_device_count(void);
+int culeace__cuda_device_count(void) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError(); /* no GPU: clear the sticky error */
+    return 0;
+  }
+  return count;
+}

@@ -1,6 +1,7 @@
 /* ctx.c — the context: backend choice (AUTO/CPU/CUDA), thread count, the
  * last-error message, and small allocation helpers with overflow checks. */
 #include "core/ctx.h"
+#include "core/cuda_module.h"
 
 #include <hdf5.h>
 #include <stdarg.h>
@@ -94,17 +95,20 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
   ctx->device_index = opts->device_index;
   if (opts->n_threads > 0) openblas_set_num_threads(opts->n_threads);
 
+  const culeace_backend *cuda = NULL;
+  char why[2560] = "";
   switch (opts->device) {
   case CULEACE_DEVICE_CUDA:
-#ifndef CULEACE_HAVE_CUDA
-    free(ctx);
-    return ctx_fail(errbuf, errbuf_len, CULEACE_ERR_NOT_BUILT,
-                    "device 'cuda' requested but this culeace was not built "
-                    "with CUDA (compiled backends: cpu)");
-#else
-    ctx->backend = &culeace__backend_cuda;
+    cuda = culeace__cuda_backend(why, sizeof why);
+    if (!cuda) {
+      free(ctx);
+      char msg[2700];
+      snprintf(msg, sizeof msg, "device 'cuda' requested but %s "
+               "(compiled backends: %s)", why, culeace_backends_compiled());
+      return ctx_fail(errbuf, errbuf_len, CULEACE_ERR_NOT_BUILT, msg);
+    }
+    ctx->backend = cuda;
     break;
-#endif
   case CULEACE_DEVICE_AUTO:
   case CULEACE_DEVICE_CPU:
     ctx->backend = &culeace__backend_cpu;
@@ -115,10 +119,14 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
                     "unknown device value");
   }
   culeace_status st = CULEACE_OK;
-#ifdef CULEACE_HAVE_CUDA
   if (opts->device == CULEACE_DEVICE_AUTO) {
-    ctx->backend = &culeace__backend_cuda;
-    st = ctx->backend->init(ctx, &ctx->backend_state);
+    /* Only a machine with a CUDA driver loads the CUDA module. */
+    cuda = culeace__cuda_backend(why, sizeof why);
+    st = CULEACE_ERR_NOT_BUILT;
+    if (cuda) {
+      ctx->backend = cuda;
+      st = ctx->backend->init(ctx, &ctx->backend_state);
+    }
     if (st == CULEACE_OK) {
       char gpu[sizeof ctx->device_note];
       snprintf(gpu, sizeof gpu, "%s", ctx->device_note);
@@ -127,16 +135,12 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
                "device auto: using %.200s", gpu);
     } else {
       snprintf(ctx->device_note, sizeof ctx->device_note,
-               "device auto: %.200s; using cpu", ctx->errmsg);
+               "device auto: %.200s; using cpu", cuda ? ctx->errmsg : why);
       ctx->backend = &culeace__backend_cpu;
       ctx->errmsg[0] = 0;
     }
+    st = CULEACE_OK;
   }
-#else
-  if (opts->device == CULEACE_DEVICE_AUTO)
-    snprintf(ctx->device_note, sizeof ctx->device_note,
-             "device auto: using cpu (built without CUDA)");
-#endif
   if (ctx->backend == &culeace__backend_cpu) {
     ctx->device = CULEACE_DEVICE_CPU;
     st = ctx->backend->init(ctx, &ctx->backend_state);
