@@ -2,11 +2,13 @@
  * (float32 and float64) on an (n, d) block, and the time of a float64 /
  * float32 symmetric eigendecomposition of size d, with the same OpenBLAS /
  * LAPACKE the library links. Prints one JSON object.
- * usage: culeace_bench_floor N D REPEATS */
+ * usage: culeace_bench_floor N D REPEATS [both|f64|f32]
+ * (the precisions to time, default both; the others print as null). */
 #include <cblas.h>
 #include <lapacke.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -26,12 +28,15 @@ static double median(double *v, int n) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s N D REPEATS\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s N D REPEATS [both|f64|f32]\n", argv[0]);
     return 2;
   }
   int n = atoi(argv[1]), d = atoi(argv[2]), reps = atoi(argv[3]);
-  if (n < 1 || d < 1 || reps < 1 || reps > 100) return 2;
+  const char *which = argc == 5 ? argv[4] : "both";
+  int do64 = !strcmp(which, "both") || !strcmp(which, "f64");
+  int do32 = !strcmp(which, "both") || !strcmp(which, "f32");
+  if (n < 1 || d < 1 || reps < 1 || reps > 100 || (!do64 && !do32)) return 2;
   float *xs = malloc((size_t)n * d * 4), *cs = malloc((size_t)d * d * 4);
   double *xd = malloc((size_t)n * d * 8), *cd = malloc((size_t)d * d * 8);
   double *a = malloc((size_t)d * d * 8), *w = malloc((size_t)d * 8);
@@ -51,29 +56,46 @@ int main(int argc, char **argv) {
   double t_s[100], t_d[100], t_es[100], t_ed[100];
   for (int r = 0; r < reps; r++) {
     double t0 = now();
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0f, xs, d, 0.0f, cs, d);
-    t_s[r] = now() - t0;
+    t_s[r] = t_d[r] = t_es[r] = t_ed[r] = 0.0;
+    if (do32) {
+      cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0f, xs, d, 0.0f, cs, d);
+      t_s[r] = now() - t0;
+    }
     t0 = now();
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0, xd, d, 0.0, cd, d);
-    t_d[r] = now() - t0;
+    if (do64) {
+      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, d, n, 1.0, xd, d, 0.0, cd, d);
+      t_d[r] = now() - t0;
+    } else { /* the eigenproblem still needs a covariance */
+      for (size_t i = 0; i < (size_t)d * d; i++) cd[i] = (double)cs[i];
+    }
     for (size_t i = 0; i < (size_t)d * d; i++) a[i] = cd[i] / n;
     for (int i = 0; i < d; i++)
       for (int j = 0; j < i; j++) a[(size_t)i * d + j] = a[(size_t)j * d + i];
     for (size_t i = 0; i < (size_t)d * d; i++) as[i] = (float)a[i];
-    t0 = now();
-    LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', d, a, d, w, work,
-                        (lapack_int)lwork, iwork, (lapack_int)liwork);
-    t_ed[r] = now() - t0;
-    t0 = now();
-    LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'U', d, as, d, ws, works,
-                        (lapack_int)lwork, iwork, (lapack_int)liwork);
-    t_es[r] = now() - t0;
+    if (do64) {
+      t0 = now();
+      LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', 'U', d, a, d, w, work,
+                          (lapack_int)lwork, iwork, (lapack_int)liwork);
+      t_ed[r] = now() - t0;
+    }
+    if (do32) {
+      t0 = now();
+      LAPACKE_ssyevd_work(LAPACK_COL_MAJOR, 'V', 'U', d, as, d, ws, works,
+                          (lapack_int)lwork, iwork, (lapack_int)liwork);
+      t_es[r] = now() - t0;
+    }
   }
   double flops = (double)n * d * d; /* SYRK: n d^2 multiply-adds ~ n d^2 flops*2/2 */
   double ms = median(t_s, reps), md = median(t_d, reps);
-  printf("{\"n\": %d, \"d\": %d, \"ssyrk_s\": %.6f, \"dsyrk_s\": %.6f, "
-         "\"ssyrk_gflops\": %.1f, \"dsyrk_gflops\": %.1f, \"dsyevd_s\": %.6f, "
-         "\"ssyevd_s\": %.6f}\n", n, d, ms, md, flops / ms / 1e9,
-         flops / md / 1e9, median(t_ed, reps), median(t_es, reps));
+  double es = median(t_es, reps), ed = median(t_ed, reps);
+  char f[4][32];
+  snprintf(f[0], sizeof f[0], do32 ? "%.6f" : "null", ms);
+  snprintf(f[1], sizeof f[1], do64 ? "%.6f" : "null", md);
+  snprintf(f[2], sizeof f[2], do64 ? "%.6f" : "null", ed);
+  snprintf(f[3], sizeof f[3], do32 ? "%.6f" : "null", es);
+  printf("{\"n\": %d, \"d\": %d, \"ssyrk_s\": %s, \"dsyrk_s\": %s, "
+         "\"ssyrk_gflops\": %.1f, \"dsyrk_gflops\": %.1f, \"dsyevd_s\": %s, "
+         "\"ssyevd_s\": %s}\n", n, d, f[0], f[1], do32 ? flops / ms / 1e9 : 0.0,
+         do64 ? flops / md / 1e9 : 0.0, f[2], f[3]);
   return 0;
 }

@@ -7,6 +7,7 @@ strided rows, and the bad inputs a Python user can pass."""
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -270,6 +271,8 @@ def test_pip_install_in_a_fresh_environment(tmp_path, repo_root):
     path, rank = p.stdout.split()
     assert path.startswith(str(venv)) and path.endswith("_lib/libculeace.so")
     assert rank == "1"
+    if (lib.parent / "libculeace_cuda.so").is_file():  # a CUDA build
+        assert (Path(path).parent / "libculeace_cuda.so").is_file()
 
 
 # ---- CUDA tensors (a GPU machine runs these; here they skip) ---------------
