@@ -241,6 +241,7 @@ def main():
     ap.add_argument("--peer-worker", nargs=3, metavar=("FILE", "DTYPE", "SAVE"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
+    benchlib.use_build(args.build)
 
     if args.peer_worker:
         path, dtype, save = args.peer_worker

@@ -334,6 +334,7 @@ def main():
                     metavar=("FILE", "X", "Y", "NAMES", "FOLDS", "C", "TOL",
                              "MAXITER"))
     args = ap.parse_args()
+    benchlib.use_build(args.build)
 
     if args.peer_worker:
         path, xp, yp, names, folds, C, tol, mi = args.peer_worker

@@ -1,5 +1,6 @@
 """benchlib.py — helpers shared by the harnesses in bench/ (bench_fit.py,
-bench_probe.py): timed subprocesses with their own peak RSS, waiting for an
+bench_probe.py, sweep.py): timed subprocesses with their own peak RSS
+(through culeace_bench_run, bench/run_rss.c), waiting for an
 idle machine and accounting for other processes' CPU time, machine and
 version info, synthetic dumps (data/make_dump.py), raw read bandwidth of a
 dump's datasets, and the marker sections of docs/BENCHMARKS.md.
@@ -23,42 +24,63 @@ BLOCK_ROWS = 8192
 
 # ---- timing ------------------------------------------------------------------------
 
+RUNNER = os.path.join(ROOT, "build", "culeace_bench_run")
+
+
+def use_build(build):
+    """Takes culeace_bench_run (bench/run_rss.c) from the build folder."""
+    global RUNNER
+    RUNNER = os.path.join(build, "culeace_bench_run")
+
+
+def _launch(cmd, env, out, err, prog):
+    """Runs cmd under culeace_bench_run: a child's ru_maxrss would count the
+    harness's own memory (the high-water mark survives fork and exec), the
+    runner's child starts small. Returns (wall s, rusage-like namespace with
+    ru_maxrss KiB, ru_utime, ru_stime; exit code)."""
+    import tempfile
+    import types
+    if not os.access(RUNNER, os.X_OK):
+        sys.exit(f"{prog}: {RUNNER} not found; build it with the project "
+                 f"(cmake --build build)")
+    fd, report = tempfile.mkstemp(prefix="bench_run_", suffix=".json")
+    os.close(fd)
+    try:
+        t0 = time.perf_counter()
+        p = subprocess.run([RUNNER, report] + [str(c) for c in cmd],
+                           stdout=out, stderr=err, env=env)
+        wall = time.perf_counter() - t0
+        import json
+        try:
+            with open(report) as f:
+                r = json.load(f)
+        except (OSError, ValueError):
+            r = {"maxrss_kib": 0, "utime_s": 0.0, "stime_s": 0.0}
+    finally:
+        os.remove(report)
+    ru = types.SimpleNamespace(ru_maxrss=r["maxrss_kib"], ru_utime=r["utime_s"],
+                               ru_stime=r["stime_s"])
+    return wall, ru, p.returncode
+
+
 def run_timed(cmd, env=None, prog="bench"):
     """Runs cmd; returns (wall seconds, peak RSS in MiB, stdout)."""
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=env)
-    # wait4 gives this child's own rusage (getrusage(RUSAGE_CHILDREN) would be
-    # the maximum over every child so far). Pipes stay small: --quiet / one
-    # JSON line, so waiting before reading them cannot deadlock.
-    _, status, ru = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    out, err = p.stdout.read().decode(), p.stderr.read().decode()
-    p.stdout.close()
-    p.stderr.close()
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"{prog}: command failed ({p.returncode}): {' '.join(cmd)}\n"
-                 f"{err}")
-    return wall, ru.ru_maxrss / 1024.0, out
+    wall, rss, out, _ = run_timed_big(cmd, env, prog)
+    return wall, rss, out
 
 
 def run_timed_big(cmd, env=None, prog="bench"):
-    """run_timed for a child whose stdout may exceed a pipe's buffer: stdout
-    goes to a temporary file. Returns (wall s, peak RSS MiB, stdout, rusage)."""
+    """Runs cmd with stdout to a temporary file (it may exceed a pipe's
+    buffer). Returns (wall s, peak RSS MiB, stdout, rusage of cmd)."""
     import tempfile
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        p.returncode = os.waitstatus_to_exitcode(status)
+        wall, ru, rc = _launch(cmd, env, out, err, prog)
         out.seek(0)
         err.seek(0)
         text = out.read().decode()
-        if p.returncode != 0:
-            sys.exit(f"{prog}: command failed ({p.returncode}): "
-                     f"{' '.join(cmd)}\n{err.read().decode()}")
+        if rc != 0:
+            sys.exit(f"{prog}: command failed ({rc}): "
+                     f"{' '.join(map(str, cmd))}\n{err.read().decode()}")
     return wall, ru.ru_maxrss / 1024.0, text, ru
 
 
