@@ -28,11 +28,14 @@ int apply_edit_block(editor *ed, cli_layer_eraser *it, const oracle_zmap *zm,
   culeace_dtype dt = culeace__act_dtype(a);
   size_t rb = (size_t)d * culeace_dtype_size(dt);
   const uint8_t *mask = culeace__act_mask(a);
-  int64_t n = nex * t, m = 0;
-  for (int64_t i = 0; i < n; i++) {
+  int64_t n = nex * t, m = 0, col;
+  /* The common case, no mask and every value finite, in one parallel scan;
+   * otherwise row by row to know which rows to keep. */
+  int clean = !mask && culeace__first_nonfinite(ed->raw, dt, n, d, d, &col) < 0;
+  for (int64_t i = 0; clean && i < n; i++) ed->kept[m++] = i;
+  for (int64_t i = 0; !clean && i < n; i++) {
     int64_t row = ex0 * t + i;
     if (mask && !mask[row]) continue;
-    int64_t col;
     if (culeace__first_nonfinite((char *)ed->raw + (size_t)i * rb, dt, 1, d, d,
                                  &col) >= 0) {
       if (!ed->c->drop_nonfinite)
@@ -61,22 +64,27 @@ int apply_edit_block(editor *ed, cli_layer_eraser *it, const oracle_zmap *zm,
   if (st) return cli_error_ctx(ed->c, ed->ctx, "");
   /* Finite rows in, so a non-finite value out is an overflow of the
    * stored type (float16 tops out at 65504): refuse before writing. */
-  for (int64_t i = 0; i < m; i++) {
-    int64_t col;
-    if (culeace__first_nonfinite((char *)ed->raw + (size_t)ed->kept[i] * rb,
-                                 dt, 1, d, d, &col) >= 0)
-      return cli_error(ed->c, "%s: %s: the erased row %lld overflows %s in "
-                       "column %lld (the eraser does not suit this data, or "
-                       "the data needs a wider type); this block was not "
-                       "written%s", ed->file,
-                       culeace__act_dataset_path(a, it->layer),
-                       (long long)(ex0 * t + ed->kept[i]),
-                       culeace_dtype_name(dt), (long long)col,
-                       ed->in_place && ed->written
-                           ? "; earlier blocks are already erased (the "
-                             "checkpoint keeps the position)"
-                           : "");
+  int64_t bad = -1;
+  if (m == n) { /* every row edited: one parallel scan */
+    bad = culeace__first_nonfinite(ed->raw, dt, n, d, d, &col);
+  } else {
+    for (int64_t i = 0; bad < 0 && i < m; i++)
+      if (culeace__first_nonfinite((char *)ed->raw + (size_t)ed->kept[i] * rb,
+                                   dt, 1, d, d, &col) >= 0)
+        bad = ed->kept[i];
   }
+  if (bad >= 0)
+    return cli_error(ed->c, "%s: %s: the erased row %lld overflows %s in "
+                     "column %lld (the eraser does not suit this data, or "
+                     "the data needs a wider type); this block was not "
+                     "written%s", ed->file,
+                     culeace__act_dataset_path(a, it->layer),
+                     (long long)(ex0 * t + bad), culeace_dtype_name(dt),
+                     (long long)col,
+                     ed->in_place && ed->written
+                         ? "; earlier blocks are already erased (the "
+                           "checkpoint keeps the position)"
+                         : "");
   it->edited += m;
   return 0;
 }

@@ -194,9 +194,21 @@ static int row_nonfinite(const void *row, culeace_dtype t, int64_t d,
 
 int64_t culeace__first_nonfinite(const void *x, culeace_dtype t, int64_t n,
                                  int64_t d, int64_t ldx, int64_t *col) {
-  size_t es = culeace_dtype_size(t);
+  size_t es = culeace_dtype_size(t), stride = (size_t)ldx * es;
+  const char *base = x;
+  if ((double)n * (double)d < (double)(1 << 18)) { /* small: one thread */
+    for (int64_t i = 0; i < n; i++)
+      if (row_nonfinite(base + (size_t)i * stride, t, d, col)) return i;
+    return -1;
+  }
+  /* Rows split over the threads; each stops looking past the first bad
+   * row it has found, and the smallest wins. */
+  int64_t first = n;
+#pragma omp parallel for schedule(static) reduction(min : first)
   for (int64_t i = 0; i < n; i++)
-    if (row_nonfinite((const char *)x + (size_t)i * (size_t)ldx * es, t, d, col))
-      return i;
-  return -1;
+    if (i < first && row_nonfinite(base + (size_t)i * stride, t, d, NULL))
+      first = i;
+  if (first == n) return -1;
+  row_nonfinite(base + (size_t)first * stride, t, d, col);
+  return first;
 }
