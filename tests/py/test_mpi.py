@@ -14,6 +14,7 @@ file untouched or resumable. Shared memory only (btl self + vader/sm)."""
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -577,10 +578,11 @@ def examples(path, layer):
         return f["hidden"][layer][...]
 
 
-@pytest.mark.parametrize("name,rerun", [("f32", 2), ("f16", 0), ("f16", 4)])
+@pytest.mark.parametrize("name,stalled,rerun", [("f32", 1, 2), ("f16", 1, 0),
+                                                ("f16", 2, 4), ("f32", 0, 1)])
 def test_apply_in_place_killed_rank_resumes(in_place, tmp_path, name,
-                                           rerun):
-    """Rank 1 of 3 SIGKILLed in its first write turn, after its block is
+                                           stalled, rerun):
+    """Rank R of 3 SIGKILLed in its first write turn, after its block is
     written and before the checkpoint moves past it (the test hook): the
     job fails, the checkpoint names that block and the journal holds its
     original rows. The same command on another number of ranks (0: without
@@ -589,15 +591,17 @@ def test_apply_in_place_killed_rank_resumes(in_place, tmp_path, name,
     ip = tmp_path / "ip.h5"
     shutil.copyfile(case["dump"], ip)
     args = in_place_args(case, ip)
-    stall_and_kill(args, 1, tmp_path / "rank1.pid", 3)
-    b = case["block"]  # rank 1's first block: examples [b, 2b) of layer 0
+    stall_and_kill(args, stalled, tmp_path / "stalled.pid", 3)
+    # rank R's first block: examples [R b, (R + 1) b) of layer 0
+    b = case["block"]
+    lo, hi = stalled * b, (stalled + 1) * b
     ckpt = Path(f"{ip}.culeace-apply").read_text().splitlines()
-    assert ckpt[-1] == f"next 0 {b}", ckpt
+    assert ckpt[-1] == f"next 0 {lo}", ckpt
     assert Path(f"{ip}.culeace-journal").exists()
     now, orig, ref = (examples(p, "0") for p in (ip, case["dump"], case["ref"]))
-    assert np.array_equal(now[:2 * b], ref[:2 * b])  # ranks 0 and 1 wrote
-    assert np.array_equal(now[2 * b:], orig[2 * b:])  # rank 2 had not
-    # erasing rank 1's rows a second time does not give the one-shot
+    assert np.array_equal(now[:hi], ref[:hi])  # ranks 0..R wrote
+    assert np.array_equal(now[hi:], orig[hi:])  # the others had not
+    # erasing rank R's rows a second time does not give the one-shot
     # result, so the rerun must restore them from the journal
     twice = tmp_path / "twice.h5"
     shutil.copyfile(case["ref"], twice)
@@ -606,15 +610,15 @@ def test_apply_in_place_killed_rank_resumes(in_place, tmp_path, name,
             del ds.attrs["culeace_applied"]
     subprocess.run([BIN, *map(str, in_place_args(case, twice))], check=True,
                    capture_output=True, env=ENV)
-    assert not np.array_equal(examples(twice, "0")[b:2 * b], ref[b:2 * b])
+    assert not np.array_equal(examples(twice, "0")[lo:hi], ref[lo:hi])
     if rerun:
         p = mpirun(rerun, *args)
     else:
         p = subprocess.run([BIN, *map(str, args)], capture_output=True,
                            text=True, env=ENV)
     assert p.returncode == 0, p.stderr
-    assert f"resuming an interrupted in-place apply at layer 0, example {b}" \
-        in p.stderr, p.stderr
+    assert "resuming an interrupted in-place apply at layer 0, example " \
+        f"{lo}" in p.stderr, p.stderr
     assert ip.read_bytes() == case["ref"].read_bytes()
     assert journal_files(ip) == []
 
@@ -659,3 +663,69 @@ def test_apply_in_place_bad_row_on_one_rank(in_place, tmp_path, bad_example,
     assert p.returncode == 0, p.stderr
     assert ip.read_bytes() == one_shot.read_bytes()
     assert journal_files(ip) == []
+
+
+def rank_pids(mpirun_pid):
+    """The culeace processes mpirun started (its children on this node)."""
+    pids = []
+    for task in Path(f"/proc/{mpirun_pid}/task").glob("*"):
+        try:
+            pids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def test_apply_in_place_killed_at_random_resumes(make_dump, tmp_path):
+    """Chains of runs on 2-4 ranks, each SIGKILLing one random rank at a
+    random time (mpirun then ends the others), each followed by the same
+    command on another number of ranks (sometimes none): every chain ends
+    with the file of a one-shot plain in-place apply, byte for byte."""
+    dump = make_dump(tmp_path / "d.h5", rows=20000, dim=64, layers=2,
+                     layout="group", dtype="float16")
+    er = tmp_path / "e.h5"
+    subprocess.run([BIN, "fit", dump, "--x", "/hidden", "--z", "/labels",
+                    "-o", er, "--quiet"], check=True, capture_output=True,
+                   env=ENV)
+    ref, ip = tmp_path / "ref.h5", tmp_path / "ip.h5"
+    args = ["apply", er, ip, "--x", "/hidden", "--in-place", "--quiet",
+            "--device", "cpu", "--block-rows", "200"]
+    shutil.copyfile(dump, ref)
+    subprocess.run([BIN, *map(str, args[:2]), ref, *map(str, args[3:])],
+                   check=True, capture_output=True, env=ENV)
+    shutil.copyfile(dump, ip)
+    t0 = time.perf_counter()
+    assert mpirun(3, *args).returncode == 0
+    full = time.perf_counter() - t0
+    assert ip.read_bytes() == ref.read_bytes()
+    rng = random.Random(11)
+    kills = 0
+    shutil.copyfile(dump, ip)
+    for _ in range(40):
+        k = rng.choice([0, 2, 3, 4])
+        if k == 0:  # a plain rerun finishes the chain
+            subprocess.run([BIN, *map(str, args)], check=True,
+                           capture_output=True, env=ENV)
+        else:
+            p = mpirun(k, *args, popen=True)
+            time.sleep(rng.uniform(0.1, 0.7) * full)
+            pids = rank_pids(p.pid)
+            if p.poll() is None and pids:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+            _, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                assert "signal 9" in err, err
+                kills += 1
+                with h5py.File(ip, "r"):  # still a readable HDF5 file
+                    pass
+                continue
+        assert ip.read_bytes() == ref.read_bytes()  # the chain is done
+        assert journal_files(ip) == []
+        if kills >= 4:
+            break
+        shutil.copyfile(dump, ip)  # a new chain
+    else:  # the last chain, finished without mpirun
+        subprocess.run([BIN, *map(str, args)], check=True,
+                       capture_output=True, env=ENV)
+        assert ip.read_bytes() == ref.read_bytes()
+    assert kills >= 4, f"only {kills} kills landed (full run {full:.2f} s)"
