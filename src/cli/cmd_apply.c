@@ -444,7 +444,8 @@ int cmd_apply(int argc, char **argv) {
     goto done;
   }
   if (begun == 2) { /* already erased in place by this command */
-    if (root) print_results(&c, file, in_place, items, m, P ? mpi_job_size(P) : 1);
+    if (root)
+      print_results(&c, file, in_place, items, m, P ? mpi_job_size(P) : 1);
     rc = 0;
     goto done;
   }

@@ -43,8 +43,8 @@ static int restore_journaled(editor *ed, const cli_layer_eraser *items,
                              int64_t m, apply_journal *jr, apply_pos start) {
   if (start.item >= m) return 0;
   size_t len = 0, example = block_bytes(ed, 1);
-  if (apply_journal_pending(jr, start, ed->raw, block_bytes(ed, ed->ex_per_block),
-                            &len) != 1 ||
+  size_t cap = block_bytes(ed, ed->ex_per_block);
+  if (apply_journal_pending(jr, start, ed->raw, cap, &len) != 1 ||
       len % example != 0)
     return 0;
   return transfer(ed, items[start.item].layer, start.ex,
@@ -96,7 +96,8 @@ static int edit_item(mpi_job *P, editor *ed, cli_layer_eraser *items,
       failed = 0;
       if (w == r) {
         apply_pos pos = {i, ex};
-        apply_pos next = {ex + nex < n ? i : i + 1, ex + nex < n ? ex + nex : 0};
+        int last = ex + nex == n; /* the next block is the next item's */
+        apply_pos next = {last ? i + 1 : i, last ? 0 : ex + nex};
         failed = commit_block(ed, jr, it->layer, pos, nex, orig, next,
                               (int)r);
       }
