@@ -3,7 +3,8 @@
  * temporary, edit, rename: OUT is never half-written) or in place with a
  * checkpoint and a journal so that a killed run resumes exactly. Oracle
  * and quadratic erasers take each row's label from --z (mapped by
- * oracle_z.c). */
+ * oracle_z.c). Under mpirun/srun the ranks share the rows: mpi_apply.c
+ * (-o) and mpi_apply_inplace.c (--in-place). */
 #define _GNU_SOURCE /* copy_file_range */
 #include <errno.h>
 #include <fcntl.h>
@@ -18,6 +19,7 @@
 #include "cli/apply_journal.h"
 #include "cli/cli.h"
 #include "cli/mpi_apply.h"
+#include "cli/mpi_apply_inplace.h"
 #include "cli/mpi_fit.h"
 #include "cli/oracle_z.h"
 #include "core/convert.h"
@@ -203,6 +205,58 @@ static char *journal_identity(const cli_common *c, const char *erasers,
   return s;
 }
 
+/* Under MPI: rank 0's identity on every rank, so that every rank writes
+ * the checkpoint rank 0 reads back (a rank seeing the eraser file through
+ * another mount would describe it otherwise). Collective; *id stays or
+ * becomes NULL on every rank alike. 0, or 1 on every rank (out of memory). */
+static int share_identity(mpi_job *P, const cli_common *c, char **id) {
+  int64_t len = *id ? (int64_t)strlen(*id) : -1;
+  mpi_job_bcast_i64(P, &len, 1);
+  if (len < 0) {
+    free(*id);
+    *id = NULL;
+    return 0;
+  }
+  char *mine = *id;
+  *id = mpi_job_rank(P) == 0 ? mine : malloc((size_t)len + 1);
+  if (*id != mine) free(mine);
+  if (mpi_job_check(P, c, !*id ? cli_error(c, "out of memory") : 0))
+    return 1;
+  mpi_job_bcast_str(P, *id, (size_t)len + 1);
+  return 0;
+}
+
+/* The start of an in-place apply of FILE (act: FILE, open): reads the
+ * checkpoint, says so when resuming, or writes the first checkpoint.
+ * 0 fresh start, 1 resuming at *start, 2 already finished by this same
+ * command (nothing to do), -1 error (printed). */
+static int in_place_begin(const cli_common *c, apply_journal *jr,
+                          const culeace_act *act,
+                          const cli_layer_eraser *items, int64_t m,
+                          const char *file, apply_pos *start) {
+  char msg[1024];
+  int r = apply_journal_resume(jr, start, msg, sizeof msg);
+  if (r < 0) return cli_error(c, "%s", msg), -1;
+  if (r == 0 && all_marked(act, items, m, jr->identity)) {
+    /* A finished run (killed, say, after its checkpoint was gone but
+     * before it exited): erasing again would not be a no-op in 16 bits. */
+    if (!c->quiet && !c->json)
+      fprintf(stderr, "%s: %s was already erased in place by this same "
+              "command (attribute %s); nothing to do\n", c->prog, file,
+              MARKER);
+    return 2;
+  }
+  if (r > 0 && !c->quiet && !c->json)
+    fprintf(stderr, "%s: resuming an interrupted in-place apply at layer "
+            "%s, example %lld\n", c->prog,
+            start->item < m ? items[start->item].name : "(end)",
+            (long long)start->ex);
+  if (r == 0 && apply_journal_checkpoint(jr, *start))
+    return cli_error(c, "cannot write the checkpoint %s: %s", jr->ckpt_path,
+                     strerror(errno)), -1;
+  return r;
+}
+
 static void print_results(const cli_common *c, const char *target,
                           int in_place, const cli_layer_eraser *items, int64_t m,
                           int ranks) {
@@ -273,7 +327,6 @@ int cmd_apply(int argc, char **argv) {
 
   int rc = 1;
   const char *inputs[] = {erasers, file};
-  if (in_place && mpi_refuse_launch(&c, "apply --in-place")) return 1;
   if (cli_precheck_files(&c, 2, inputs)) return 1; /* forks: before MPI */
   mpi_job *P = NULL; /* under mpirun/srun: examples over ranks */
   if (fit_mpi_wanted() &&
@@ -372,11 +425,44 @@ int cmd_apply(int argc, char **argv) {
     if (tmp) snprintf(shared_tmp, sizeof shared_tmp, "%s", tmp);
     target = tmp;
   }
-  if (P) {
-    if (mpi_job_agree(P, &c, !root ? 0 : tmp == NULL)) goto done;
-    mpi_job_bcast_str(P, shared_tmp, sizeof shared_tmp);
-  } else if (culeace__act_open(ctx, target, &c.spec, 1, &act)) {
+  if (!P && culeace__act_open(ctx, target, &c.spec, 1, &act)) {
     cli_error_ctx(&c, ctx, "");
+    goto done;
+  }
+  identity = journal_identity(&c, erasers, items, m, z_path);
+  if (P && share_identity(P, &c, &identity)) goto done;
+  if (!identity) {
+    cli_error(&c, "cannot describe the arguments for the checkpoint");
+    goto done;
+  }
+  apply_pos start = {0, 0};
+  int begun = 0; /* in place: in_place_begin's answer */
+  if (in_place) {
+    if (apply_journal_init(&jr, file, identity)) {
+      cli_error(&c, "cannot describe the arguments for the checkpoint");
+      goto done;
+    }
+    if (root) begun = in_place_begin(&c, &jr, act, items, m, file, &start);
+  }
+  /* Under MPI rank 0's block size deals the blocks (in place) and counts
+   * the rounds (-o): the same on every rank. */
+  int64_t setup[4] = {begun, start.item, start.ex,
+                      cli_examples_per_block(&c, act)};
+  if (P) {
+    int failed = root && ((out && !tmp) || begun < 0);
+    if (mpi_job_agree(P, &c, failed)) goto done; /* copied or checkpointed */
+    mpi_job_bcast_str(P, shared_tmp, sizeof shared_tmp);
+    mpi_job_bcast_i64(P, setup, 4);
+    begun = (int)setup[0];
+    start.item = setup[1];
+    start.ex = setup[2];
+  } else if (begun < 0) {
+    goto done;
+  }
+  if (begun == 2) { /* already erased in place by this command */
+    if (root)
+      print_results(&c, file, in_place, items, m, P ? mpi_job_size(P) : 1);
+    rc = 0;
     goto done;
   }
   ed.c = &c;
@@ -384,7 +470,7 @@ int cmd_apply(int argc, char **argv) {
   ed.act = act;
   ed.file = out ? out : file;
   ed.in_place = out == NULL;
-  ed.ex_per_block = cli_examples_per_block(&c, act);
+  ed.ex_per_block = setup[3];
   int64_t t = culeace__act_tokens(act), d = culeace__act_width(act);
   size_t es = culeace_dtype_size(culeace__act_dtype(act));
   size_t rows = (size_t)ed.ex_per_block * (size_t)t;
@@ -393,68 +479,38 @@ int cmd_apply(int argc, char **argv) {
   ed.kept = malloc(rows * sizeof *ed.kept);
   ed.lab = &lab;
   ed.zmaps = zmaps;
+  int no_memory = 0;
   if (zmaps) {
     size_t zn = 0;
     ed.zbuf = culeace__mul_size(rows, (size_t)max_zd, &zn)
                   ? malloc(zn * sizeof *ed.zbuf)
                   : NULL;
-    if (!ed.zbuf) {
-      cli_error(&c, "out of memory for the z of a block of %zu rows (lower "
-                "--block-rows)", rows);
-      goto done;
-    }
+    if (!ed.zbuf)
+      no_memory = cli_error(&c, "out of memory for the z of a block of %zu "
+                            "rows (lower --block-rows)", rows);
   }
-  if (!ed.raw || !ed.compact || !ed.kept) {
-    cli_error(&c, "out of memory for a block of %zu rows (lower --block-rows)",
-              rows);
-    goto done;
-  }
-  apply_pos start = {0, 0};
-  identity = journal_identity(&c, erasers, items, m, z_path);
-  if (!identity) {
-    cli_error(&c, "cannot describe the arguments for the checkpoint");
-    goto done;
-  }
-  if (in_place) {
-    if (apply_journal_init(&jr, file, identity)) {
-      cli_error(&c, "cannot describe the arguments for the checkpoint");
-      goto done;
-    }
-    char msg[1024];
-    int r = apply_journal_resume(&jr, &start, msg, sizeof msg);
-    if (r < 0) {
-      cli_error(&c, "%s", msg);
-      goto done;
-    }
-    if (r == 0 && all_marked(act, items, m, identity)) {
-      /* A finished run (killed, say, after its checkpoint was gone but
-       * before it exited): erasing again would not be a no-op in 16 bits. */
-      if (!c.quiet && !c.json)
-        fprintf(stderr, "%s: %s was already erased in place by this same "
-                "command (attribute %s); nothing to do\n", c.prog, file,
-                MARKER);
-      print_results(&c, file, in_place, items, m, 1);
-      rc = 0;
-      goto done;
-    }
-    if (r > 0 && !c.quiet && !c.json)
-      fprintf(stderr, "%s: resuming an interrupted in-place apply at layer "
-              "%s, example %lld\n", c.prog,
-              start.item < m ? items[start.item].name : "(end)",
-              (long long)start.ex);
-    if (r == 0 && apply_journal_checkpoint(&jr, start)) {
-      cli_error(&c, "cannot write the checkpoint %s: %s", jr.ckpt_path,
-                strerror(errno));
-      goto done;
-    }
-  }
+  if (!no_memory && (!ed.raw || !ed.compact || !ed.kept))
+    no_memory = cli_error(&c, "out of memory for a block of %zu rows (lower "
+                          "--block-rows)", rows);
+  if (P ? mpi_job_check(P, &c, no_memory) : no_memory) goto done;
   cli_progress prog;
   int64_t n = culeace__act_examples(act);
   int64_t ranks = P ? mpi_job_size(P) : 1; /* this rank's share */
   cli_progress_start(&prog, &c, "apply", (double)(n * t) * (double)m /
                                              (double)ranks,
                      (double)d * (double)es);
-  if (P) {
+  if (P && in_place) {
+    if (apply_mpi_in_place(P, &ed, items, m, &jr, start, &prog)) goto done;
+    cli_progress_end(&prog);
+    if (!root) { /* rank 0 marks, removes the checkpoint and reports */
+      rc = 0;
+      goto done;
+    }
+    if (culeace__act_reopen(act, 1)) {
+      cli_error_ctx(&c, ctx, "");
+      goto done;
+    }
+  } else if (P) {
     if (apply_mpi_edit(P, &ed, items, m, shared_tmp, &prog)) goto done;
     cli_progress_end(&prog);
     if (!root) { /* rank 0 marks, renames and reports */

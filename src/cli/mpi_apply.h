@@ -6,8 +6,10 @@
  * tricks); rank 0 marks and renames the copy once every rank has written
  * (docs/CLUSTER.md). The job (mpi_job.h) has APPLY_MPI_AGREEMENTS counted
  * points: after validation, after rank 0's copy, after rank 0's rename;
- * the edit loop agrees after every read and every write turn. --in-place is
- * not sharded. MPI builds: mpi_apply.c; a stub in mpi_launch.c. */
+ * the edit loop agrees after every read and every write turn. --in-place
+ * shares the job and its points (rank 0's checkpoint instead of the copy,
+ * its marks instead of the rename): mpi_apply_inplace.h. MPI builds:
+ * mpi_apply.c; a stub in mpi_launch.c. */
 #ifndef CULEACE_CLI_MPI_APPLY_H
 #define CULEACE_CLI_MPI_APPLY_H
 

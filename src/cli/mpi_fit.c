@@ -42,21 +42,6 @@ static char *class_values(const culeace_labels *lab) {
   return s;
 }
 
-/* Test hook (tests/py/test_mpi.py): CULEACE_TEST_MPI_STALL="R:PIDFILE"
- * makes rank R write its pid to PIDFILE and sleep 120 s after fitting its
- * rows of the first layer, so that a test can kill it mid-job. */
-static void test_stall(const mpi_world *w) {
-  const char *v = getenv("CULEACE_TEST_MPI_STALL");
-  char *end;
-  if (!v || strtol(v, &end, 10) != w->rank || *end != ':') return;
-  FILE *fp = fopen(end + 1, "w");
-  if (fp) {
-    fprintf(fp, "%ld\n", (long)getpid());
-    fclose(fp);
-  }
-  for (int i = 0; i < 1200; i++) usleep(100000);
-}
-
 /* Rank r's first example of N shards of n: floor(n r / N). */
 static int64_t shard_start(int64_t n, int r, int N) {
   return (int64_t)((__int128)n * r / N);
@@ -196,7 +181,7 @@ static int fit_layer(const cli_common *c, fit_run *R, const mpi_world *w,
                             o, &f))
     failed = cli_error_ctx(c, R->ctx, "");
   if (!failed) failed = fit_shard(c, R, w, file, l, f, prog, &dropped);
-  if (i == 0) test_stall(w);
+  if (i == 0) mpi_test_stall(w->rank);
   if (mpi_any_failed(w, failed, &first)) goto out;
   char err[1200] = "";
   failed = mpi_merge_states(w, R->ctx, f, R->buf, R->tmp, R->count, err,

@@ -29,7 +29,7 @@ const char *mpi_build_name(void);
  * never initialised. */
 int fit_mpi_wanted(void);
 
-/* For the commands that are not sharded (apply, score): 1 with a message
+/* For the commands that are not sharded (score): 1 with a message
  * when started by a launcher with several ranks (each would rewrite the
  * same output), else 0. */
 int mpi_refuse_launch(const cli_common *c, const char *command);

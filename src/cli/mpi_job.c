@@ -61,6 +61,10 @@ void mpi_job_bcast_str(mpi_job *J, char *buf, size_t len) {
   buf[len - 1] = 0;
 }
 
+void mpi_job_bcast_i64(mpi_job *J, int64_t *v, int count) {
+  MPI_Bcast(v, count, MPI_INT64_T, 0, J->w.comm);
+}
+
 int64_t mpi_job_sum(mpi_job *J, int64_t v) {
   long long in = (long long)v, out = 0;
   MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_SUM, J->w.comm);

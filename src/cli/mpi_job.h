@@ -37,6 +37,8 @@ int mpi_job_agree(mpi_job *J, const cli_common *c, int failed);
 int mpi_job_check(mpi_job *J, const cli_common *c, int failed);
 /* Rank 0's string buf (len bytes) on every rank. */
 void mpi_job_bcast_str(mpi_job *J, char *buf, size_t len);
+/* Rank 0's count int64s v on every rank. */
+void mpi_job_bcast_i64(mpi_job *J, int64_t *v, int count);
 /* The sum of v over the ranks, on every rank. */
 int64_t mpi_job_sum(mpi_job *J, int64_t v);
 /* Passes the remaining counted points with this rank's rc, finalises MPI

@@ -11,6 +11,7 @@
 
 #include "cli/mpi_fit.h"
 #include "cli/mpi_apply.h"
+#include "cli/mpi_apply_inplace.h"
 #include "cli/mpi_job.h"
 #include "cli/mpi_probe.h"
 
@@ -108,11 +109,17 @@ int mpi_job_size(const mpi_job *J) { return 1; }
 int mpi_job_agree(mpi_job *J, const cli_common *c, int failed) { return 1; }
 int mpi_job_check(mpi_job *J, const cli_common *c, int failed) { return 1; }
 void mpi_job_bcast_str(mpi_job *J, char *buf, size_t len) {}
+void mpi_job_bcast_i64(mpi_job *J, int64_t *v, int count) {}
 int64_t mpi_job_sum(mpi_job *J, int64_t v) { return v; }
 int mpi_job_end(mpi_job *J, const cli_common *c, int rc) { return 1; }
 int64_t probe_mpi_my_layers(const mpi_job *P, int64_t m) { return m; }
 int apply_mpi_edit(mpi_job *P, editor *ed, cli_layer_eraser *items,
                    int64_t m, const char *tmp, cli_progress *prog) {
+  return 1;
+}
+int apply_mpi_in_place(mpi_job *P, editor *ed, cli_layer_eraser *items,
+                       int64_t m, apply_journal *jr, apply_pos start,
+                       cli_progress *prog) {
   return 1;
 }
 int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,

@@ -4,7 +4,9 @@
  * and the binomial-tree merge of fitter states into rank 0 (ceil(log2 N)
  * rounds; at most that many states reach rank 0). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/mpi_reduce.h"
 
@@ -45,6 +47,18 @@ culeace_ctx *mpi_open_ctx(const cli_common *c, const mpi_world *w) {
             "GPUs)\n", c->prog, culeace_ctx_device_note(ctx), w->local_rank,
             gpus);
   return ctx;
+}
+
+void mpi_test_stall(int rank) {
+  const char *v = getenv("CULEACE_TEST_MPI_STALL");
+  char *end;
+  if (!v || strtol(v, &end, 10) != rank || *end != ':') return;
+  FILE *fp = fopen(end + 1, "w");
+  if (fp) {
+    fprintf(fp, "%ld\n", (long)getpid());
+    fclose(fp);
+  }
+  for (int i = 0; i < 1200; i++) usleep(100000);
 }
 
 int mpi_any_failed(const mpi_world *w, int failed, int *first) {

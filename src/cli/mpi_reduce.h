@@ -36,6 +36,13 @@ culeace_ctx *mpi_open_ctx(const cli_common *c, const mpi_world *w);
  * *first (may be NULL) gets the lowest failing rank. */
 int mpi_any_failed(const mpi_world *w, int failed, int *first);
 
+/* Test hook (tests/py/test_mpi.py): with CULEACE_TEST_MPI_STALL="R:PIDFILE"
+ * rank R writes its pid to PIDFILE and sleeps 120 s, so that a test can
+ * kill it mid-job; other ranks return at once. fit stalls after its rows
+ * of the first layer, apply --in-place after writing its first block
+ * (before the checkpoint moves past it). */
+void mpi_test_stall(int rank);
+
 /* Collective: merges every rank's fitter state into rank 0's fitter f
  * along a binomial tree: at step s = 1, 2, 4, ..., rank r with r mod 2s = s
  * sends its (merged) state to r - s and is done; rank r with r mod 2s = 0

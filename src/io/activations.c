@@ -489,14 +489,19 @@ cleanup:
   return st;
 }
 
-static void act_destroy(culeace_act *a) {
-  if (!a) return;
+static void close_datasets(culeace_act *a) {
   for (int64_t i = 0; a->dsets && i < a->n_dsets; i++)
     if (a->dsets[i] >= 0) H5Dclose(a->dsets[i]);
   for (int64_t i = 0; a->fspaces && i < a->n_dsets; i++)
     if (a->fspaces[i] >= 0) H5Sclose(a->fspaces[i]);
   free(a->dsets);
   free(a->fspaces);
+  a->dsets = a->fspaces = NULL;
+}
+
+static void act_destroy(culeace_act *a) {
+  if (!a) return;
+  close_datasets(a);
   if (a->memtype >= 0) H5Tclose(a->memtype);
   if (a->names)
     for (int64_t i = 0; i < a->n_names; i++) free(a->names[i]);
@@ -628,7 +633,7 @@ cleanup:
 culeace_status culeace__act_close(culeace_act *a) {
   if (!a) return CULEACE_OK;
   culeace_status st = CULEACE_OK;
-  if (a->writable) st = culeace__act_flush(a);
+  if (a->writable && a->fid >= 0) st = culeace__act_flush(a);
   hid_t fid = a->fid;
   culeace_ctx *ctx = a->ctx;
   char *file = a->file;
@@ -637,6 +642,32 @@ culeace_status culeace__act_close(culeace_act *a) {
   if (fid >= 0 && H5Fclose(fid) < 0 && st == CULEACE_OK)
     st = culeace__h5_error(ctx, CULEACE_ERR_IO, "cannot close %s", file);
   free(file);
+  return st;
+}
+
+culeace_status culeace__act_release(culeace_act *a) {
+  if (a->fid < 0) return CULEACE_OK;
+  culeace_status st = a->writable ? culeace__act_flush(a) : CULEACE_OK;
+  close_datasets(a);
+  if (H5Fclose(a->fid) < 0 && st == CULEACE_OK)
+    st = culeace__h5_error(a->ctx, CULEACE_ERR_IO, "cannot close %s", a->file);
+  a->fid = H5I_INVALID_HID;
+  return st;
+}
+
+culeace_status culeace__act_reopen(culeace_act *a, int writable) {
+  if (a->fid >= 0)
+    return culeace__error(a->ctx, CULEACE_ERR_STATE,
+                          "%s is already open (release it first)", a->file);
+  a->writable = writable != 0;
+  culeace_status st = culeace__h5_open(a->ctx, a->file, a->writable, &a->fid);
+  if (st) return st;
+  st = open_datasets(a);
+  if (st) {
+    close_datasets(a);
+    H5Fclose(a->fid);
+    a->fid = H5I_INVALID_HID;
+  }
   return st;
 }
 
@@ -679,6 +710,11 @@ static culeace_status xfer(culeace_act *a, int64_t l, int64_t ex0,
     return culeace__error(ctx, CULEACE_ERR_STATE,
                           "cannot write %s in %s: opened read-only",
                           a->paths[l], a->file);
+  if (a->fid < 0)
+    return culeace__error(ctx, CULEACE_ERR_STATE,
+                          "cannot %s %s in %s: the file was released "
+                          "(culeace__act_reopen first)",
+                          verb, a->paths[l], a->file);
   if (nex == 0) return CULEACE_OK;
   if (!buf)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG, "NULL buffer");
@@ -768,6 +804,7 @@ culeace_status culeace__act_flush(culeace_act *a) {
 /* ---- completion markers ------------------------------------------------------ */
 
 static hid_t layer_dataset(const culeace_act *a, int64_t l) {
+  if (!a->dsets) return H5I_INVALID_HID; /* released */
   return a->dsets[a->layout == LAYOUT_GROUP ? l : 0];
 }
 

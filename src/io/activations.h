@@ -44,6 +44,16 @@ culeace_status culeace__act_open(culeace_ctx *ctx, const char *file,
                                  culeace_act **out);
 /* Flushes (when writable) and closes. Returns the flush/close status. */
 culeace_status culeace__act_close(culeace_act *a);
+/* Lets go of the file (flushed and fsynced when writable, then closed) but
+ * keeps what was learnt from it (shape, names, dtype, mask): HDF5 locks a
+ * file for as long as it is open, so processes taking turns at writing one
+ * file each hold it only for their turn. Until culeace__act_reopen, only
+ * the queries below answer; reads and writes fail. Releasing twice is a
+ * no-op. */
+culeace_status culeace__act_release(culeace_act *a);
+/* Opens a released file again (read-only, or read-write when writable),
+ * with its datasets. */
+culeace_status culeace__act_reopen(culeace_act *a, int writable);
 
 int64_t culeace__act_layers(const culeace_act *a);   /* L >= 1 */
 int64_t culeace__act_examples(const culeace_act *a); /* n */

@@ -1,14 +1,20 @@
-"""test_mpi.py — `culeace fit` under mpirun (docs/CLUSTER.md): 1-4 ranks
+"""test_mpi.py — the commands under mpirun (docs/CLUSTER.md). fit: 1-4 ranks
 give the erasers of the plain fit (1e-10 relative, float64, 1001 rows that
 no rank count divides, several layers, token rows with a mask); a read
 error in one rank's rows only (a chunk whose Fletcher32 checksum fails) and
 a rank killed mid-job both fail the whole job with a clear message and
 leave no output or temporary file; a batch script's own environment (no
 srun step) is not an MPI launch; scripts/slurm/*.sbatch run through an srun
-stand-in. Shared memory only (btl self + vader/sm)."""
+stand-in. probe and apply -o: the plain run's results. apply --in-place:
+1-4 ranks leave the very file a plain in-place apply leaves (float32,
+float16, token rows with a mask); a rank killed in its write turn is
+finished by a rerun on another number of ranks (or none) to that same
+file; a bad row on one rank fails the job with its message and leaves the
+file untouched or resumable. Shared memory only (btl self + vader/sm)."""
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -372,20 +378,17 @@ def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
     assert p.returncode == 0, p.stderr
 
 
-@pytest.mark.parametrize("command", ["score", "apply --in-place"])
-def test_unsharded_commands_refused_under_launcher(plain, tmp_path, command):
-    """score and apply --in-place are not sharded: under mpirun with 2
-    ranks they stop before writing anything rather than race on the same
-    output."""
+def test_score_refused_under_launcher(plain, tmp_path):
+    """score is not sharded: under mpirun with 2 ranks it stops before
+    writing anything rather than race on the same output."""
     dump = plain["rows"][0]
     out = tmp_path / "out.h5"
     copy = tmp_path / "copy.h5"
     copy.write_bytes(Path(dump).read_bytes())
-    args = ["-o", out] if command == "score" else ["--in-place"]
-    p = mpirun(2, command.split()[0], tmp_path / "any.h5", copy, "--x",
-               "/hidden", *args)
+    p = mpirun(2, "score", tmp_path / "any.h5", copy, "--x", "/hidden", "-o",
+               out)
     assert p.returncode != 0
-    assert f"{command} is not sharded under MPI" in p.stderr, p.stderr
+    assert "score is not sharded under MPI" in p.stderr, p.stderr
     assert leftovers(tmp_path, "out.h5") == []
     assert copy.read_bytes() == Path(dump).read_bytes()
 
@@ -465,3 +468,264 @@ def test_apply_bad_row_on_one_rank_fails_the_job(plain, tmp_path):
     assert "(rank 1 of 2): error:" in p.stderr and "row 800" in p.stderr, p.stderr
     assert "rank 1 of 2 failed (its message above); nothing written" in p.stderr
     assert leftovers(tmp_path, "out.h5") == []
+
+
+# ---- apply --in-place -------------------------------------------------------
+
+IN_PLACE = {
+    # name: (make_dump kwargs, layer options, --block-rows)
+    "f32": (dict(rows=1001, dim=24, layers=3, layout="group",
+                 dtype="float32", classes=3), ["--x", "/hidden"], 100),
+    # chunks of 64 rows: blocks of different ranks share chunks
+    "f16": (dict(rows=1001, dim=24, layers=2, layout="group",
+                 dtype="float16", classes=2, chunks=64), ["--x", "/hidden"],
+            100),
+    "tokens": (dict(rows=1001, dim=16, layers=2, layout="stacked1",
+                    dtype="float32", tokens=3),
+               ["--x", "/hidden", "--layer-axis", "1", "--tokens", "--mask",
+                "/mask"], 90),
+}
+
+
+@pytest.fixture(scope="module")
+def in_place(tmp_path_factory, make_dump):
+    """Each case's dump, erasers, and the file a plain in-place apply
+    leaves (the reference every MPI run must reproduce byte for byte)."""
+    tmp = tmp_path_factory.mktemp("inplace")
+    out = {}
+    for name, (kw, opts, block) in IN_PLACE.items():
+        dump = make_dump(tmp / f"{name}.h5", **kw)
+        er = tmp / f"{name}-erasers.h5"
+        p = subprocess.run([BIN, "fit", dump, *opts, "--z", "/labels", "-o",
+                            er, "--device", "cpu", "--quiet"],
+                           capture_output=True, text=True, env=ENV)
+        assert p.returncode == 0, p.stderr
+        ref = tmp / f"{name}-ref.h5"
+        shutil.copyfile(dump, ref)
+        args = ["apply", er, ref, *opts, "--in-place", "--device", "cpu",
+                "--block-rows", str(block)]
+        p = subprocess.run([BIN, *map(str, args), "--json"],
+                           capture_output=True, text=True, env=ENV)
+        assert p.returncode == 0, p.stderr
+        out[name] = dict(dump=dump, erasers=er, ref=ref, block=block,
+                         opts=opts, result=json.loads(p.stdout))
+    return out
+
+
+def in_place_args(case, path, *more):
+    return ["apply", case["erasers"], path, *case["opts"], "--in-place",
+            "--device", "cpu", "--block-rows", str(case["block"]), *more]
+
+
+def journal_files(path):
+    return [p for p in (Path(f"{path}.culeace-apply"),
+                        Path(f"{path}.culeace-journal")) if p.exists()]
+
+
+@pytest.mark.parametrize("name,k", [("f32", 1), ("f32", 2), ("f32", 3),
+                                    ("f32", 4), ("f16", 1), ("f16", 2),
+                                    ("f16", 3), ("f16", 4), ("tokens", 3)])
+def test_apply_in_place_over_ranks_matches_plain(in_place, tmp_path, name,
+                                                 k):
+    """apply --in-place with the blocks dealt over k ranks (1001 examples:
+    no k divides them, and the last round has fewer blocks than ranks):
+    the file is byte for byte the one a plain in-place apply leaves, the
+    counts are summed over the ranks, the report names the ranks and no
+    checkpoint or journal is left."""
+    case = in_place[name]
+    ip = tmp_path / "ip.h5"
+    shutil.copyfile(case["dump"], ip)
+    p = mpirun(k, *in_place_args(case, ip, "--json"))
+    assert p.returncode == 0, p.stderr
+    res = json.loads(p.stdout)  # one report, from rank 0
+    assert res.get("mpi_ranks", 1) == k  # one rank is the plain apply
+    assert res["in_place"] is True
+    assert res["layers"] == case["result"]["layers"]
+    assert ip.read_bytes() == case["ref"].read_bytes()
+    assert journal_files(ip) == []
+    # the table names the ranks too; a finished file is not erased again
+    p = mpirun(k, *in_place_args(case, ip))
+    assert p.returncode == 0, p.stderr
+    assert "already erased in place by this same command" in p.stderr
+    assert f"edited in place: {ip}" in p.stdout
+    assert (f"({k} MPI ranks)" in p.stdout) == (k > 1), p.stdout
+    assert ip.read_bytes() == case["ref"].read_bytes()
+
+
+def stall_and_kill(args, rank, pidfile, k):
+    """Runs `mpirun -n k culeace ARGS` with rank `rank` stalling after its
+    first write (CULEACE_TEST_MPI_STALL) and SIGKILLs that rank there."""
+    env = dict(ENV, CULEACE_TEST_MPI_STALL=f"{rank}:{pidfile}")
+    p = mpirun(k, *args, env=env, popen=True)
+    try:
+        t0 = time.time()
+        while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+            assert p.poll() is None, p.communicate()[1]
+            assert time.time() - t0 < 60, f"rank {rank} never stalled"
+            time.sleep(0.05)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    assert f"rank {rank}" in stderr and "signal 9" in stderr, stderr
+    return stdout, stderr
+
+
+def examples(path, layer):
+    with h5py.File(path, "r") as f:
+        return f["hidden"][layer][...]
+
+
+@pytest.mark.parametrize("name,stalled,rerun", [("f32", 1, 2), ("f16", 1, 0),
+                                                ("f16", 2, 4), ("f32", 0, 1)])
+def test_apply_in_place_killed_rank_resumes(in_place, tmp_path, name,
+                                           stalled, rerun):
+    """Rank R of 3 SIGKILLed in its first write turn, after its block is
+    written and before the checkpoint moves past it (the test hook): the
+    job fails, the checkpoint names that block and the journal holds its
+    original rows. The same command on another number of ranks (0: without
+    mpirun) puts them back, finishes, and leaves the one-shot file."""
+    case = in_place[name]
+    ip = tmp_path / "ip.h5"
+    shutil.copyfile(case["dump"], ip)
+    args = in_place_args(case, ip)
+    stall_and_kill(args, stalled, tmp_path / "stalled.pid", 3)
+    # rank R's first block: examples [R b, (R + 1) b) of layer 0
+    b = case["block"]
+    lo, hi = stalled * b, (stalled + 1) * b
+    ckpt = Path(f"{ip}.culeace-apply").read_text().splitlines()
+    assert ckpt[-1] == f"next 0 {lo}", ckpt
+    assert Path(f"{ip}.culeace-journal").exists()
+    now, orig, ref = (examples(p, "0") for p in (ip, case["dump"], case["ref"]))
+    assert np.array_equal(now[:hi], ref[:hi])  # ranks 0..R wrote
+    assert np.array_equal(now[hi:], orig[hi:])  # the others had not
+    # erasing rank R's rows a second time does not give the one-shot
+    # result, so the rerun must restore them from the journal
+    twice = tmp_path / "twice.h5"
+    shutil.copyfile(case["ref"], twice)
+    with h5py.File(twice, "r+") as f:  # no mark: a plain file to erase
+        for ds in f["hidden"].values():
+            del ds.attrs["culeace_applied"]
+    subprocess.run([BIN, *map(str, in_place_args(case, twice))], check=True,
+                   capture_output=True, env=ENV)
+    assert not np.array_equal(examples(twice, "0")[lo:hi], ref[lo:hi])
+    if rerun:
+        p = mpirun(rerun, *args)
+    else:
+        p = subprocess.run([BIN, *map(str, args)], capture_output=True,
+                           text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    assert "resuming an interrupted in-place apply at layer 0, example " \
+        f"{lo}" in p.stderr, p.stderr
+    assert ip.read_bytes() == case["ref"].read_bytes()
+    assert journal_files(ip) == []
+
+
+@pytest.mark.parametrize("bad_example,written", [(150, 0), (750, 600)])
+def test_apply_in_place_bad_row_on_one_rank(in_place, tmp_path, bad_example,
+                                            written):
+    """A NaN in rank 1's rows (2 ranks, blocks of 100 examples): the job
+    fails with rank 1's message naming the row, every rank exits non-zero,
+    and the file is untouched (the NaN in rank 1's first block: nothing was
+    written) or edited exactly up to the checkpoint, where a rerun resumes
+    (here with --drop-nonfinite, on 3 ranks) and ends with the file a
+    plain one-shot apply with --drop-nonfinite leaves."""
+    case = in_place["f32"]
+    bad = tmp_path / "bad.h5"
+    shutil.copyfile(case["dump"], bad)
+    with h5py.File(bad, "r+") as f:
+        f["hidden/0"][bad_example, 3] = np.nan
+    orig = examples(bad, "0")
+    before = bad.read_bytes()
+    ip = tmp_path / "ip.h5"
+    shutil.copyfile(bad, ip)
+    p = mpirun(2, *in_place_args(case, ip))
+    assert p.returncode != 0
+    assert f"(rank 1 of 2): error: {ip}: /hidden/0: row {bad_example} has " \
+        "a non-finite value" in p.stderr, p.stderr
+    assert "rank 1 of 2 failed (its message above)" in p.stderr
+    ckpt = Path(f"{ip}.culeace-apply").read_text().splitlines()
+    assert ckpt[-1] == f"next 0 {written}", ckpt
+    now, ref = examples(ip, "0"), examples(case["ref"], "0")
+    assert np.array_equal(now[:written], ref[:written])
+    assert np.array_equal(now[written:], orig[written:], equal_nan=True)
+    if written == 0:
+        assert ip.read_bytes() == before  # untouched
+    one_shot = tmp_path / "one.h5"
+    shutil.copyfile(bad, one_shot)
+    p = subprocess.run([BIN, *map(str, in_place_args(case, one_shot)),
+                        "--drop-nonfinite"], capture_output=True, text=True,
+                       env=ENV)
+    assert p.returncode == 0, p.stderr
+    p = mpirun(3, *in_place_args(case, ip, "--drop-nonfinite", "--json"))
+    assert p.returncode == 0, p.stderr
+    assert ip.read_bytes() == one_shot.read_bytes()
+    assert journal_files(ip) == []
+
+
+def rank_pids(mpirun_pid):
+    """The culeace processes mpirun started (its children on this node)."""
+    pids = []
+    for task in Path(f"/proc/{mpirun_pid}/task").glob("*"):
+        try:
+            pids += [int(x) for x in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
+
+
+def test_apply_in_place_killed_at_random_resumes(make_dump, tmp_path):
+    """Chains of runs on 2-4 ranks, each SIGKILLing one random rank at a
+    random time (mpirun then ends the others), each followed by the same
+    command on another number of ranks (sometimes none): every chain ends
+    with the file of a one-shot plain in-place apply, byte for byte."""
+    dump = make_dump(tmp_path / "d.h5", rows=20000, dim=64, layers=2,
+                     layout="group", dtype="float16")
+    er = tmp_path / "e.h5"
+    subprocess.run([BIN, "fit", dump, "--x", "/hidden", "--z", "/labels",
+                    "-o", er, "--quiet"], check=True, capture_output=True,
+                   env=ENV)
+    ref, ip = tmp_path / "ref.h5", tmp_path / "ip.h5"
+    args = ["apply", er, ip, "--x", "/hidden", "--in-place", "--quiet",
+            "--device", "cpu", "--block-rows", "200"]
+    shutil.copyfile(dump, ref)
+    subprocess.run([BIN, *map(str, args[:2]), ref, *map(str, args[3:])],
+                   check=True, capture_output=True, env=ENV)
+    shutil.copyfile(dump, ip)
+    t0 = time.perf_counter()
+    assert mpirun(3, *args).returncode == 0
+    full = time.perf_counter() - t0
+    assert ip.read_bytes() == ref.read_bytes()
+    rng = random.Random(11)
+    kills = 0
+    shutil.copyfile(dump, ip)
+    for _ in range(40):
+        k = rng.choice([0, 2, 3, 4])
+        if k == 0:  # a plain rerun finishes the chain
+            subprocess.run([BIN, *map(str, args)], check=True,
+                           capture_output=True, env=ENV)
+        else:
+            p = mpirun(k, *args, popen=True)
+            time.sleep(rng.uniform(0.1, 0.7) * full)
+            pids = rank_pids(p.pid)
+            if p.poll() is None and pids:
+                os.kill(rng.choice(pids), signal.SIGKILL)
+            _, err = p.communicate(timeout=60)
+            if p.returncode != 0:
+                assert "signal 9" in err, err
+                kills += 1
+                with h5py.File(ip, "r"):  # still a readable HDF5 file
+                    pass
+                continue
+        assert ip.read_bytes() == ref.read_bytes()  # the chain is done
+        assert journal_files(ip) == []
+        if kills >= 4:
+            break
+        shutil.copyfile(dump, ip)  # a new chain
+    else:  # the last chain, finished without mpirun
+        subprocess.run([BIN, *map(str, args)], check=True,
+                       capture_output=True, env=ENV)
+        assert ip.read_bytes() == ref.read_bytes()
+    assert kills >= 4, f"only {kills} kills landed (full run {full:.2f} s)"
