@@ -27,6 +27,7 @@ and .png). Everything measured is in OUT/sweep.json.
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -108,11 +109,15 @@ class Runner:
         self.peers = os.path.join(HERE, "sweep_peers.py")
         self.probe_peer = os.path.join(HERE, "bench_probe.py")
         self.device = ["--device", args.device]
+        # The floor runs with the OpenBLAS kernel the CLI picks for itself
+        # (it re-executes with OPENBLAS_CORETYPE set; without it OpenBLAS
+        # may take a slower one on a VM).
         info = benchlib.sh([self.culeace, "--version"]) or ""
-        kernel = [w for w in info.replace(")", " ").split() if w]
+        kernel = re.search(r"BLAS kernel:\s*([A-Za-z0-9_]+)", info)
         self.env = dict(os.environ)
-        if "SkylakeX" in kernel:  # the floor uses the kernel the CLI picks
-            self.env["OPENBLAS_CORETYPE"] = "SkylakeX"
+        self.kernel = kernel.group(1) if kernel else None
+        if self.kernel:
+            self.env["OPENBLAS_CORETYPE"] = self.kernel
 
     def timed(self, cmd):
         wall, rss, out, ru = benchlib.run_timed_big(cmd, env=self.env, prog=PROG)

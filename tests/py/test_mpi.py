@@ -623,6 +623,47 @@ def test_apply_in_place_killed_rank_resumes(in_place, tmp_path, name,
     assert journal_files(ip) == []
 
 
+def fnv1a(data):
+    h = 1469598103934665603
+    for byte in data:
+        h = ((h ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def test_apply_in_place_resumes_a_first_format_journal(in_place, tmp_path):
+    """A journal in the first format (magic "UCULJRNL", byte-wise FNV-1a
+    checksum), as an older culeace leaves it when killed, is still restored
+    by the rerun; the same journal with one byte of its block changed fails
+    the checksum and is not restored."""
+    import struct
+    case = in_place["f16"]
+    b = case["block"]
+    for corrupt in (False, True):
+        ip = tmp_path / f"ip{int(corrupt)}.h5"
+        shutil.copyfile(case["dump"], ip)
+        args = in_place_args(case, ip)
+        stall_and_kill(args, 1, tmp_path / f"s{int(corrupt)}.pid", 2)
+        jpath = Path(f"{ip}.culeace-journal")
+        raw = jpath.read_bytes()
+        magic, item, ex, n, _ = struct.unpack("<QqqQQ", raw[:40])
+        assert magic == 0x324C4E524A4C5543  # "CULJRNL2": the current format
+        assert (item, ex, n) == (0, b, len(raw) - 40)
+        body = bytearray(raw[40:])
+        checksum = fnv1a(body)
+        if corrupt:
+            body[len(body) // 2] ^= 0x40
+        jpath.write_bytes(struct.pack("<QqqQQ", 0x4C4E524A4C554355, item, ex,
+                                      n, checksum) + bytes(body))
+        p = subprocess.run([BIN, *map(str, args)], capture_output=True,
+                           text=True, env=ENV)
+        assert p.returncode == 0, p.stderr
+        assert f"resuming an interrupted in-place apply at layer 0, example " \
+            f"{b}" in p.stderr, p.stderr
+        same = ip.read_bytes() == case["ref"].read_bytes()
+        assert same != corrupt  # restored, or (checksum failed) erased twice
+        assert journal_files(ip) == []
+
+
 @pytest.mark.parametrize("bad_example,written", [(150, 0), (750, 600)])
 def test_apply_in_place_bad_row_on_one_rank(in_place, tmp_path, bad_example,
                                             written):
