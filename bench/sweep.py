@@ -350,8 +350,15 @@ def main():
     ap.add_argument("--no-plots", action="store_true")
     ap.add_argument("--max-others", type=float, default=0.1)
     ap.add_argument("--max-wait", type=float, default=300)
+    ap.add_argument("--report-only", metavar="SWEEP_JSON",
+                    help="time nothing: redo the report, plots and doc "
+                         "section from a saved sweep.json")
     args = ap.parse_args()
     benchlib.use_build(args.build)
+    if args.report_only:
+        with open(args.report_only) as f:
+            report(json.load(f), args)
+        return
 
     os.makedirs(args.out, exist_ok=True)
     kinds = set(args.only.split(","))
@@ -391,12 +398,18 @@ def main():
                         "device": args.device, "C": args.C, "tol": args.tol,
                         "max_iter": args.max_iter,
                         "syrk_rows_max": sweep_floor.SYRK_ROWS_MAX}}
+    with open(os.path.join(args.out, "sweep.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    report(res, args)
+
+
+def report(res, args):
+    """Slopes, plots, the markdown report (OUT/sweep.md, the doc section)."""
+    pts = res["points"]
     res["slopes"] = sweep_report.slopes(pts)
-    plots = []
-    if not args.no_plots:
-        plots = sweep_report.plots(pts, args.plots)
-    res["plots"] = plots
+    res["plots"] = [] if args.no_plots else sweep_report.plots(pts, args.plots)
     md = sweep_report.render(res, doc_dir=os.path.dirname(args.doc))
+    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "sweep.json"), "w") as f:
         json.dump(res, f, indent=1)
     with open(os.path.join(args.out, "sweep.md"), "w") as f:

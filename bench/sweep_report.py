@@ -61,6 +61,15 @@ def spread(p, key):
     return f"{s['min']:.3g}..{s['max']:.3g}"
 
 
+def with_spread(p, key):
+    """'median (min..max)' of a series' wall times, or the median alone
+    when there was one repeat."""
+    s = p["series"][key]["wall"]
+    if len(s["all"]) < 2:
+        return f"{s['median']:.3f}"
+    return f"{s['median']:.3f} ({s['min']:.3g}..{s['max']:.3g})"
+
+
 def on_axis(pts, kind, axis):
     var = "rows" if axis == "n" else "dim"
     return sorted((p for p in pts if p["kind"] == kind and axis in p["axes"]),
@@ -193,7 +202,8 @@ def apply_table(pts):
         po, pi = med(p, "peer_apply_out"), med(p, "peer_apply_inplace")
         fo, fi = med(p, "floor_copy"), med(p, "floor_in_place")
         rows.append(
-            f"| {size(p)} | {o:.3f} | {i:.3f} | {po:.3f} | {pi:.3f} | "
+            f"| {size(p)} | {with_spread(p, 'culeace_apply_out')} | "
+            f"{with_spread(p, 'culeace_apply_inplace')} | {po:.3f} | {pi:.3f} | "
             f"{fo:.3f} | {fi:.3f} | {po / o:.2f} | {pi / i:.2f} | "
             f"{o / fo:.2f} | {i / fi:.2f} | "
             f"{med(p, 'culeace_apply_out_rss'):.0f} | "
@@ -354,7 +364,9 @@ def notes(res, er):
             f"rows equal its -o rows at every point: {'yes' if same else 'NO'}.")
         L.append(
             "- Floors: dsyrk over all rows + dsyevd(d) per layer "
-            "(`culeace_bench_floor ... f64`, once per repeat)"
+            f"(`culeace_bench_floor ... f64`, once per repeat, with the "
+            f"OpenBLAS kernel the CLI runs, OPENBLAS_CORETYPE="
+            f"{m.get('blas_kernel')})"
             + (f"; above {st['syrk_rows_max']} rows the dsyrk is timed on "
                f"{st['syrk_rows_max']} rows and scaled by n / "
                f"{st['syrk_rows_max']}" if big else "")
