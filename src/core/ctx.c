@@ -105,7 +105,12 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
       char msg[2700];
       snprintf(msg, sizeof msg, "device 'cuda' requested but %s "
                "(compiled backends: %s)", why, culeace_backends_compiled());
-      return ctx_fail(errbuf, errbuf_len, CULEACE_ERR_NOT_BUILT, msg);
+      /* Built with CUDA but no driver: as the backend says of no GPU. */
+      return ctx_fail(errbuf, errbuf_len,
+                      strcmp(culeace_backends_compiled(), "cpu")
+                          ? CULEACE_ERR_NO_DEVICE
+                          : CULEACE_ERR_NOT_BUILT,
+                      msg);
     }
     ctx->backend = cuda;
     break;
