@@ -70,7 +70,7 @@ def test_cpu_runs_never_load_the_cuda_libraries(culeace_bin, dump, tmp_path):
     assert rc == 0, err
     want = ("no CUDA driver on this machine" if module_built(culeace_bin)
             else "not built with CUDA")
-    assert f"device auto: {want}" in err and "using cpu" in err, err
+    assert "device auto: " in err and want in err and "using cpu" in err, err
     assert not [f for f in files if any(c in f for c in CUDA_LIBS)], files
 
 
