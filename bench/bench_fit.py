@@ -212,10 +212,6 @@ def render(res):
     return "\n".join(lines) + "\n"
 
 
-def update_doc(doc, md):
-    benchlib.update_doc(doc, md, BEGIN, END, prog=PROG)
-
-
 # ---- main ------------------------------------------------------------------------
 
 def main():
@@ -357,14 +353,8 @@ def main():
                     "timed_wall_s": clock},
            "times": times, "floor": fl, "read": rd, "floor_s": floor_s,
            "agreement": agreement}
-    md = render(res)
-    with open(os.path.join(args.out, "bench_fit.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    with open(os.path.join(args.out, "bench_fit.md"), "w") as f:
-        f.write(md)
-    if not args.no_doc:
-        update_doc(args.doc, md)
-    print(md)
+    benchlib.save_report(args.out, "bench_fit", res, render(res),
+                         None if args.no_doc else args.doc, BEGIN, END, PROG)
 
 
 if __name__ == "__main__":

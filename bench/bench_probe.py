@@ -534,14 +534,8 @@ def main():
            "fold_sizes": j0["folds"]["sizes"],
            "agreement": agreement, "per_layer": per_layer, "floor": floor,
            "culeace_json_first": {k: v for k, v in j0.items() if k != "folds"}}
-    md = render(res)
-    with open(os.path.join(args.out, "bench_probe.json"), "w") as f:
-        json.dump(res, f, indent=2)
-    with open(os.path.join(args.out, "bench_probe.md"), "w") as f:
-        f.write(md)
-    if not args.no_doc:
-        benchlib.update_doc(args.doc, md, BEGIN, END, prog=PROG)
-    print(md)
+    benchlib.save_report(args.out, "bench_probe", res, render(res),
+                         None if args.no_doc else args.doc, BEGIN, END, PROG)
 
 
 if __name__ == "__main__":

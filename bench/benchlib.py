@@ -324,6 +324,20 @@ def update_doc(doc, md, begin, end, prog="bench"):
     os.replace(tmp, doc)
 
 
+def save_report(out, stem, res, md, doc, begin, end, prog="bench"):
+    """Writes OUT/STEM.json (res) and OUT/STEM.md (md), replaces the doc's
+    section between the markers with md unless doc is None, prints md."""
+    import json
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, f"{stem}.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    with open(os.path.join(out, f"{stem}.md"), "w") as f:
+        f.write(md)
+    if doc is not None:
+        update_doc(doc, md, begin, end, prog=prog)
+    print(md)
+
+
 def context_lines(la, m, versions):
     """The report's closing lines shared by every harness: load during the
     timing, machine, and versions (versions: the harness's own packages,

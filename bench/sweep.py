@@ -409,14 +409,8 @@ def report(res, args):
     res["slopes"] = sweep_report.slopes(pts)
     res["plots"] = [] if args.no_plots else sweep_report.plots(pts, args.plots)
     md = sweep_report.render(res, doc_dir=os.path.dirname(args.doc))
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "sweep.json"), "w") as f:
-        json.dump(res, f, indent=1)
-    with open(os.path.join(args.out, "sweep.md"), "w") as f:
-        f.write(md)
-    if not args.no_doc:
-        benchlib.update_doc(args.doc, md, BEGIN, END, prog=PROG)
-    print(md)
+    benchlib.save_report(args.out, "sweep", res, md,
+                         None if args.no_doc else args.doc, BEGIN, END, PROG)
 
 
 if __name__ == "__main__":

@@ -309,7 +309,7 @@ def goals(pts):
 
 
 def render(res, doc_dir):
-    pts, m, la = res["points"], res["machine"], res["load"]
+    pts, m = res["points"], res["machine"]
     st = res["settings"]
     L = [f"Sweep on {m['cpu']} ({m['cores']} cores), run {m['date']}, commit "
          f"{m['commit']}; culeace --device {st['device']}; median of "
