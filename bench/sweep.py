@@ -286,9 +286,7 @@ def fresh_copy(src, dst):
     """Reads src once (page cache); with dst, copies it there, fsynced, so
     that no dirty page of the copy is written back while timing."""
     if dst is None:
-        with open(src, "rb") as f:
-            while f.read(8 << 20):
-                pass
+        sweep_floor.read(src)
         return
     shutil.copyfile(src, dst)
     fd = os.open(dst, os.O_RDONLY)
@@ -398,8 +396,6 @@ def main():
                         "device": args.device, "C": args.C, "tol": args.tol,
                         "max_iter": args.max_iter,
                         "syrk_rows_max": sweep_floor.SYRK_ROWS_MAX}}
-    with open(os.path.join(args.out, "sweep.json"), "w") as f:
-        json.dump(res, f, indent=1)
     report(res, args)
 
 

@@ -105,12 +105,11 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
       char msg[2700];
       snprintf(msg, sizeof msg, "device 'cuda' requested but %s "
                "(compiled backends: %s)", why, culeace_backends_compiled());
-      /* Built with CUDA but no driver: as the backend says of no GPU. */
-      return ctx_fail(errbuf, errbuf_len,
-                      strcmp(culeace_backends_compiled(), "cpu")
-                          ? CULEACE_ERR_NO_DEVICE
-                          : CULEACE_ERR_NOT_BUILT,
-                      msg);
+#ifdef CULEACE_HAVE_CUDA /* no driver: as the backend says of no GPU */
+      return ctx_fail(errbuf, errbuf_len, CULEACE_ERR_NO_DEVICE, msg);
+#else
+      return ctx_fail(errbuf, errbuf_len, CULEACE_ERR_NOT_BUILT, msg);
+#endif
     }
     ctx->backend = cuda;
     break;
