@@ -61,6 +61,14 @@ static const char *probe_help =
     "                      erased curves (and FILE.png when rsvg-convert or\n"
     "                      ImageMagick's convert is on PATH)\n"
     "  --save FILE.h5      each layer's probe fitted on all rows (for score)\n"
+    "Under mpirun/srun (docs/CLUSTER.md):\n"
+    "  --split HOW         layers: each rank probes whole layers; rows: every\n"
+    "                      rank probes every layer on its share of the\n"
+    "                      examples, the fits summed over the ranks at each\n"
+    "                      L-BFGS step; auto (default): rows when the layers\n"
+    "                      would leave ranks idle (ceil(layers / ranks) >\n"
+    "                      1.1 layers / ranks) or a whole layer would not fit\n"
+    "                      --max-memory, else layers\n"
     "\n";
 
 /* Parses a float option; -1 (message printed) when not a finite number. */
@@ -87,6 +95,7 @@ static int parse_args(int argc, char **argv, cli_common *c,
       {"balanced", 0, 0, 0}, {"control", 0, 0, 0}, {"erase", 0, 0, 0},
       {"erase-method", 1, 0, 0}, {"erase-iterations", 1, 0, 0},
       {"mdl", 0, 0, 0}, {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
+      {"split", 1, 0, 0},
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
   optind = 1;
@@ -157,6 +166,14 @@ static int parse_args(int argc, char **argv, cli_common *c,
     else if (!strcmp(name, "csv")) s->csv = optarg;
     else if (!strcmp(name, "plot")) s->plot = optarg;
     else if (!strcmp(name, "save")) s->save = optarg;
+    else if (!strcmp(name, "split")) {
+      if (!strcmp(optarg, "auto")) s->split = PROBE_SPLIT_AUTO;
+      else if (!strcmp(optarg, "layers")) s->split = PROBE_SPLIT_LAYERS;
+      else if (!strcmp(optarg, "rows")) s->split = PROBE_SPLIT_ROWS;
+      else
+        return cli_error(c, "--split must be auto, layers or rows (got '%s')",
+                         optarg), -1;
+    }
   }
   if (optind != argc - 1)
     return cli_error(c, "expected exactly one input FILE (see --help)"), -1;
@@ -182,6 +199,31 @@ static int parse_args(int argc, char **argv, cli_common *c,
                          names[i], outs[i]), -1;
   }
   return 0;
+}
+
+/* Under MPI with N ranks and m layers: 1 to split the rows (--split rows,
+ * or auto when the layer split would leave ranks idle or a whole layer,
+ * needing `need` bytes, would not fit --max-memory), 0 for the layers, -1
+ * (printed) when rows were asked for but cannot be split. The choice is a
+ * pure function of the arguments: every rank makes the same one. */
+static int choose_split(const cli_common *c, probe_settings *s, int64_t m,
+                        int N, double need) {
+  int iterative = s->erase && (s->erase_method == CULEACE_METHOD_INLP ||
+                               s->erase_method == CULEACE_METHOD_RLACE);
+  if (s->split == PROBE_SPLIT_LAYERS) return 0;
+  if (s->split == PROBE_SPLIT_ROWS) {
+    if (!iterative) return 1;
+    cli_error(c, "--split rows: --erase-method %s fits on a whole layer's "
+              "rows and is not split over ranks; use --split layers",
+              culeace_method_name(s->erase_method));
+    return -1;
+  }
+  if (iterative) return 0;
+  int64_t per_rank = (m + N - 1) / N;
+  int idle = (double)per_rank > 1.1 * (double)m / (double)N;
+  int too_big = need > cli_memory_limit(c);
+  s->split = idle || too_big ? PROBE_SPLIT_ROWS : PROBE_SPLIT_LAYERS;
+  return s->split == PROBE_SPLIT_ROWS;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -354,25 +396,36 @@ int cmd_probe(int argc, char **argv) {
   }
   int64_t used = 0;
   for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
-  { /* one layer at a time: its rows as float32, standardised copy, and the
-       erased copy with --erase */
-    double need = (double)used * (double)culeace__act_width(act) * 4.0 *
-                  (2.0 + (s.erase ? 1.0 : 0.0));
-    char what[160];
+  /* one layer at a time: its rows as float32, standardised copy, and the
+     erased copy with --erase; under --split rows a rank's share of them */
+  double need = (double)used * (double)culeace__act_width(act) * 4.0 *
+                (2.0 + (s.erase ? 1.0 : 0.0));
+  int split_rows = P ? choose_split(&c, &s, m, mpi_job_size(P), need) : 0;
+  if (split_rows < 0) goto done;
+  if (split_rows) {
+    J.split = probe_split_create(P, &c, n);
+    if (!J.split) goto done;
+    need /= mpi_job_size(P);
+  }
+  {
+    char what[200];
     snprintf(what, sizeof what, "probing %lld rows x %lld features per layer "
-             "(held as float32)", (long long)used,
-             (long long)culeace__act_width(act));
+             "(held as float32%s)", (long long)used,
+             (long long)culeace__act_width(act),
+             J.split ? ", shared out over the ranks" : "");
     if (cli_check_memory(&c, need, what)) goto done;
   }
   if (P && mpi_job_agree(P, &c, 0)) goto done; /* setup done everywhere */
   double units = 1 + (double)F + (s.erase ? (double)F : 0);
-  double mine = (double)(P ? probe_mpi_my_layers(P, m) : m);
+  double mine = (double)(P && !J.split ? probe_mpi_my_layers(P, m) : m);
   cli_progress prog;
   cli_progress_start(&prog, &c, "probe", units * (double)used * mine,
                      (double)culeace__act_width(act) * 4.0);
   J.prog = &prog;
   if (P) {
-    if (probe_mpi_run_layers(P, &J, layers, m, res)) goto done;
+    if (J.split ? probe_mpi_run_rows(P, &J, layers, m, res)
+                : probe_mpi_run_layers(P, &J, layers, m, res))
+      goto done;
     for (int64_t i = 0; J.save && i < m; i++)
       if (probe_save_layer(&J, &res[i])) goto done;
   } else {
@@ -422,6 +475,7 @@ done:
   if (rc && wrote_csv) remove(s.csv);
   if (rc && wrote_plot) probe_remove_plot(s.plot);
   culeace__probe_file_free(J.save);
+  if (J.split) probe_split_free(J.split);
   for (int64_t i = 0; res && i < m; i++) probe_result_free(&res[i]);
   free(res);
   free(J.fold);

@@ -20,11 +20,21 @@ void layer_rows_free(layer_rows *L) {
 int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
                     const char *file, int64_t l, const culeace_labels *lab,
                     int64_t N, layer_rows *L, int64_t *dropped) {
-  int64_t d = culeace__act_width(act);
+  return layer_rows_read_range(c, ctx, act, file, l, lab, N, 0,
+                               culeace__act_examples(act), L, dropped);
+}
+
+int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
+                          culeace_act *act, const char *file, int64_t l,
+                          const culeace_labels *lab, int64_t N, int64_t ex0,
+                          int64_t ex1, layer_rows *L, int64_t *dropped) {
+  int64_t d = culeace__act_width(act), t = culeace__act_tokens(act);
   culeace_dtype dt = culeace__act_dtype(act);
   memset(L, 0, sizeof *L);
+  *dropped = 0;
   L->cap = 0;
-  for (int64_t i = 0; i < N; i++) L->cap += lab->classes[i] >= 0;
+  int64_t r1 = ex1 * t < N ? ex1 * t : N;
+  for (int64_t i = ex0 * t; i < r1; i++) L->cap += lab->classes[i] >= 0;
   size_t bytes;
   if (!culeace__mul_size((size_t)L->cap, (size_t)d * sizeof(float), &bytes))
     return cli_error(c, "%s: %lld rows x %lld is too large to hold in memory",
@@ -43,6 +53,11 @@ int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
   }
   cli_rows rs;
   if (cli_rows_open(&rs, c, ctx, act, file, l, lab)) {
+    layer_rows_free(L);
+    return 1;
+  }
+  if (cli_rows_range(&rs, ex0, ex1)) {
+    cli_rows_close(&rs);
     layer_rows_free(L);
     return 1;
   }

@@ -23,6 +23,11 @@ typedef struct {
 int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
                     const char *file, int64_t l, const culeace_labels *lab,
                     int64_t N, layer_rows *L, int64_t *dropped);
+/* The same for examples [ex0, ex1) only (one MPI rank's share). */
+int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
+                          culeace_act *act, const char *file, int64_t l,
+                          const culeace_labels *lab, int64_t N, int64_t ex0,
+                          int64_t ex1, layer_rows *L, int64_t *dropped);
 void layer_rows_free(layer_rows *L);
 
 #endif

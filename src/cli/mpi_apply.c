@@ -6,11 +6,6 @@
 #include "cli/mpi_apply.h"
 #include "cli/mpi_reduce.h"
 
-/* First example of rank r's shard of n over N ranks. */
-static int64_t shard_start(int64_t n, int64_t r, int64_t N) {
-  return (int64_t)((__int128)n * r / N);
-}
-
 /* Writes nex examples from ex of layer into tmp (open, write, close). */
 static int write_turn(editor *ed, const char *tmp, int64_t layer, int64_t ex,
                       int64_t nex) {
@@ -30,7 +25,7 @@ int apply_mpi_edit(mpi_job *P, editor *ed, cli_layer_eraser *items,
   const cli_common *c = ed->c;
   int64_t n = culeace__act_examples(ed->act), t = culeace__act_tokens(ed->act);
   int64_t N = P->w.size, r = P->w.rank, B = ed->ex_per_block;
-  int64_t lo = shard_start(n, r, N), hi = shard_start(n, r + 1, N);
+  int64_t lo = mpi_shard_start(n, r, N), hi = mpi_shard_start(n, r + 1, N);
   int64_t most = (n + N - 1) / N, rounds = (most + B - 1) / B;
   for (int64_t i = 0; i < m; i++) {
     cli_layer_eraser *it = &items[i];

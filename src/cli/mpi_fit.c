@@ -42,19 +42,14 @@ static char *class_values(const culeace_labels *lab) {
   return s;
 }
 
-/* Rank r's first example of N shards of n: floor(n r / N). */
-static int64_t shard_start(int64_t n, int r, int N) {
-  return (int64_t)((__int128)n * r / N);
-}
-
 /* Fits this rank's rows of layer l into f; 0, or 1 (message printed). */
 static int fit_shard(const cli_common *c, fit_run *R, const mpi_world *w,
                      const char *file, int64_t l, culeace_fitter *f,
                      cli_progress *prog, int64_t *dropped) {
   culeace_act *act = R->act;
   int64_t n = culeace__act_examples(act), d = culeace__act_width(act);
-  int64_t ex0 = shard_start(n, w->rank, w->size),
-          ex1 = shard_start(n, w->rank + 1, w->size);
+  int64_t ex0 = mpi_shard_start(n, w->rank, w->size),
+          ex1 = mpi_shard_start(n, w->rank + 1, w->size);
   cli_rows rows;
   if (cli_rows_open(&rows, c, R->ctx, act, file, l, &R->lab)) return 1;
   if (cli_rows_range(&rows, ex0, ex1)) {
@@ -253,8 +248,8 @@ int fit_mpi(const cli_common *c0, const char *file, const char *z_path,
   }
   cli_progress prog;
   int64_t n = culeace__act_examples(R.act), t = culeace__act_tokens(R.act);
-  int64_t mine = shard_start(n, w.rank + 1, w.size) -
-                 shard_start(n, w.rank, w.size);
+  int64_t mine = mpi_shard_start(n, w.rank + 1, w.size) -
+                 mpi_shard_start(n, w.rank, w.size);
   cli_progress_start(&prog, c, "fit", (double)(mine * t) * (double)R.m,
                      (double)culeace__act_width(R.act) *
                          (double)culeace_dtype_size(culeace__act_dtype(R.act)));

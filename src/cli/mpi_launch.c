@@ -126,4 +126,32 @@ int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
                          int64_t m, probe_layer_result *res) {
   return 1;
 }
+/* --split rows: never chosen without a job. */
+probe_split *probe_split_create(mpi_job *P, const cli_common *c,
+                                int64_t examples) {
+  return NULL;
+}
+void probe_split_free(probe_split *S) {}
+void probe_split_examples(const probe_split *S, int64_t *ex0, int64_t *ex1) {}
+int probe_split_is_root(const probe_split *S) { return 1; }
+const culeace__probe_reduce *probe_split_reduce(probe_split *S) {
+  return NULL;
+}
+int probe_split_agree(probe_split *S, int failed) { return 1; }
+int probe_split_rows(probe_split *S, int failed, const layer_rows *L,
+                     int64_t *dropped, probe_rows *R) {
+  return 1;
+}
+int probe_split_gather(probe_split *S, int failed, int64_t m_local, int64_t k,
+                       double *proba, int32_t *ysel, int64_t *m_total) {
+  return 1;
+}
+int probe_split_merge(probe_split *S, int failed, culeace_ctx *ctx,
+                      culeace_fitter *local, culeace_fitter *total) {
+  return 1;
+}
+int probe_mpi_run_rows(mpi_job *P, probe_job *J, const int64_t *layers,
+                       int64_t m, probe_layer_result *res) {
+  return 1;
+}
 #endif

@@ -7,6 +7,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cli/cli.h"
 #include "culeace.h"
@@ -23,6 +24,12 @@ struct mpi_job {
   mpi_world w;
   int stage, agreements;
 };
+
+/* Rank r's first example of N shards of n examples: floor(n r / N) (rank
+ * r holds [start(r), start(r + 1))). */
+static inline int64_t mpi_shard_start(int64_t n, int64_t r, int64_t N) {
+  return (int64_t)((__int128)n * r / N);
+}
 
 /* MPI_Init and the world's size, rank and node-local rank. */
 void mpi_world_init(mpi_world *w);

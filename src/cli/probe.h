@@ -12,6 +12,8 @@
 #include "cli/layer_rows.h"
 #include "io/probe_file.h"
 
+typedef enum { PROBE_SPLIT_AUTO = 0, PROBE_SPLIT_LAYERS, PROBE_SPLIT_ROWS } probe_split_how;
+
 /* What the user asked for. */
 typedef struct {
   const char *file, *y_path, *groups_path;
@@ -22,6 +24,7 @@ typedef struct {
   int control, erase, mdl;
   culeace_method erase_method; /* --erase-method (leace) */
   int erase_iterations;        /* --erase-iterations (0: the method's) */
+  probe_split_how split;       /* --split, under MPI */
 } probe_settings;
 
 /* A per-fold metric: values (folds), NAN where not defined. */
@@ -52,6 +55,20 @@ typedef struct {
   culeace_probe *final; /* fitted on all rows (probe_job.keep_final), owned */
 } probe_layer_result;
 
+/* A layer's kept rows as a whole: in a plain run (and a layer split) the
+ * rows this process read; under --split rows the rows of every rank, in
+ * rank order, of which this rank holds [off, off + nl). row (n): flat row
+ * ids, y (n): classes. */
+typedef struct {
+  int64_t n, off, nl;
+  const int64_t *row;
+  const int32_t *y;
+  int64_t *row_buf; /* owned copies under --split rows, else NULL */
+  int32_t *y_buf;
+} probe_rows;
+
+struct probe_split; /* --split rows under MPI (mpi_probe.h) */
+
 /* State shared by all layers (indexed by flat row: example * t + token). */
 typedef struct {
   const cli_common *c;
@@ -71,7 +88,10 @@ typedef struct {
                                  order (groups kept together), or NULL */
   culeace__probe_file *save;  /* --save (temp file until commit) or NULL;
                                  under MPI on rank 0 only */
-  int mpi_ranks;              /* ranks of an MPI run (layers split), or 0 */
+  int mpi_ranks;              /* ranks of an MPI run, or 0 */
+  struct probe_split *split;  /* rows split over those ranks (every rank
+                                 probes every layer), or NULL: a plain run
+                                 or layers split */
   int keep_final;             /* fit each layer's probe on all rows too
                                  (probe_layer_result.final), for --save */
   cli_progress *prog;

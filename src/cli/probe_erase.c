@@ -4,11 +4,14 @@
  * layer's rows. Oracle and quadratic erasers edit each row with its own
  * label (the probe's labels are known for every row). INLP and R-LACE
  * decide when to stop on a stratified, group-aware fifth of the fold's
- * training rows, never on its test rows. */
+ * training rows, never on its test rows. Under --split rows the ranks'
+ * moments are merged (mpi_probe.h) and every rank finalises the same
+ * eraser and erases its own rows; INLP and R-LACE are not split. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/mpi_probe.h"
 #include "cli/probe.h"
 #include "core/ctx.h"
 #include "core/eval.h"
@@ -95,10 +98,24 @@ int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
     culeace_fit_opts_init(&fo);
     fo.method = m;
     if (m == CULEACE_METHOD_ORACLE) fo.shrinkage = 0; /* as `fit` */
-    culeace_fitter *fit = NULL;
+    culeace_fitter *fit = NULL, *total = NULL;
     st = culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo, &fit);
-    if (!st) st = culeace_fitter_update_classes(fit, xe, CULEACE_F32, nt, d,
-                                                ysel);
+    if (!st && nt > 0)
+      st = culeace_fitter_update_classes(fit, xe, CULEACE_F32, nt, d, ysel);
+    if (J->split) { /* every rank's moments, on every rank */
+      int failed = st != CULEACE_OK;
+      if (failed) cli_error_ctx(J->c, ctx, "--erase: a fold's moments");
+      if (!failed && culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo,
+                                           &total))
+        failed = cli_error_ctx(J->c, ctx, "--erase");
+      failed = probe_split_merge(J->split, failed, ctx, fit, total);
+      culeace_fitter_free(fit);
+      fit = total;
+      if (failed) {
+        culeace_fitter_free(fit);
+        return 1;
+      }
+    }
     if (!st) st = culeace_fitter_finalize(fit, &e);
     culeace_fitter_free(fit);
   }

@@ -123,7 +123,8 @@ void probe_print_table(const probe_report *r) {
                                              : "stratified",
          (unsigned long long)s->seed);
   if (r->job->mpi_ranks > 1)
-    printf("layers split over %d MPI ranks\n", r->job->mpi_ranks);
+    printf("%s split over %d MPI ranks\n", r->job->split ? "rows" : "layers",
+           r->job->mpi_ranks);
   if (s->erase)
     printf("erased: accuracy after --erase-method %s, fitted on each fold's "
            "training rows%s\n", culeace_method_name(s->erase_method),
@@ -206,7 +207,9 @@ void probe_print_json(const probe_report *r) {
          s->erase ? "true" : "false", s->erase ? "\"" : "",
          s->erase ? culeace_method_name(s->erase_method) : "null",
          s->erase ? "\"" : "", s->mdl ? "true" : "false");
-  if (r->job->mpi_ranks > 1) printf(", \"mpi_ranks\": %d", r->job->mpi_ranks);
+  if (r->job->mpi_ranks > 1)
+    printf(", \"mpi_ranks\": %d, \"mpi_split\": \"%s\"", r->job->mpi_ranks,
+           r->job->split ? "rows" : "layers");
   printf(", \"classes\": ");
   jints(r->class_values, k);
   printf(", \"class_counts\": ");

@@ -2,13 +2,17 @@
  * into memory as float32, fits every probe of the layer in one batched call
  * (the folds, their control-task twins, the MDL prefixes and the final probe
  * on all rows), evaluates them on their held-out rows, and with --erase fits
- * LEACE on each fold's training rows and re-probes the erased rows. */
+ * LEACE on each fold's training rows and re-probes the erased rows. Under
+ * --split rows (mpi_probe.h) each rank holds a share of the rows: the masks
+ * and labels cover all of them (probe_rows), the fits sum over the ranks,
+ * and rank 0 gathers the held-out predictions and computes the metrics. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/layer_rows.h"
+#include "cli/mpi_probe.h"
 #include "cli/probe.h"
 #include "core/convert.h"
 #include "core/ctx.h"
@@ -84,20 +88,23 @@ static void note_probe(probe_layer_result *res, const culeace_probe *p) {
 
 /* Working memory of one layer. */
 typedef struct {
-  layer_rows L;
+  layer_rows L;       /* this process's rows */
+  probe_rows R;       /* the layer's rows as a whole (R.n) */
   int64_t P;
   culeace_probe **probes;
   const int32_t **labels;
   const uint8_t **train;
-  uint8_t *masks;     /* (P_masks, n) */
-  uint8_t *test;      /* (n) */
-  int64_t *idx;       /* (n) */
-  int32_t *ctrl;      /* (n) control labels of the kept rows */
-  int32_t *ysel;      /* (n) labels of gathered rows */
-  float *xs;          /* (n, d) gathered rows */
-  float *xe;          /* (n, d) erased copy (--erase) */
-  double *proba;      /* (n, k) */
-  int64_t *pos;       /* (n) MDL positions */
+  const int32_t **labels_mine; /* (P) labels[p] + R.off: this process's */
+  const uint8_t **train_mine;  /* (P) train[p] + R.off */
+  uint8_t *masks;     /* (P_masks, R.n) */
+  uint8_t *test;      /* (R.n) */
+  int64_t *idx;       /* (L.n) */
+  int32_t *ctrl;      /* (R.n) control labels of the kept rows */
+  int32_t *ysel;      /* (R.n) labels of evaluated rows */
+  float *xs;          /* (L.n, d) gathered rows */
+  float *xe;          /* (L.n, d) erased copy (--erase) */
+  double *proba;      /* (R.n, k) */
+  int64_t *pos;       /* (R.n) MDL positions */
 } layer_ws;
 
 static void ws_free(layer_ws *w) {
@@ -106,6 +113,8 @@ static void ws_free(layer_ws *w) {
   free(w->probes);
   free(w->labels);
   free(w->train);
+  free(w->labels_mine);
+  free(w->train_mine);
   free(w->masks);
   free(w->test);
   free(w->idx);
@@ -116,6 +125,8 @@ static void ws_free(layer_ws *w) {
   free(w->proba);
   free(w->pos);
   layer_rows_free(&w->L);
+  free(w->R.row_buf);
+  free(w->R.y_buf);
 }
 
 typedef struct {
@@ -128,58 +139,95 @@ static int cmp_pair(const void *x, const void *y) {
 }
 
 /* Positions 0..n-1 of the kept rows in the online-code order. */
-static int mdl_positions(const probe_job *J, const layer_rows *L,
+static int mdl_positions(const probe_job *J, const probe_rows *R,
                          int64_t *pos) {
-  pair64 *v = malloc((size_t)(L->n ? L->n : 1) * sizeof *v);
+  pair64 *v = malloc((size_t)(R->n ? R->n : 1) * sizeof *v);
   if (!v) return cli_error(J->c, "out of memory");
-  for (int64_t i = 0; i < L->n; i++) v[i] = (pair64){J->mdl_key[L->row[i]], i};
-  qsort(v, (size_t)L->n, sizeof *v, cmp_pair);
-  for (int64_t j = 0; j < L->n; j++) pos[v[j].b] = j;
+  for (int64_t i = 0; i < R->n; i++) v[i] = (pair64){J->mdl_key[R->row[i]], i};
+  qsort(v, (size_t)R->n, sizeof *v, cmp_pair);
+  for (int64_t j = 0; j < R->n; j++) pos[v[j].b] = j;
   free(v);
   return 0;
 }
 
-/* Evaluates probe p on the rows of mask (labels y): gathers them, predicts,
- * and returns the number of rows; w->proba/ysel hold the predictions. */
+/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)): gathers this
+ * process's, predicts, and under --split rows gathers every rank's
+ * predictions on rank 0. *cnt: the rows of mask; on rank 0 (or in a plain
+ * run) w->proba/ysel hold their predictions and labels, in row order. */
 static int evaluate(probe_job *J, layer_ws *w, const float *x,
                     const culeace_probe *p, const uint8_t *mask,
                     const int32_t *y, int64_t *cnt) {
-  int64_t d = culeace__act_width(J->act);
-  int64_t m = select_rows(w->L.n, mask, w->idx);
+  int64_t d = culeace__act_width(J->act), off = w->R.off;
+  int64_t m = select_rows(w->L.n, mask + off, w->idx);
   gather(x, d, w->idx, m, w->xs);
-  for (int64_t i = 0; i < m; i++) w->ysel[i] = y[w->idx[i]];
+  for (int64_t i = 0; i < m; i++) w->ysel[i] = y[off + w->idx[i]];
+  int failed = 0;
+  if (m > 0 && culeace_probe_predict_proba(J->ctx, p, w->xs, m, d, w->proba))
+    failed = cli_error_ctx(J->c, J->ctx, "predicting held-out rows");
+  if (J->split)
+    return probe_split_gather(J->split, failed, m, J->k, w->proba, w->ysel,
+                              cnt);
   *cnt = m;
-  if (m == 0) return 0;
-  if (culeace_probe_predict_proba(J->ctx, p, w->xs, m, d, w->proba))
-    return cli_error_ctx(J->c, J->ctx, "predicting held-out rows");
-  return 0;
+  return failed;
 }
 
-/* --erase for fold f: the --erase-method fitted on the fold's training
- * rows erases a copy of all rows (probe_erase.c); the probe is refitted on
- * the erased training rows and scored on the test rows. */
+/* Prints the error of a fit unless it only says another rank failed (the
+ * agreement has told rank 0 which one). 1. */
+static int fit_error(probe_job *J, culeace_status st, const char *what) {
+  if (st != CULEACE_ERR_MPI || !J->split) cli_error_ctx(J->c, J->ctx, what);
+  return 1;
+}
+
+static int is_root(const probe_job *J) {
+  return !J->split || probe_split_is_root(J->split);
+}
+
+/* --erase for fold f (train: its mask over all R.n rows): the
+ * --erase-method fitted on the fold's training rows erases a copy of this
+ * process's rows (probe_erase.c); the probe is refitted on the erased
+ * training rows and scored on the test rows. */
 static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
                       double *acc_out) {
   layer_rows *L = &w->L;
-  int64_t d = culeace__act_width(J->act), k = J->k;
+  int64_t d = culeace__act_width(J->act), k = J->k, off = w->R.off;
   culeace_probe *pe = NULL;
   int rc = 1;
-  if (probe_erase_fold(J, L, train, w->idx, w->ysel, w->xe)) return 1;
+  if (probe_erase_fold(J, L, train + off, w->idx, w->ysel, w->xe)) return 1;
   const int32_t *lab[1] = {L->y};
-  const uint8_t *tr[1] = {train};
-  if (culeace_probe_fit_batch(J->ctx, w->xe, L->n, d, d, k, 1, lab, tr,
-                              &J->s->po, &pe)) {
-    cli_error_ctx(J->c, J->ctx, "fitting the probe on erased rows");
+  const uint8_t *tr[1] = {train + off};
+  culeace_status st = culeace__probe_fit_batch_shared(
+      J->ctx, w->xe, L->n, d, d, k, 1, lab, tr, &J->s->po,
+      J->split ? probe_split_reduce(J->split) : NULL, &pe);
+  if (st) {
+    fit_error(J, st, "fitting the probe on erased rows");
     goto done;
   }
-  for (int64_t i = 0; i < L->n; i++) w->test[i] = !train[i];
+  for (int64_t i = 0; i < w->R.n; i++) w->test[i] = !train[i];
   int64_t m;
-  if (evaluate(J, w, w->xe, pe, w->test, L->y, &m)) goto done;
-  *acc_out = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
+  if (evaluate(J, w, w->xe, pe, w->test, w->R.y, &m)) goto done;
+  if (is_root(J)) *acc_out = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
   rc = 0;
 done:
   culeace_probe_free(pe);
   return rc;
+}
+
+/* Reads this process's rows of layer l into w->L and sets w->R: all of
+ * them, or under --split rows every rank's (the agreement after the read
+ * included). 0, or 1 (printed). */
+static int read_rows(probe_job *J, int64_t l, layer_ws *w,
+                     probe_layer_result *res) {
+  const probe_settings *s = J->s;
+  int64_t ex0 = 0, ex1 = culeace__act_examples(J->act);
+  if (J->split) probe_split_examples(J->split, &ex0, &ex1);
+  int failed = layer_rows_read_range(J->c, J->ctx, J->act, s->file, l, J->lab,
+                                     J->N, ex0, ex1, &w->L, &res->dropped);
+  if (J->split)
+    return probe_split_rows(J->split, failed, &w->L, &res->dropped, &w->R);
+  if (failed) return 1;
+  w->R = (probe_rows){.n = w->L.n, .off = 0, .nl = w->L.n, .row = w->L.row,
+                      .y = w->L.y};
+  return 0;
 }
 
 int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
@@ -189,14 +237,16 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   int64_t d = culeace__act_width(J->act), k = J->k, F = s->folds;
   layer_ws w;
   memset(&w, 0, sizeof w);
-  int rc = 1;
+  int rc = 1, root = is_root(J);
   res->layer = l;
   res->name = lname;
-  if (layer_rows_read(c, J->ctx, J->act, s->file, l, J->lab, J->N, &w.L,
-                      &res->dropped))
+  if (read_rows(J, l, &w, res)) {
+    ws_free(&w);
     return 1;
+  }
   layer_rows *L = &w.L;
-  int64_t n = L->n;
+  probe_rows *R = &w.R;
+  int64_t n = R->n, nl = L->n, off = R->off;
   res->rows = n;
   cli_progress_add(J->prog, (double)n, lname);
   /* problems: F task folds, F control folds, the MDL prefixes, the final */
@@ -205,39 +255,41 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   int n_mdl = nb > 1 ? nb - 1 : 0;
   int64_t P = F + (s->control ? F : 0) + n_mdl + (J->keep_final ? 1 : 0);
   int64_t n_masks = F + n_mdl + 1;
-  size_t xbytes = (size_t)(n ? n : 1) * (size_t)d * sizeof(float);
+  size_t n1 = (size_t)(n ? n : 1), nl1 = (size_t)(nl ? nl : 1);
+  size_t xbytes = nl1 * (size_t)d * sizeof(float);
   w.P = P;
   w.probes = calloc((size_t)P, sizeof *w.probes);
   w.labels = calloc((size_t)P, sizeof *w.labels);
   w.train = calloc((size_t)P, sizeof *w.train);
-  w.masks = malloc((size_t)n_masks * (size_t)(n ? n : 1));
-  w.test = malloc((size_t)(n ? n : 1));
-  w.idx = malloc((size_t)(n ? n : 1) * sizeof *w.idx);
-  w.ctrl = malloc((size_t)(n ? n : 1) * sizeof *w.ctrl);
-  w.ysel = malloc((size_t)(n ? n : 1) * sizeof *w.ysel);
+  w.labels_mine = calloc((size_t)P, sizeof *w.labels_mine);
+  w.train_mine = calloc((size_t)P, sizeof *w.train_mine);
+  w.masks = malloc((size_t)n_masks * n1);
+  w.test = malloc(n1);
+  w.idx = malloc(nl1 * sizeof *w.idx);
+  w.ctrl = malloc(n1 * sizeof *w.ctrl);
+  w.ysel = malloc(n1 * sizeof *w.ysel);
   w.xs = malloc(xbytes);
   w.xe = s->erase ? malloc(xbytes) : NULL;
-  w.proba = malloc((size_t)(n ? n : 1) * (size_t)k * sizeof *w.proba);
-  w.pos = s->mdl ? malloc((size_t)(n ? n : 1) * sizeof *w.pos) : NULL;
-  if (!w.probes || !w.labels || !w.train || !w.masks || !w.test || !w.idx ||
-      !w.ctrl || !w.ysel || !w.xs || (s->erase && !w.xe) || !w.proba ||
-      (s->mdl && !w.pos)) {
-    cli_error(c, "out of memory for the probes of layer %s (%lld rows x %lld)",
-              lname, (long long)n, (long long)d);
-    goto done;
-  }
+  w.proba = malloc(n1 * (size_t)k * sizeof *w.proba);
+  w.pos = s->mdl ? malloc(n1 * sizeof *w.pos) : NULL;
+  int failed = 0;
+  if (!w.probes || !w.labels || !w.train || !w.labels_mine ||
+      !w.train_mine || !w.masks || !w.test || !w.idx || !w.ctrl || !w.ysel ||
+      !w.xs || (s->erase && !w.xe) || !w.proba || (s->mdl && !w.pos))
+    failed = cli_error(c, "out of memory for the probes of layer %s (%lld "
+                       "rows x %lld)", lname, (long long)n, (long long)d);
   uint8_t *fold_train = w.masks;                      /* (F, n) */
   uint8_t *mdl_train = w.masks + (size_t)F * (size_t)n; /* (n_mdl, n) */
   uint8_t *all = w.masks + (size_t)(F + n_mdl) * (size_t)n;
   int64_t p = 0;
-  for (int64_t f = 0; f < F; f++) {
+  for (int64_t f = 0; !failed && f < F; f++) {
     uint8_t *t = fold_train + (size_t)f * (size_t)n;
-    for (int64_t i = 0; i < n; i++) t[i] = J->fold[L->row[i]] != f;
-    w.labels[p] = L->y;
+    for (int64_t i = 0; i < n; i++) t[i] = J->fold[R->row[i]] != f;
+    w.labels[p] = R->y;
     w.train[p++] = t;
   }
-  if (s->control) {
-    for (int64_t i = 0; i < n; i++) w.ctrl[i] = J->control[L->row[i]];
+  if (!failed && s->control) {
+    for (int64_t i = 0; i < n; i++) w.ctrl[i] = J->control[R->row[i]];
     for (int64_t f = 0; f < F; f++) {
       w.labels[p] = w.ctrl;
       w.train[p++] = fold_train + (size_t)f * (size_t)n;
@@ -245,59 +297,68 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
   }
   int usable[CULEACE_MDL_N_BOUNDS];
   int64_t mdl_first = p;
-  if (n_mdl) {
-    if (mdl_positions(J, L, w.pos)) goto done;
+  if (!failed && n_mdl) {
+    failed = mdl_positions(J, R, w.pos);
     uint8_t *mm[CULEACE_MDL_N_BOUNDS];
     for (int b = 0; b < n_mdl; b++) mm[b] = mdl_train + (size_t)b * (size_t)n;
-    probe_mdl_masks(n, k, L->y, w.pos, ends, nb, mm, usable);
-    for (int b = 0; b < n_mdl; b++)
+    if (!failed) probe_mdl_masks(n, k, R->y, w.pos, ends, nb, mm, usable);
+    for (int b = 0; !failed && b < n_mdl; b++)
       if (usable[b]) {
-        w.labels[p] = L->y;
+        w.labels[p] = R->y;
         w.train[p++] = mm[b];
       }
   }
   int64_t final_idx = -1;
-  if (J->keep_final) {
+  if (!failed && J->keep_final) {
     memset(all, 1, (size_t)n);
     final_idx = p;
-    w.labels[p] = L->y;
+    w.labels[p] = R->y;
     w.train[p++] = all;
   }
+  if (J->split && probe_split_agree(J->split, failed)) goto done;
+  if (failed) goto done;
   w.P = P = p;
-  if (culeace_probe_fit_batch(J->ctx, L->x, n, d, d, k, P, w.labels, w.train,
-                              &s->po, w.probes)) {
+  for (int64_t q = 0; q < P; q++) {
+    w.labels_mine[q] = w.labels[q] + off;
+    w.train_mine[q] = w.train[q] + off;
+  }
+  culeace_status st = culeace__probe_fit_batch_shared(
+      J->ctx, L->x, nl, d, d, k, P, w.labels_mine, w.train_mine, &s->po,
+      J->split ? probe_split_reduce(J->split) : NULL, w.probes);
+  if (st) {
     char what[512];
     snprintf(what, sizeof what, "layer %s (%s)", lname,
              culeace__act_dataset_path(J->act, l));
-    cli_error_ctx(c, J->ctx, what);
+    fit_error(J, st, what);
     goto done;
   }
   for (int64_t q = 0; q < P; q++) note_probe(res, w.probes[q]);
   cli_progress_add(J->prog, (double)(F * n), lname);
-  /* held-out metrics per fold */
+  /* held-out metrics per fold (on rank 0 under --split rows) */
   for (int64_t f = 0; f < F; f++) {
     const uint8_t *t = fold_train + (size_t)f * (size_t)n;
     for (int64_t i = 0; i < n; i++) w.test[i] = !t[i];
     int64_t m;
-    if (evaluate(J, &w, L->x, w.probes[f], w.test, L->y, &m)) goto done;
+    if (evaluate(J, &w, L->x, w.probes[f], w.test, R->y, &m)) goto done;
     if (m == 0) continue;
-    res->acc.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
-    res->bal.v[f] = culeace__balanced_accuracy(m, k, w.ysel, w.proba, NULL);
-    res->ll.v[f] = culeace__log_loss(m, k, w.ysel, w.proba, NULL);
-    if (k == 2) {
-      culeace_status st;
-      res->auc.v[f] = culeace__auroc(J->ctx, m, w.ysel, w.proba + 1, 2, NULL,
-                                     &st);
-      if (st) {
-        cli_error_ctx(c, J->ctx, "AUROC");
-        goto done;
+    if (root) {
+      res->acc.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
+      res->bal.v[f] = culeace__balanced_accuracy(m, k, w.ysel, w.proba, NULL);
+      res->ll.v[f] = culeace__log_loss(m, k, w.ysel, w.proba, NULL);
+      if (k == 2) {
+        res->auc.v[f] = culeace__auroc(J->ctx, m, w.ysel, w.proba + 1, 2,
+                                       NULL, &st);
+        if (st) {
+          cli_error_ctx(c, J->ctx, "AUROC");
+          goto done;
+        }
       }
+      res->maj.v[f] = culeace__majority_accuracy(n, k, R->y, t, w.test, NULL);
     }
-    res->maj.v[f] = culeace__majority_accuracy(n, k, L->y, t, w.test, NULL);
     if (s->control) {
       if (evaluate(J, &w, L->x, w.probes[F + f], w.test, w.ctrl, &m))
         goto done;
-      res->ctrl.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
+      if (root) res->ctrl.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
     }
   }
   /* MDL: uniform code for the first block, then each block coded with the
@@ -317,8 +378,10 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
       }
       for (int64_t i = 0; i < n; i++) w.test[i] = w.pos[i] >= lo && w.pos[i] < hi;
       int64_t m;
-      if (evaluate(J, &w, L->x, w.probes[q++], w.test, L->y, &m)) goto done;
-      md->online_bits += culeace__codelength_bits(m, k, w.ysel, w.proba, NULL);
+      if (evaluate(J, &w, L->x, w.probes[q++], w.test, R->y, &m)) goto done;
+      if (root)
+        md->online_bits += culeace__codelength_bits(m, k, w.ysel, w.proba,
+                                                    NULL);
     }
     md->blocks = n_mdl;
     md->compression = md->uniform_bits / md->online_bits;

@@ -175,51 +175,45 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
   return CULEACE_OK;
 }
 
+int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,
+                       int64_t count, int failed) {
+  return red ? red->sum(buf, count, failed, red->arg) != 0 : failed != 0;
+}
+
+culeace_status culeace__probe_other_failed(culeace_ctx *ctx) {
+  return culeace__error(ctx, CULEACE_ERR_MPI, "probe: another process of the "
+                        "job failed (its message names the cause)");
+}
+
 culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
                                     const double *shift, int64_t n, int64_t d,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
+                                    const culeace__probe_reduce *red,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe) {
-  int64_t *cnt = calloc((size_t)k, sizeof *cnt);
-  if (!cnt)
-    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
-  pr->n_train = 0;
-  for (int64_t i = 0; i < n; i++) {
+  /* one sum over the processes: class counts (k), then with
+   * standardisation the column sums and sums of squares of the training
+   * rows (d each) */
+  int64_t nsum = k + (o->standardize ? 2 * d : 0);
+  double *acc = calloc((size_t)nsum, sizeof *acc);
+  culeace_status st = CULEACE_OK;
+  if (!acc)
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  double *cnt = acc, *m = acc ? acc + k : NULL, *v = m ? m + d : NULL;
+  for (int64_t i = 0; !st && i < n; i++) {
     if (!pr->train[i]) continue;
     int32_t y = pr->y[i];
-    if (y < 0 || y >= k) {
-      free(cnt);
-      return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
-                            "probe %lld: training row %lld has label %d, "
-                            "expected 0..%lld", (long long)index, (long long)i,
-                            (int)y, (long long)(k - 1));
-    }
-    cnt[y]++;
-    pr->n_train++;
+    if (y < 0 || y >= k)
+      st = culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "probe %lld: training row %lld has label %d, "
+                          "expected 0..%lld", (long long)index, (long long)i,
+                          (int)y, (long long)(k - 1));
+    else cnt[y] += 1;
   }
-  for (int64_t c = 0; c < k; c++)
-    if (cnt[c] == 0) {
-      free(cnt);
-      return culeace__error(ctx, CULEACE_ERR_DEGENERATE,
-                            "probe %lld: no training row of class %lld (%lld "
-                            "training rows)", (long long)index, (long long)c,
-                            (long long)pr->n_train);
-    }
-  pr->s_sum = 0;
-  for (int64_t c = 0; c < k; c++) {
-    pr->class_w[c] = o->balanced ? (double)pr->n_train / ((double)k * (double)cnt[c])
-                                 : 1.0;
-    pr->s_sum += pr->class_w[c] * (double)cnt[c];
-  }
-  free(cnt);
-  probe->info.n_train = pr->n_train;
-  if (!o->standardize) return CULEACE_OK;
   /* mean and population std of the training rows, one pass over the
    * centred rows in float64 (centring makes E[x^2] - E[x]^2 benign) */
-  double *m = probe->mean, *v = probe->scale;
-  for (int64_t j = 0; j < d; j++) m[j] = v[j] = 0;
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = 0; !st && o->standardize && i < n; i++) {
     if (!pr->train[i]) continue;
     const float *row = xc + i * d;
 #pragma omp simd
@@ -229,13 +223,40 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
       v[j] += e * e;
     }
   }
+  if (culeace__probe_sum(red, acc, nsum, st != CULEACE_OK)) {
+    free(acc);
+    return st ? st : culeace__probe_other_failed(ctx);
+  }
+  pr->n_train = 0;
+  for (int64_t c = 0; c < k; c++) pr->n_train += (int64_t)cnt[c];
+  for (int64_t c = 0; c < k; c++)
+    if (cnt[c] == 0) {
+      free(acc);
+      return culeace__error(ctx, CULEACE_ERR_DEGENERATE,
+                            "probe %lld: no training row of class %lld (%lld "
+                            "training rows)", (long long)index, (long long)c,
+                            (long long)pr->n_train);
+    }
+  pr->s_sum = 0;
+  for (int64_t c = 0; c < k; c++) {
+    pr->class_w[c] = o->balanced ? (double)pr->n_train / ((double)k * cnt[c])
+                                 : 1.0;
+    pr->s_sum += pr->class_w[c] * cnt[c];
+  }
+  probe->info.n_train = pr->n_train;
+  if (!o->standardize) {
+    free(acc);
+    return CULEACE_OK;
+  }
+  double *mean = probe->mean, *sd = probe->scale;
   double nt = (double)pr->n_train, sd_max = 0;
   for (int64_t j = 0; j < d; j++) {
     double mc = m[j] / nt, var = v[j] / nt - mc * mc;
-    v[j] = sqrt(var > 0 ? var : 0);
-    m[j] = shift[j] + mc;
-    sd_max = fmax(sd_max, v[j]);
+    sd[j] = sqrt(var > 0 ? var : 0);
+    mean[j] = shift[j] + mc;
+    sd_max = fmax(sd_max, sd[j]);
   }
+  free(acc);
   /* Columns whose spread is below float32 resolution (1e-6 relative to the
    * column's own magnitude or to the widest column) are constant: left
    * unscaled, as StandardScaler leaves zero-variance columns. Scaling them
@@ -243,19 +264,24 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
    * noise can still carry the concept (it is what the edit left behind in a
    * constant column), and a probe would read it back. */
   for (int64_t j = 0; j < d; j++) {
-    double floor = 1e-6 * fmax(fabs(m[j]), sd_max);
-    v[j] = v[j] > floor && v[j] > 0 ? v[j] : 1.0;
+    double floor = 1e-6 * fmax(fabs(mean[j]), sd_max);
+    sd[j] = sd[j] > floor && sd[j] > 0 ? sd[j] : 1.0;
   }
   return CULEACE_OK;
 }
 
-/* xc (n, d) = x - shift, shift = column means of x (float64). */
-static void centre_rows(const float *x, int64_t n, int64_t d, int64_t ldx,
-                        float *xc, double *shift) {
-  for (int64_t j = 0; j < d; j++) shift[j] = 0;
+/* sums (d + 1) = column sums of x (n, d), then n. */
+static void column_sums(const float *x, int64_t n, int64_t d, int64_t ldx,
+                        double *sums) {
+  for (int64_t j = 0; j <= d; j++) sums[j] = 0;
   for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) shift[j] += x[i * ldx + j];
-  for (int64_t j = 0; j < d; j++) shift[j] /= (double)n;
+    for (int64_t j = 0; j < d; j++) sums[j] += x[i * ldx + j];
+  sums[d] = (double)n;
+}
+
+/* xc (n, d) = x - shift. */
+static void centre_rows(const float *x, int64_t n, int64_t d, int64_t ldx,
+                        const double *shift, float *xc) {
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++)
     for (int64_t j = 0; j < d; j++)
@@ -269,6 +295,15 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
                                        const uint8_t *const *train,
                                        const culeace_probe_opts *opts,
                                        culeace_probe **out) {
+  return culeace__probe_fit_batch_shared(ctx, x, n, d, ldx, k, P, labels,
+                                         train, opts, NULL, out);
+}
+
+culeace_status culeace__probe_fit_batch_shared(
+    culeace_ctx *ctx, const float *x, int64_t n, int64_t d, int64_t ldx,
+    int64_t k, int64_t P, const int32_t *const *labels,
+    const uint8_t *const *train, const culeace_probe_opts *opts,
+    const culeace__probe_reduce *red, culeace_probe **out) {
   if (!ctx || !out || P < 1 || !labels || !train || (n > 0 && !x))
     return CULEACE_ERR_INVALID_ARG;
   culeace_probe_opts dflt;
@@ -277,7 +312,9 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
     opts = &dflt;
   }
   for (int64_t p = 0; p < P; p++) out[p] = NULL;
-  if (d < 1 || n < 1 || ldx < d)
+  /* checks of the arguments every process shares (the same outcome on
+   * each, so no process waits in a sum another one skipped) */
+  if (d < 1 || n < (red ? 0 : 1) || ldx < d)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "probe: need n >= 1 rows and d >= 1 features with "
                           "stride >= d (got n = %lld, d = %lld, ldx = %lld)",
@@ -303,28 +340,45 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
   /* one float32 copy of x centred on its column means: raw logits W x + b
    * of uncentred activations cancel large terms and leave float32 noise
    * that stalls the line search near the optimum */
-  float *xc = culeace__alloc(ctx, (size_t)n * (size_t)d, 4, "centred rows");
-  double *shift = culeace__alloc(ctx, (size_t)d, 8, "column means");
+  float *xc = culeace__alloc(ctx, (size_t)(n ? n : 1) * (size_t)d, 4,
+                             "centred rows");
+  double *shift = culeace__alloc(ctx, (size_t)d + 1, 8, "column means");
   culeace_status st = CULEACE_OK;
-  if (!prs || !cw || !xc || !shift) {
+  if (!prs || !cw || !xc || !shift)
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  else column_sums(x, n, d, ldx, shift);
+  if (culeace__probe_sum(red, shift, d + 1, st != CULEACE_OK)) {
+    if (!st) st = culeace__probe_other_failed(ctx);
     goto cleanup;
   }
-  centre_rows(x, n, d, ldx, xc, shift);
+  if (shift[d] < 1) {
+    st = culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                        "probe: no rows to fit on");
+    goto cleanup;
+  }
+  for (int64_t j = 0; j < d; j++) shift[j] /= shift[d];
+  centre_rows(x, n, d, ldx, shift, xc);
   for (int64_t p = 0; p < P; p++) {
     prs[p].y = labels[p];
     prs[p].train = train[p];
     prs[p].class_w = cw + p * k;
-    CULEACE_TRY(culeace__probe_alloc(ctx, opts->kind, d, k, m, &out[p]));
-    CULEACE_TRY(culeace__probe_setup(ctx, xc, shift, n, d, k, p, opts,
-                                     &prs[p], out[p]));
+    st = culeace__probe_alloc(ctx, opts->kind, d, k, m, &out[p]);
+    if (st) { /* this process's alone: the others hear of it in the
+                 setup's sum */
+      culeace__probe_sum(red, NULL, 0, 1);
+      goto cleanup;
+    }
+    st = culeace__probe_setup(ctx, xc, shift, n, d, k, p, opts, red, &prs[p],
+                              out[p]);
+    if (st) goto cleanup;
   }
   if (opts->kind == CULEACE_PROBE_LOGISTIC) {
     st = culeace__probe_fit_logistic(ctx, xc, shift, n, d, k, P, prs, opts,
-                                     out);
+                                     red, out);
   } else {
     for (int64_t p = 0; p < P && !st; p++)
-      st = culeace__probe_fit_diffmeans(ctx, x, n, d, ldx, k, &prs[p], out[p]);
+      st = culeace__probe_fit_diffmeans(ctx, x, n, d, ldx, k, &prs[p], red,
+                                        out[p]);
   }
 cleanup:
   if (st)

@@ -19,6 +19,21 @@ culeace_status culeace__probe_alloc(culeace_ctx *ctx, culeace_probe_kind kind,
                                     int64_t d, int64_t k, int64_t m,
                                     culeace_probe **out);
 
+/* Fitting over rows shared out among cooperating processes (the CLI's
+ * data-parallel probes under MPI): each process passes its own rows, and
+ * every sum over rows the fit needs (column sums, class counts,
+ * standardisation moments, each L-BFGS evaluation's loss and gradient, the
+ * diffmeans class means and temperature steps) goes through sum, which adds
+ * count doubles of buf over the processes in place and must leave the same
+ * bits on every process, so that their fits stay identical. failed != 0
+ * says this process failed (buf may be NULL then); sum returns nonzero
+ * when any process failed, and then sums nothing. Every process makes the
+ * same calls in the same order. NULL: the rows are all there is. */
+typedef struct {
+  int (*sum)(double *buf, int64_t count, int failed, void *arg);
+  void *arg;
+} culeace__probe_reduce;
+
 /* Training-row setup shared by the fitters: class counts, sample weights
  * and the standardisation of one problem. */
 typedef struct {
@@ -31,13 +46,31 @@ typedef struct {
 
 /* Checks labels and fills class weights, n_train, S; computes the
  * standardisation (mean, scale) of the training rows into probe from xc,
- * the rows centred on shift (n, d contiguous). */
+ * the rows centred on shift (n, d contiguous). red: see above. */
 culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
                                     const double *shift, int64_t n, int64_t d,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
+                                    const culeace__probe_reduce *red,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe);
+
+/* culeace_probe_fit_batch over rows shared out among processes (red, see
+ * above; NULL is culeace_probe_fit_batch itself). With red, this
+ * process's n may be 0. */
+culeace_status culeace__probe_fit_batch_shared(
+    culeace_ctx *ctx, const float *x, int64_t n, int64_t d, int64_t ldx,
+    int64_t k, int64_t P, const int32_t *const *labels,
+    const uint8_t *const *train, const culeace_probe_opts *opts,
+    const culeace__probe_reduce *red, culeace_probe **out);
+
+/* red->sum when red is set, else failed: the sums of a fit, with this
+ * process's failure flag. */
+int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,
+                       int64_t count, int failed);
+/* The error (CULEACE_ERR_MPI) of a process whose shared fit stopped because
+ * another process failed. */
+culeace_status culeace__probe_other_failed(culeace_ctx *ctx);
 
 /* Batched L-BFGS for logistic probes (probe_logistic.c) on xc, the rows
  * centred on shift (n, d contiguous float32). */
@@ -46,6 +79,7 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
                                            int64_t d, int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
+                                           const culeace__probe_reduce *red,
                                            culeace_probe **probes);
 
 /* Class-mean directions with a fitted temperature (probe_diffmeans.c). */
@@ -53,6 +87,7 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
                                             int64_t n, int64_t d, int64_t ldx,
                                             int64_t k,
                                             culeace__probe_problem *pr,
+                                            const culeace__probe_reduce *red,
                                             culeace_probe *probe);
 
 #endif

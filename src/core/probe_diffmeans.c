@@ -11,10 +11,12 @@
 #include "core/probe.h"
 
 /* Weighted log-loss of softmax(a u_i) (or sigmoid for m == 1) and its first
- * two derivatives in a. u: (n, m) raw scores. */
-static void loss_in_a(const double *u, int64_t n, int64_t m,
-                      const culeace__probe_problem *pr, double a, double *f,
-                      double *g, double *hs) {
+ * two derivatives in a, summed over the processes of a shared fit (red).
+ * u: (n, m) raw scores. Nonzero when another process failed. */
+static int loss_in_a(const double *u, int64_t n, int64_t m,
+                     const culeace__probe_problem *pr,
+                     const culeace__probe_reduce *red, double a, double *f,
+                     double *g, double *hs) {
   *f = *g = *hs = 0;
   double e[64];
   for (int64_t i = 0; i < n; i++) {
@@ -42,34 +44,46 @@ static void loss_in_a(const double *u, int64_t n, int64_t m,
       *hs += s * (mean_u2 - mean_u * mean_u);
     }
   }
+  double t[3] = {*f, *g, *hs};
+  if (culeace__probe_sum(red, t, 3, 0)) return 1;
+  *f = t[0];
+  *g = t[1];
+  *hs = t[2];
+  return 0;
 }
 
 culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
                                             int64_t n, int64_t d, int64_t ldx,
                                             int64_t k,
                                             culeace__probe_problem *pr,
+                                            const culeace__probe_reduce *red,
                                             culeace_probe *probe) {
   if (k > 64)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "the diffmeans probe supports at most 64 classes "
                           "(got %lld)", (long long)k);
   int64_t m = probe->info.n_outputs;
-  double *mu = calloc((size_t)(k * d), 8), *cnt = calloc((size_t)k, 8);
+  /* mu (k, d) then cnt (k): one sum over the processes */
+  double *mu = calloc((size_t)(k * d + k), 8), *cnt = mu ? mu + k * d : NULL;
   double *dir = calloc((size_t)(m * d), 8), *off = calloc((size_t)m, 8);
-  double *u = malloc((size_t)n * (size_t)m * 8);
+  double *u = malloc((size_t)(n ? n : 1) * (size_t)m * 8);
   culeace_status st = CULEACE_OK;
-  if (!mu || !cnt || !dir || !off || !u) {
+  int failed = !mu || !dir || !off || !u;
+  if (failed)
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for a diffmeans probe");
-    goto cleanup;
-  }
   const double *mean = probe->mean, *scale = probe->scale;
-  for (int64_t i = 0; i < n; i++) { /* class means in standardised space */
+  for (int64_t i = 0; !failed && i < n; i++) { /* class means in
+                                                  standardised space */
     if (!pr->train[i]) continue;
     int32_t y = pr->y[i];
     cnt[y] += 1;
     for (int64_t j = 0; j < d; j++)
       mu[y * d + j] += (x[i * ldx + j] - mean[j]) / scale[j];
+  }
+  if (culeace__probe_sum(red, mu, failed ? 0 : k * d + k, failed)) {
+    if (!st) st = culeace__probe_other_failed(ctx);
+    goto cleanup;
   }
   for (int64_t c = 0; c < k; c++)
     for (int64_t j = 0; j < d; j++) mu[c * d + j] /= cnt[c];
@@ -96,7 +110,7 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
   double a = 1e-3, f, g, hs;
   int it;
   for (it = 0; it < 50; it++) {
-    loss_in_a(u, n, m, pr, a, &f, &g, &hs);
+    if (loss_in_a(u, n, m, pr, red, a, &f, &g, &hs)) goto other_failed;
     if (!(hs > 0)) break;
     double na = a - g / hs;
     if (na < 0) na = a / 2;
@@ -106,7 +120,7 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
     }
     a = na;
   }
-  loss_in_a(u, n, m, pr, a, &f, &g, &hs);
+  if (loss_in_a(u, n, m, pr, red, a, &f, &g, &hs)) goto other_failed;
   for (int64_t c = 0; c < m; c++) {
     for (int64_t j = 0; j < d; j++) probe->coef[c * d + j] = a * dir[c * d + j];
     probe->intercept[c] = a * off[c];
@@ -115,9 +129,11 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
   probe->info.objective = f / pr->s_sum;
   probe->info.grad_max = fabs(g) / pr->s_sum;
   probe->info.converged = 1;
+  goto cleanup;
+other_failed:
+  st = culeace__probe_other_failed(ctx);
 cleanup:
   free(mu);
-  free(cnt);
   free(dir);
   free(off);
   free(u);

@@ -49,11 +49,13 @@ typedef struct { /* batched evaluation workspace */
   block_kernels kern; /* per-block kernels for this CPU and precision */
   void *Gp;        /* (threads, M, d) per-thread sum_i r_i xc_i, float or
                       double as f64 says */
-  double *G;       /* (M, d) their sum */
+  double *G;       /* (M, d) their sum, then rsum and loss: one buffer of
+                      M d + M + P to sum over processes (red) */
   double *rsp;     /* (threads, M) per-thread residual sums */
   double *rsum;    /* (M) */
   double *lsp;     /* (threads, P) per-thread losses */
   double *loss;    /* (P) */
+  const culeace__probe_reduce *red; /* rows shared out (probe.h), or NULL */
   double *zp, *rp; /* (threads, ROWS, M) a row block's logits, residuals */
 } eval_ws;
 
@@ -236,8 +238,9 @@ DEFINE_ROW_PASS(f64, double)
 /* Objective and gradient of the listed problems at theta (or trial), in
  * one pass over the rows: each row's logits for every problem, its
  * residuals, and their products with the row, while the row is in cache
- * (a GEMM pair would read x twice and repack it for so few columns). */
-static void evaluate(eval_ws *w, int64_t n, int64_t d,
+ * (a GEMM pair would read x twice and repack it for so few columns).
+ * Returns nonzero when another process of a shared fit failed. */
+static int evaluate(eval_ws *w, int64_t n, int64_t d,
                      const culeace_probe_opts *o,
                      const culeace__probe_problem *prs,
                      culeace_probe *const *probes, lbfgs_problem *lp,
@@ -258,6 +261,8 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
     }
   }
   int T = w->threads;
+  w->rsum = w->G + M * d;
+  w->loss = w->rsum + M;
   if (w->f64) row_pass_f64(w, n, d, M, prs, lp, idx, cnt);
   else row_pass_f32(w, n, d, M, prs, lp, idx, cnt);
   for (int64_t c = 0; c < M; c++) {
@@ -278,6 +283,7 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
     for (int t = 0; t < T; t++) sum += w->lsp[(size_t)t * cnt + q];
     w->loss[q] = sum;
   }
+  if (w->red && culeace__probe_sum(w->red, w->G, M * d + M + cnt, 0)) return 1;
   int64_t col = 0;
   for (int64_t q = 0; q < cnt; q++) {
     lbfgs_problem *L = &lp[idx[q]];
@@ -301,6 +307,7 @@ static void evaluate(eval_ws *w, int64_t n, int64_t d,
     if (at_trial) L->trial_f = f;
     else L->f = f;
   }
+  return 0;
 }
 
 /* dir = -H g by the two-loop recursion over the history ring. */
@@ -370,6 +377,7 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
                                            int64_t d, int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
+                                           const culeace__probe_reduce *red,
                                            culeace_probe **probes) {
   int h = o->history;
   int64_t m = k == 2 ? 1 : k, D = m * (d + 1), Mtot = m * P;
@@ -383,27 +391,27 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
   w.threads = T;
   size_t TMd = (size_t)T * (size_t)Mtot * (size_t)d;
   w.W = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe weights");
-  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 8, "probe gradients");
+  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d + (size_t)(Mtot + P), 8,
+                       "probe gradients");
+  w.red = red;
   /* float accumulation is good to ~1e-5 in the gradient; below that
    * tolerance the pass accumulates in double */
   w.f64 = o->tol < 1e-5;
   w.kern = pick_kernels(w.f64);
   w.Gp = culeace__alloc(ctx, TMd, w.f64 ? 8 : 4, "probe gradients");
   w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
-  w.rsum = culeace__alloc(ctx, (size_t)Mtot, 8, "probe residual sums");
   w.rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mtot, 8, "residual sums");
-  w.loss = culeace__alloc(ctx, (size_t)P, 8, "probe losses");
   w.lsp = culeace__alloc(ctx, (size_t)T * (size_t)P, 8, "probe losses");
   w.zp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mtot, 8, "logits");
   w.rp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mtot, 8, "residuals");
   w.xc = xc;
   w.shift = shift;
   if (!lp || !all || !pend || !abuf || !w.W || !w.G ||
-      !w.Gp || !w.b || !w.rsum || !w.rsp || !w.loss || !w.lsp || !w.zp ||
-      !w.rp) {
+      !w.Gp || !w.b || !w.rsp || !w.lsp || !w.zp || !w.rp) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for %lld probes of %lld x %lld",
                         (long long)P, (long long)n, (long long)d);
+    culeace__probe_sum(red, NULL, 0, 1); /* the others: at the first sum */
     goto cleanup;
   }
   for (int64_t p = 0; p < P; p++) {
@@ -422,11 +430,12 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
         !L->S || !L->Y || !L->rho) {
       st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                           "out of memory for the L-BFGS state");
+      culeace__probe_sum(red, NULL, 0, 1);
       goto cleanup;
     }
     all[p] = p;
   }
-  evaluate(&w, n, d, o, prs, probes, lp, all, P, 0);
+  if (evaluate(&w, n, d, o, prs, probes, lp, all, P, 0)) goto other_failed;
   for (int64_t p = 0; p < P; p++)
     if (max_abs(lp[p].grad, D) <= o->tol) lp[p].state = 1;
 
@@ -459,7 +468,8 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
         for (int64_t i = 0; i < D; i++)
           L->trial[i] = L->theta[i] + L->alpha * L->dir[i];
       }
-      evaluate(&w, n, d, o, prs, probes, lp, pend, cnt, 1);
+      if (evaluate(&w, n, d, o, prs, probes, lp, pend, cnt, 1))
+        goto other_failed;
       int64_t left = 0;
       for (int64_t q = 0; q < cnt; q++) {
         lbfgs_problem *L = &lp[pend[q]];
@@ -490,6 +500,9 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
     pb->info.grad_max = max_abs(L->grad, D);
     pb->info.converged = L->state == 1;
   }
+  goto cleanup;
+other_failed:
+  st = culeace__probe_other_failed(ctx);
 cleanup:
   for (int64_t p = 0; lp && p < P; p++) {
     free(lp[p].theta);
@@ -509,9 +522,7 @@ cleanup:
   free(w.G);
   free(w.Gp);
   free(w.b);
-  free(w.rsum);
   free(w.rsp);
-  free(w.loss);
   free(w.lsp);
   free(w.zp);
   free(w.rp);
