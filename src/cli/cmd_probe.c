@@ -389,10 +389,15 @@ int cmd_probe(int argc, char **argv) {
   J.keep_final = s.save != NULL;
   J.mpi_ranks = P ? mpi_job_size(P) : 0;
   int root = !P || mpi_job_rank(P) == 0; /* writes the outputs */
-  if (s.save && root &&
-      culeace__probe_file_create(ctx, s.save, &J.save)) {
-    cli_error_ctx(&c, ctx, "--save");
-    goto done;
+  if (s.save && root) { /* fail now, not after the layers, on an
+                           unwritable --save; written at the end, so a
+                           killed job leaves no temporary file behind */
+    if (culeace__probe_file_create(ctx, s.save, &J.save)) {
+      cli_error_ctx(&c, ctx, "--save");
+      goto done;
+    }
+    culeace__probe_file_free(J.save); /* removes the temporary file */
+    J.save = NULL;
   }
   int64_t used = 0;
   for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
@@ -426,13 +431,9 @@ int cmd_probe(int argc, char **argv) {
     if (J.split ? probe_mpi_run_rows(P, &J, layers, m, res)
                 : probe_mpi_run_layers(P, &J, layers, m, res))
       goto done;
-    for (int64_t i = 0; J.save && i < m; i++)
-      if (probe_save_layer(&J, &res[i])) goto done;
   } else {
     for (int64_t i = 0; i < m; i++)
-      if (probe_run_layer(&J, layers[i], &res[i]) ||
-          (J.save && probe_save_layer(&J, &res[i])))
-        goto done;
+      if (probe_run_layer(&J, layers[i], &res[i])) goto done;
   }
   cli_progress_end(&prog);
   if (!root) { /* rank 0 reports and writes */
@@ -463,9 +464,17 @@ int cmd_probe(int argc, char **argv) {
     if (probe_write_plot(&c, &R, s.plot)) goto done;
     wrote_plot = 1;
   }
-  if (J.save && culeace__probe_file_commit(J.save)) {
-    cli_error_ctx(&c, ctx, "--save");
-    goto done;
+  if (s.save) {
+    if (culeace__probe_file_create(ctx, s.save, &J.save)) {
+      cli_error_ctx(&c, ctx, "--save");
+      goto done;
+    }
+    for (int64_t i = 0; i < m; i++)
+      if (probe_save_layer(&J, &res[i])) goto done;
+    if (culeace__probe_file_commit(J.save)) {
+      cli_error_ctx(&c, ctx, "--save");
+      goto done;
+    }
   }
   if (c.json) probe_print_json(&R);
   else probe_print_table(&R);

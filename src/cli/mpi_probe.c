@@ -1,7 +1,10 @@
-/* mpi_probe.c — `culeace probe` under mpirun/srun (see mpi_probe.h): layer
- * i is probed by rank i mod N, whole (its rows read only there), and its
- * result (the per-fold metrics, MDL, convergence, and with --save the
- * probe fitted on all rows) travels to rank 0 as one message of doubles. */
+/* mpi_probe.c — `culeace probe` under mpirun/srun (see mpi_probe.h). Split
+ * by layers: layer i is probed by rank i mod N, whole (its rows read only
+ * there), and its result (the per-fold metrics, MDL, convergence, and with
+ * --save the probe fitted on all rows) travels to rank 0 as one message of
+ * doubles. Split by rows: the collectives of a layer (agreement, the
+ * rows' ids and labels, the fits' sums, the held-out predictions, the
+ * --erase moments), each opening with an agreement on failure. */
 #include <math.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -237,6 +240,8 @@ static int64_t all_counts(probe_split *S, int64_t mine, int *counts,
 
 int probe_split_rows(probe_split *S, int failed, const layer_rows *L,
                      int64_t *dropped, probe_rows *R) {
+  static int stalled;
+  if (!stalled++) mpi_test_stall(S->P->w.rank); /* after its first rows */
   int N = S->P->w.size;
   int *counts = malloc((size_t)N * sizeof *counts);
   int *displs = malloc((size_t)N * sizeof *displs);

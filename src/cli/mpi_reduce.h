@@ -47,7 +47,8 @@ int mpi_any_failed(const mpi_world *w, int failed, int *first);
  * rank R writes its pid to PIDFILE and sleeps 120 s, so that a test can
  * kill it mid-job; other ranks return at once. fit stalls after its rows
  * of the first layer, apply --in-place after writing its first block
- * (before the checkpoint moves past it). */
+ * (before the checkpoint moves past it), probe --split rows after the
+ * ranks have shared the first layer's row ids. */
 void mpi_test_stall(int rank);
 
 /* Collective: merges every rank's fitter state into rank 0's fitter f

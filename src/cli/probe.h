@@ -86,8 +86,8 @@ typedef struct {
   int64_t *control_counts;    /* (k) rows per control class */
   int64_t *mdl_key;           /* (N) position of each row in the online-code
                                  order (groups kept together), or NULL */
-  culeace__probe_file *save;  /* --save (temp file until commit) or NULL;
-                                 under MPI on rank 0 only */
+  culeace__probe_file *save;  /* --save, on rank 0 once every layer is
+                                 done (temp file until commit), or NULL */
   int mpi_ranks;              /* ranks of an MPI run, or 0 */
   struct probe_split *split;  /* rows split over those ranks (every rank
                                  probes every layer), or NULL: a plain run

@@ -324,8 +324,9 @@ def test_probe_layers_over_ranks_match_plain(plain, tmp_path, k):
     dump = plain["rows"][0]
     ref = probe_run(0, dump, "--save", tmp_path / "ref.h5")
     got = probe_run(k, dump, "--save", tmp_path / "p.h5", "--csv",
-                    tmp_path / "p.csv")
+                    tmp_path / "p.csv", "--split", "layers")
     assert got.get("mpi_ranks", 1) == k
+    assert got.get("mpi_split", "layers") == "layers"
     assert [L["name"] for L in got["layers"]] == [L["name"] for L in ref["layers"]]
     for a, b in zip(got["layers"], ref["layers"]):
         assert a["rows"] == b["rows"]
@@ -346,24 +347,231 @@ def test_probe_layers_over_ranks_match_plain(plain, tmp_path, k):
     assert leftovers(tmp_path, "p.") == ["p.csv", "p.h5"]
 
 
-def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
-    """Layer 1's rows are unreadable (a bad Fletcher32 chunk): the rank that
-    owns it fails, every rank exits non-zero, no output is left."""
-    rng = np.random.default_rng(4)
-    dump = tmp_path / "bad.h5"
+def assert_same_probes(a, b, tol):
+    """The probe files a and b hold the same layers, with coefficients,
+    intercepts and standardisation equal to tol of each one's size."""
+    with h5py.File(a) as f, h5py.File(b) as g:
+        assert sorted(f["probes"]) == sorted(g["probes"])
+        for name in g["probes"]:
+            x, y = f["probes"][name], g["probes"][name]
+            assert x.attrs["layer_name"] == y.attrs["layer_name"]
+            for ds in ("coef", "intercept", "mean", "scale"):
+                scale = max(np.abs(y[ds][...]).max(), 1e-12)
+                err = np.abs(x[ds][...] - y[ds][...]).max() / scale
+                assert err <= tol, f"{name}/{ds}: {err:.2e}"
+
+
+def assert_same_metrics(got, ref, exact=("accuracy", "balanced_accuracy",
+                                         "majority", "control_accuracy",
+                                         "erased_accuracy")):
+    assert [L["name"] for L in got["layers"]] == [L["name"] for L in ref["layers"]]
+    for a, b in zip(got["layers"], ref["layers"]):
+        assert a["rows"] == b["rows"]
+        for key in exact:
+            if b.get(key) is not None:
+                assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
+        assert np.allclose(a["log_loss"]["folds"], b["log_loss"]["folds"],
+                           rtol=1e-4)
+        if b.get("auroc") is not None:
+            assert np.allclose(a["auroc"]["folds"], b["auroc"]["folds"],
+                               atol=1e-3)
+        if b.get("mdl"):
+            for key in ("online_bits", "uniform_bits"):
+                assert a["mdl"][key] == pytest.approx(b["mdl"][key], rel=1e-4)
+            assert a["mdl"]["blocks"] == b["mdl"]["blocks"]
+
+
+@pytest.fixture(scope="module")
+def probe_refs(plain, tmp_path_factory, make_dump):
+    """Dumps for the row split and their plain probe runs (JSON, --save):
+    3 classes in float64 (plain's "rows"), and 2 classes in float16 with
+    40 prompt groups."""
+    tmp = tmp_path_factory.mktemp("probe-rows")
+    binary = make_dump(tmp / "binary.h5", rows=1001, dim=16, layers=2,
+                       layout="group", dtype="float16", groups=40, seed=5)
+    out = {}
+    for name, dump, extra in (("classes3", plain["rows"][0], ["--mdl"]),
+                              ("binary", binary,
+                               ["--groups", "/groups", "--balanced"])):
+        ref = tmp / f"{name}-ref.h5"
+        out[name] = (dump, extra, ref, probe_run(0, dump, *extra, "--save", ref))
+    return out
+
+
+@pytest.mark.parametrize("case,k", [("classes3", 1), ("classes3", 2),
+                                    ("classes3", 3), ("classes3", 4),
+                                    ("binary", 3)])
+def test_probe_rows_over_ranks_match_plain(probe_refs, tmp_path, case, k):
+    """--split rows on k ranks (1001 rows: no k divides them): every rank
+    fits every probe of a layer on its rows, the sums of each L-BFGS step
+    added over the ranks. The folds' accuracies, majority, control and
+    erased accuracies are the plain run's exactly; log-loss, AUROC and MDL
+    codelengths and the saved probes agree to the probes' tolerance (the
+    sums over rows are added in another order)."""
+    dump, extra, ref_h5, ref = probe_refs[case]
+    got = probe_run(k, dump, *extra, "--save", tmp_path / "p.h5", "--csv",
+                    tmp_path / "p.csv", "--split", "rows")
+    if k > 1:
+        assert got["mpi_ranks"] == k and got["mpi_split"] == "rows"
+    assert_same_metrics(got, ref)
+    assert_same_probes(tmp_path / "p.h5", ref_h5, 1e-3)
+    layers = len(ref["layers"])
+    assert len((tmp_path / "p.csv").read_text().splitlines()) == layers + 1
+    assert leftovers(tmp_path, "p.") == ["p.csv", "p.h5"]
+
+
+@pytest.mark.parametrize("kind,tol", [("logistic", 1e-4),
+                                      ("diffmeans", 1e-9)])
+def test_probe_rows_tight_tolerance_is_the_plain_fit(plain, tmp_path, kind,
+                                                     tol):
+    """At a tight tolerance (the float64 sums) the row split's probes are
+    the plain run's: the split changes the order of the sums, not the
+    problem. Logistic probes stop where float64 makes no more progress
+    (about 50 iterations here, for any --tol below 1e-8), which leaves
+    their coefficients ~3e-5 of their size apart between summation
+    orders; diffmeans (class means and a Newton step size) to rounding."""
+    dump = plain["rows"][0]
+    args = ["--probe", kind, "--tol", "1e-10", "--max-iter", "3000"]
+    ref = probe_run(0, dump, *args, "--save", tmp_path / "ref.h5")
+    got = probe_run(3, dump, *args, "--save", tmp_path / "p.h5", "--split",
+                    "rows")
+    assert_same_metrics(got, ref)
+    assert_same_probes(tmp_path / "p.h5", tmp_path / "ref.h5", tol)
+
+
+def test_probe_rows_rank_without_rows(tmp_path):
+    """2 examples of 60 token rows on 3 ranks: rank 0 (which gathers the
+    predictions) holds no rows, rank 1 and 2 an example each; the results
+    are the plain run's."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, (2, 60))
+    x = rng.normal(size=(2, 60, 8)).astype("f4")
+    x[..., 0] += 2 * y
+    dump = tmp_path / "two.h5"
     with h5py.File(dump, "w") as f:
+        f["x"], f["y"] = x, y
+    args = ["probe", dump, "--x", "/x", "--tokens", "--y", "/y", "--folds",
+            "2", "--device", "cpu", "--json", "--erase", "--mdl"]
+    p = subprocess.run([BIN, *map(str, args), "--save", tmp_path / "r.h5"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 0, p.stderr
+    ref = json.loads(p.stdout)
+    p = mpirun(3, *args, "--save", tmp_path / "p.h5", "--split", "rows")
+    assert p.returncode == 0, p.stderr
+    got = json.loads(p.stdout)
+    assert got["mpi_split"] == "rows"
+    assert_same_metrics(got, ref)
+    assert_same_probes(tmp_path / "p.h5", tmp_path / "r.h5", 1e-3)
+
+
+@pytest.mark.parametrize("ranks,args,split", [
+    (2, [], "rows"),                # 3 layers on 2 ranks: one would idle
+    (3, [], "layers"),              # one layer each
+    (2, ["--split", "layers"], "layers"),
+    (3, ["--split", "rows"], "rows"),
+    (3, ["--max-memory", "100K"], "rows"),  # a whole layer does not fit
+])
+def test_probe_split_auto(plain, ranks, args, split):
+    """--split auto splits rows when the layer split would leave a rank
+    idle for more than a tenth of the time or a whole layer does not fit
+    --max-memory; the table names the split."""
+    dump = plain["rows"][0]
+    base = ["probe", dump, "--x", "/hidden", "--y", "/labels", "--device",
+            "cpu", "--max-iter", "5", *args]
+    p = mpirun(ranks, *base, "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["mpi_split"] == split
+    p = mpirun(ranks, *base)
+    assert p.returncode == 0, p.stderr
+    assert f"{split} split over {ranks} MPI ranks" in p.stdout
+
+
+def test_probe_rows_refusals(plain, tmp_path):
+    """--erase-method inlp/rlace fit on a whole layer: --split rows refuses
+    them before anything is written (auto picks the layers); a bad --split
+    is a usage error."""
+    dump = plain["rows"][0]
+    base = ["probe", dump, "--x", "/hidden", "--y", "/labels", "--device",
+            "cpu", "--csv", tmp_path / "o.csv"]
+    p = mpirun(2, *base, "--erase-method", "inlp", "--split", "rows")
+    assert p.returncode != 0
+    assert "--split rows: --erase-method inlp fits on a whole layer" in p.stderr
+    assert leftovers(tmp_path, "o.") == []
+    p = subprocess.run([BIN, *map(str, base), "--split", "columns"],
+                       capture_output=True, text=True)
+    assert p.returncode == 2
+    assert "--split must be auto, layers or rows (got 'columns')" in p.stderr
+
+
+def fletcher_dump(path, bad_layer="1", bad_row=300):
+    """600 rows, layers "0" and "1" (Fletcher32 chunks of 100 rows), with a
+    flipped byte in bad_layer's chunk holding bad_row."""
+    rng = np.random.default_rng(4)
+    with h5py.File(path, "w") as f:
         y = rng.integers(0, 2, 600)
         f["labels"] = y
         for name in ("0", "1"):
             f.create_dataset(f"hidden/{name}", chunks=(100, 8), fletcher32=True,
                              data=rng.normal(size=(600, 8)) + y[:, None])
-    with h5py.File(dump, "r") as f:
-        off = f["hidden/1"].id.get_chunk_info_by_coord((300, 0)).byte_offset
-    with open(dump, "r+b") as fh:
+    with h5py.File(path, "r") as f:
+        off = f[f"hidden/{bad_layer}"].id.get_chunk_info_by_coord(
+            (bad_row, 0)).byte_offset
+    with open(path, "r+b") as fh:
         fh.seek(off + 8)
         b = fh.read(1)
         fh.seek(off + 8)
         fh.write(bytes([b[0] ^ 0xFF]))
+    return path
+
+
+def test_probe_rows_read_error_on_one_rank_fails_the_job(tmp_path):
+    """--split rows: layer 1's row 300 (rank 1 of 2's half) is unreadable.
+    Rank 1 fails after layer 0, rank 0 is told in the layer's first
+    collective; every rank exits non-zero and no output is left."""
+    dump = fletcher_dump(tmp_path / "bad.h5")
+    outs = ["--csv", tmp_path / "o.csv", "--save", tmp_path / "o.h5",
+            "--plot", tmp_path / "o.svg"]
+    p = mpirun(2, "probe", dump, "--x", "/hidden", "--y", "/labels",
+               "--device", "cpu", "--split", "rows", "--erase", *outs)
+    assert p.returncode != 0
+    assert "(rank 1 of 2): error:" in p.stderr and "Fletcher32" in p.stderr
+    assert "(rank 0 of 2): error: cannot read" not in p.stderr
+    assert "rank 1 of 2 failed (its message above); nothing written" in p.stderr
+    assert leftovers(tmp_path, "o.") == []
+
+
+def test_probe_rows_killed_rank_fails_the_job(plain, tmp_path):
+    """--split rows: rank 1 of 3 killed (SIGKILL) after the first layer's
+    rows: the launcher ends the job, which exits non-zero; no output, not
+    even a temporary --save file, is left."""
+    dump = plain["rows"][0]
+    pidfile = tmp_path / "rank1.pid"
+    env = dict(ENV, CULEACE_TEST_MPI_STALL=f"1:{pidfile}")
+    p = mpirun(3, "probe", dump, "--x", "/hidden", "--y", "/labels",
+               "--device", "cpu", "--split", "rows", "--save",
+               tmp_path / "o.h5", "--csv", tmp_path / "o.csv", env=env,
+               popen=True)
+    try:
+        t0 = time.time()
+        while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
+            assert p.poll() is None, p.communicate()[1]
+            assert time.time() - t0 < 60, "rank 1 never reached its stall"
+            time.sleep(0.05)
+        os.kill(int(pidfile.read_text()), signal.SIGKILL)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    assert "rank 1" in stderr and "signal 9" in stderr, stderr
+    assert leftovers(tmp_path, "o.") == []
+
+
+def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
+    """Layer 1's rows are unreadable (a bad Fletcher32 chunk): the rank that
+    owns it (layers split) fails, every rank exits non-zero, no output is
+    left."""
+    dump = fletcher_dump(tmp_path / "bad.h5")
     outs = ["--csv", tmp_path / "o.csv", "--save", tmp_path / "o.h5",
             "--plot", tmp_path / "o.svg"]
     p = mpirun(2, "probe", dump, "--x", "/hidden", "--y", "/labels",
@@ -372,7 +580,7 @@ def test_probe_read_error_on_one_rank_fails_the_job(tmp_path):
     assert "(rank 1 of 2): error:" in p.stderr and "Fletcher32" in p.stderr
     assert "rank 1 of 2 failed (its message above); nothing written" in p.stderr
     assert leftovers(tmp_path, "o.") == []
-    # layer 0 alone (rank 0's) probes fine
+    # layer 0 alone probes fine (auto splits its rows over both ranks)
     p = mpirun(2, "probe", dump, "--x", "/hidden", "--y", "/labels",
                "--device", "cpu", "--layers", "0", *outs)
     assert p.returncode == 0, p.stderr
