@@ -82,6 +82,16 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
                                            const culeace__probe_reduce *red,
                                            culeace_probe **probes);
 
+/* Binary logistic rows (probe_loss.c): for logits t (n), weights s and
+ * labels y in {0, 1}, residual r = s (sigmoid(t) - y) and loss = s (log(1 +
+ * exp(t)) - y t), to ~1 ulp; 8 at a time with AVX-512. The _scalar twin is
+ * libm's, one row at a time (tests compare the two). */
+void culeace__binary_losses(const double *t, const double *s, const double *y,
+                            int64_t n, double *r, double *loss);
+void culeace__binary_losses_scalar(const double *t, const double *s,
+                                   const double *y, int64_t n, double *r,
+                                   double *loss);
+
 /* Class-mean directions with a fitted temperature (probe_diffmeans.c). */
 culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
                                             int64_t n, int64_t d, int64_t ldx,
