@@ -98,7 +98,7 @@ static int fit_layer(const cli_common *c, culeace_ctx *ctx,
     if (s->iterations) o.iterations = s->iterations;
     if (s->min_accuracy >= 0) o.min_accuracy = s->min_accuracy;
     culeace_inlp_report rep;
-    st = culeace_inlp_fit(ctx, L->x, L->n, d, d, L->y, k, tr, &o, e, &rep,
+    st = culeace_inlp_fit(ctx, (const float *)L->x, L->n, d, d, L->y, k, tr, &o, e, &rep,
                           acc);
     if (!st) {
       r->rank = rep.rank;
@@ -116,7 +116,7 @@ static int fit_layer(const cli_common *c, culeace_ctx *ctx,
     if (s->iterations) o.iterations = s->iterations;
     if (s->rank) o.rank = s->rank;
     culeace_rlace_report rep;
-    st = culeace_rlace_fit(ctx, L->x, L->n, d, d, L->y, k, tr, &o, e, &rep);
+    st = culeace_rlace_fit(ctx, (const float *)L->x, L->n, d, d, L->y, k, tr, &o, e, &rep);
     if (!st) {
       r->rank = o.rank;
       r->iterations = rep.iterations;

@@ -1,6 +1,7 @@
-/* layer_rows.c — reads one layer's kept, labelled rows into memory as
- * float32 (x (n, d) contiguous, with their flat row ids and classes), for
- * `culeace probe` and `culeace fit --method inlp|rlace`. */
+/* layer_rows.c — reads one layer's kept, labelled rows into memory (x (n,
+ * d) contiguous, float32 or the file's 2-byte type, with their flat row ids
+ * and classes), for `culeace probe` and `culeace fit --method
+ * inlp|rlace`. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,22 +22,33 @@ int layer_rows_read(const cli_common *c, culeace_ctx *ctx, culeace_act *act,
                     const char *file, int64_t l, const culeace_labels *lab,
                     int64_t N, layer_rows *L, int64_t *dropped) {
   return layer_rows_read_range(c, ctx, act, file, l, lab, N, 0,
-                               culeace__act_examples(act), L, dropped);
+                               culeace__act_examples(act), 0, L, dropped);
+}
+
+void layer_rows_f32(const layer_rows *L, int64_t d, int64_t i, int64_t cnt,
+                    float *out) {
+  size_t es = culeace_dtype_size(L->xt);
+  culeace__to_f32((const char *)L->x + (size_t)(i * d) * es, L->xt, cnt * d,
+                  out);
 }
 
 int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
                           culeace_act *act, const char *file, int64_t l,
                           const culeace_labels *lab, int64_t N, int64_t ex0,
-                          int64_t ex1, layer_rows *L, int64_t *dropped) {
+                          int64_t ex1, int keep_half, layer_rows *L,
+                          int64_t *dropped) {
   int64_t d = culeace__act_width(act), t = culeace__act_tokens(act);
   culeace_dtype dt = culeace__act_dtype(act);
   memset(L, 0, sizeof *L);
+  L->xt = keep_half && (dt == CULEACE_F16 || dt == CULEACE_BF16) ? dt
+                                                                  : CULEACE_F32;
+  size_t es = culeace_dtype_size(L->xt);
   *dropped = 0;
   L->cap = 0;
   int64_t r1 = ex1 * t < N ? ex1 * t : N;
   for (int64_t i = ex0 * t; i < r1; i++) L->cap += lab->classes[i] >= 0;
   size_t bytes;
-  if (!culeace__mul_size((size_t)L->cap, (size_t)d * sizeof(float), &bytes))
+  if (!culeace__mul_size((size_t)L->cap, (size_t)d * es, &bytes))
     return cli_error(c, "%s: %lld rows x %lld is too large to hold in memory",
                      culeace__act_dataset_path(act, l), (long long)L->cap,
                      (long long)d);
@@ -46,10 +58,10 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
   if (!L->x || !L->row || !L->y) {
     layer_rows_free(L);
     return cli_error(c, "out of memory holding the %lld rows x %lld of layer "
-                     "%s as float32 (%.1f GiB); use fewer rows",
+                     "%s as %s (%.1f GiB); use fewer rows",
                      (long long)L->cap, (long long)d,
                      culeace__act_layer_name(act, l),
-                     (double)bytes / 1073741824.0);
+                     culeace_dtype_name(L->xt), (double)bytes / 1073741824.0);
   }
   cli_rows rs;
   if (cli_rows_open(&rs, c, ctx, act, file, l, lab)) {
@@ -77,9 +89,11 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
         cli_error(c, "internal error: more kept rows than labelled rows");
         break;
       }
-      culeace__to_f32((const char *)rs.rows +
-                          (size_t)i * (size_t)d * culeace_dtype_size(dt),
-                      dt, d, L->x + (size_t)L->n * (size_t)d);
+      const char *src = (const char *)rs.rows +
+                        (size_t)i * (size_t)d * culeace_dtype_size(dt);
+      char *dst = (char *)L->x + (size_t)L->n * (size_t)d * es;
+      if (L->xt == dt) memcpy(dst, src, (size_t)d * es);
+      else culeace__to_f32(src, dt, d, (float *)dst);
       L->row[L->n] = rs.row_ids[i];
       L->y[L->n] = rs.classes[i];
       L->n++;

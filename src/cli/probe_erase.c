@@ -84,8 +84,7 @@ int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
   culeace_method m = s->erase_method;
   for (int64_t i = 0; i < n; i++) /* the fold's training rows, into xe */
     if (train[i]) {
-      memcpy(xe + (size_t)nt * (size_t)d, L->x + (size_t)i * (size_t)d,
-             (size_t)d * sizeof *xe);
+      layer_rows_f32(L, d, i, 1, xe + (size_t)nt * (size_t)d);
       ysel[nt] = L->y[i];
       idx[nt++] = i;
     }
@@ -125,7 +124,7 @@ int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
              "training rows", culeace_method_name(m));
     return cli_error_ctx(J->c, ctx, what), 1;
   }
-  memcpy(xe, L->x, (size_t)n * (size_t)d * sizeof *xe);
+  layer_rows_f32(L, d, 0, n, xe);
   if (m == CULEACE_METHOD_QUADRATIC) {
     st = culeace_eraser_apply_quadratic(ctx, e, xe, CULEACE_F32, n, d, L->y);
   } else if (m == CULEACE_METHOD_ORACLE) {

@@ -63,12 +63,13 @@ void probe_metric_summarise(probe_metric *m, int64_t folds) {
   m->std = sqrt(q / (double)cnt);
 }
 
-/* Copies rows idx (cnt) of x (.., d) into out (cnt, d). */
-static void gather(const float *x, int64_t d, const int64_t *idx, int64_t cnt,
-                   float *out) {
+/* Copies rows idx (cnt) of x (.., d, type t) into out (cnt, d) float32. */
+static void gather(const void *x, culeace_dtype t, int64_t d,
+                   const int64_t *idx, int64_t cnt, float *out) {
+  size_t es = culeace_dtype_size(t);
   for (int64_t i = 0; i < cnt; i++)
-    memcpy(out + (size_t)i * (size_t)d, x + (size_t)idx[i] * (size_t)d,
-           (size_t)d * sizeof(float));
+    culeace__to_f32((const char *)x + (size_t)idx[i] * (size_t)d * es, t, d,
+                    out + (size_t)i * (size_t)d);
 }
 
 /* Indices of the rows with mask set; returns the count. */
@@ -150,16 +151,17 @@ static int mdl_positions(const probe_job *J, const probe_rows *R,
   return 0;
 }
 
-/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)): gathers this
+/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)) of x (this
+ * process's rows, type xt): gathers this
  * process's, predicts, and under --split rows gathers every rank's
  * predictions on rank 0. *cnt: the rows of mask; on rank 0 (or in a plain
  * run) w->proba/ysel hold their predictions and labels, in row order. */
-static int evaluate(probe_job *J, layer_ws *w, const float *x,
+static int evaluate(probe_job *J, layer_ws *w, const void *x, culeace_dtype xt,
                     const culeace_probe *p, const uint8_t *mask,
                     const int32_t *y, int64_t *cnt) {
   int64_t d = culeace__act_width(J->act), off = w->R.off;
   int64_t m = select_rows(w->L.n, mask + off, w->idx);
-  gather(x, d, w->idx, m, w->xs);
+  gather(x, xt, d, w->idx, m, w->xs);
   for (int64_t i = 0; i < m; i++) w->ysel[i] = y[off + w->idx[i]];
   int failed = 0;
   if (m > 0 && culeace_probe_predict_proba(J->ctx, p, w->xs, m, d, w->proba))
@@ -196,7 +198,7 @@ static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
   const int32_t *lab[1] = {L->y};
   const uint8_t *tr[1] = {train + off};
   culeace_status st = culeace__probe_fit_batch_shared(
-      J->ctx, w->xe, L->n, d, d, k, 1, lab, tr, &J->s->po,
+      J->ctx, w->xe, CULEACE_F32, L->n, d, d, k, 1, lab, tr, &J->s->po,
       J->split ? probe_split_reduce(J->split) : NULL, &pe);
   if (st) {
     fit_error(J, st, "fitting the probe on erased rows");
@@ -204,7 +206,8 @@ static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
   }
   for (int64_t i = 0; i < w->R.n; i++) w->test[i] = !train[i];
   int64_t m;
-  if (evaluate(J, w, w->xe, pe, w->test, w->R.y, &m)) goto done;
+  if (evaluate(J, w, w->xe, CULEACE_F32, pe, w->test, w->R.y, &m))
+    goto done;
   if (is_root(J)) *acc_out = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
   rc = 0;
 done:
@@ -221,7 +224,7 @@ static int read_rows(probe_job *J, int64_t l, layer_ws *w,
   int64_t ex0 = 0, ex1 = culeace__act_examples(J->act);
   if (J->split) probe_split_examples(J->split, &ex0, &ex1);
   int failed = layer_rows_read_range(J->c, J->ctx, J->act, s->file, l, J->lab,
-                                     J->N, ex0, ex1, &w->L, &res->dropped);
+                                     J->N, ex0, ex1, 1, &w->L, &res->dropped);
   if (J->split)
     return probe_split_rows(J->split, failed, &w->L, &res->dropped, &w->R);
   if (failed) return 1;
@@ -323,7 +326,8 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
     w.train_mine[q] = w.train[q] + off;
   }
   culeace_status st = culeace__probe_fit_batch_shared(
-      J->ctx, L->x, nl, d, d, k, P, w.labels_mine, w.train_mine, &s->po,
+      J->ctx, L->x, L->xt, nl, d, d, k, P, w.labels_mine, w.train_mine,
+      &s->po,
       J->split ? probe_split_reduce(J->split) : NULL, w.probes);
   if (st) {
     char what[512];
@@ -339,7 +343,8 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
     const uint8_t *t = fold_train + (size_t)f * (size_t)n;
     for (int64_t i = 0; i < n; i++) w.test[i] = !t[i];
     int64_t m;
-    if (evaluate(J, &w, L->x, w.probes[f], w.test, R->y, &m)) goto done;
+    if (evaluate(J, &w, L->x, L->xt, w.probes[f], w.test, R->y, &m))
+      goto done;
     if (m == 0) continue;
     if (root) {
       res->acc.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
@@ -356,7 +361,7 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
       res->maj.v[f] = culeace__majority_accuracy(n, k, R->y, t, w.test, NULL);
     }
     if (s->control) {
-      if (evaluate(J, &w, L->x, w.probes[F + f], w.test, w.ctrl, &m))
+      if (evaluate(J, &w, L->x, L->xt, w.probes[F + f], w.test, w.ctrl, &m))
         goto done;
       if (root) res->ctrl.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
     }
@@ -378,7 +383,8 @@ int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
       }
       for (int64_t i = 0; i < n; i++) w.test[i] = w.pos[i] >= lo && w.pos[i] < hi;
       int64_t m;
-      if (evaluate(J, &w, L->x, w.probes[q++], w.test, R->y, &m)) goto done;
+      if (evaluate(J, &w, L->x, L->xt, w.probes[q++], w.test, R->y, &m))
+        goto done;
       if (root)
         md->online_bits += culeace__codelength_bits(m, k, w.ysel, w.proba,
                                                     NULL);

@@ -78,6 +78,11 @@ static inline uint16_t culeace__f32_to_f16(float f) {
 
 /* Converts n elements of src (type t) to float32 / float64. */
 void culeace__to_f32(const void *src, culeace_dtype t, int64_t n, float *dst);
+/* dst = float32(src) - sub (n values): one pass, for rows centred as they
+ * are read (float32 subtraction, so the same values as converting then
+ * subtracting). */
+void culeace__to_f32_minus(const void *src, culeace_dtype t, int64_t n,
+                           const float *sub, float *dst);
 void culeace__to_f64(const void *src, culeace_dtype t, int64_t n, double *dst);
 /* Converts n float32 / float64 values into dst of type t (RNE). */
 void culeace__from_f32(const float *src, int64_t n, culeace_dtype t,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/convert.h"
 #include "core/probe.h"
 
 void culeace_probe_opts_init(culeace_probe_opts *o) {
@@ -185,8 +186,17 @@ culeace_status culeace__probe_other_failed(culeace_ctx *ctx) {
                         "job failed (its message names the cause)");
 }
 
-culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
-                                    const double *shift, int64_t n, int64_t d,
+const float *culeace__probe_row(const culeace__probe_rows *r, int64_t i,
+                                float *buf) {
+  if (r->xc) return r->xc + i * r->d;
+  culeace__to_f32_minus((const char *)r->raw +
+                            (size_t)(i * r->ld) * culeace_dtype_size(r->t),
+                        r->t, r->d, r->sf, buf);
+  return buf;
+}
+
+culeace_status culeace__probe_setup(culeace_ctx *ctx,
+                                    const culeace__probe_rows *rows,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     const culeace__probe_reduce *red,
@@ -195,10 +205,12 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
   /* one sum over the processes: class counts (k), then with
    * standardisation the column sums and sums of squares of the training
    * rows (d each) */
+  int64_t n = rows->n, d = rows->d;
   int64_t nsum = k + (o->standardize ? 2 * d : 0);
   double *acc = calloc((size_t)nsum, sizeof *acc);
+  float *buf = malloc((size_t)d * sizeof *buf);
   culeace_status st = CULEACE_OK;
-  if (!acc)
+  if (!acc || !buf)
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
   double *cnt = acc, *m = acc ? acc + k : NULL, *v = m ? m + d : NULL;
   for (int64_t i = 0; !st && i < n; i++) {
@@ -215,7 +227,7 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
    * centred rows in float64 (centring makes E[x^2] - E[x]^2 benign) */
   for (int64_t i = 0; !st && o->standardize && i < n; i++) {
     if (!pr->train[i]) continue;
-    const float *row = xc + i * d;
+    const float *row = culeace__probe_row(rows, i, buf);
 #pragma omp simd
     for (int64_t j = 0; j < d; j++) {
       double e = row[j];
@@ -223,6 +235,7 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
       v[j] += e * e;
     }
   }
+  free(buf);
   if (culeace__probe_sum(red, acc, nsum, st != CULEACE_OK)) {
     free(acc);
     return st ? st : culeace__probe_other_failed(ctx);
@@ -253,7 +266,7 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
   for (int64_t j = 0; j < d; j++) {
     double mc = m[j] / nt, var = v[j] / nt - mc * mc;
     sd[j] = sqrt(var > 0 ? var : 0);
-    mean[j] = shift[j] + mc;
+    mean[j] = rows->shift[j] + mc;
     sd_max = fmax(sd_max, sd[j]);
   }
   free(acc);
@@ -270,13 +283,20 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
   return CULEACE_OK;
 }
 
-/* sums (d + 1) = column sums of x (n, d), then n. */
-static void column_sums(const float *x, int64_t n, int64_t d, int64_t ldx,
-                        double *sums) {
+/* sums (d + 1) = column sums of x (n, d, type t, stride ldx), then n. */
+static int column_sums(const void *x, culeace_dtype t, int64_t n, int64_t d,
+                       int64_t ldx, double *sums) {
+  float *row = malloc((size_t)d * sizeof *row);
+  if (!row) return 1;
   for (int64_t j = 0; j <= d; j++) sums[j] = 0;
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t j = 0; j < d; j++) sums[j] += x[i * ldx + j];
+  for (int64_t i = 0; i < n; i++) {
+    culeace__to_f32((const char *)x + (size_t)(i * ldx) * culeace_dtype_size(t),
+                    t, d, row);
+    for (int64_t j = 0; j < d; j++) sums[j] += row[j];
+  }
   sums[d] = (double)n;
+  free(row);
+  return 0;
 }
 
 /* xc (n, d) = x - shift. */
@@ -295,12 +315,13 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
                                        const uint8_t *const *train,
                                        const culeace_probe_opts *opts,
                                        culeace_probe **out) {
-  return culeace__probe_fit_batch_shared(ctx, x, n, d, ldx, k, P, labels,
-                                         train, opts, NULL, out);
+  return culeace__probe_fit_batch_shared(ctx, x, CULEACE_F32, n, d, ldx, k,
+                                         P, labels, train, opts, NULL, out);
 }
 
 culeace_status culeace__probe_fit_batch_shared(
-    culeace_ctx *ctx, const float *x, int64_t n, int64_t d, int64_t ldx,
+    culeace_ctx *ctx, const void *x, culeace_dtype xtype, int64_t n,
+    int64_t d, int64_t ldx,
     int64_t k, int64_t P, const int32_t *const *labels,
     const uint8_t *const *train, const culeace_probe_opts *opts,
     const culeace__probe_reduce *red, culeace_probe **out) {
@@ -314,6 +335,9 @@ culeace_status culeace__probe_fit_batch_shared(
   for (int64_t p = 0; p < P; p++) out[p] = NULL;
   /* checks of the arguments every process shares (the same outcome on
    * each, so no process waits in a sum another one skipped) */
+  if (xtype != CULEACE_F32 && xtype != CULEACE_F16 && xtype != CULEACE_BF16)
+    return culeace__error(ctx, CULEACE_ERR_DTYPE, "probe: rows must be "
+                          "float32, float16 or bfloat16");
   if (d < 1 || n < (red ? 0 : 1) || ldx < d)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "probe: need n >= 1 rows and d >= 1 features with "
@@ -337,16 +361,20 @@ culeace_status culeace__probe_fit_batch_shared(
   int64_t m = k == 2 ? 1 : k; /* sigmoid for 2 classes, softmax above */
   culeace__probe_problem *prs = calloc((size_t)P, sizeof *prs);
   double *cw = calloc((size_t)(P * k), sizeof *cw);
-  /* one float32 copy of x centred on its column means: raw logits W x + b
-   * of uncentred activations cancel large terms and leave float32 noise
-   * that stalls the line search near the optimum */
-  float *xc = culeace__alloc(ctx, (size_t)(n ? n : 1) * (size_t)d, 4,
-                             "centred rows");
+  /* the rows centred on their column means: raw logits W x + b of
+   * uncentred activations cancel large terms and leave float32 noise that
+   * stalls the line search near the optimum. float32 rows: one centred
+   * copy; 2-byte rows: centred as they are read, on a float32 shift */
+  int half = xtype != CULEACE_F32;
+  float *xc = half ? NULL
+                   : culeace__alloc(ctx, (size_t)(n ? n : 1) * (size_t)d, 4,
+                                    "centred rows");
   double *shift = culeace__alloc(ctx, (size_t)d + 1, 8, "column means");
+  float *sf = culeace__alloc(ctx, (size_t)d, 4, "column means");
   culeace_status st = CULEACE_OK;
-  if (!prs || !cw || !xc || !shift)
+  if (!prs || !cw || (!half && !xc) || !shift || !sf ||
+      column_sums(x, xtype, n, d, ldx, shift))
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
-  else column_sums(x, n, d, ldx, shift);
   if (culeace__probe_sum(red, shift, d + 1, st != CULEACE_OK)) {
     if (!st) st = culeace__probe_other_failed(ctx);
     goto cleanup;
@@ -356,8 +384,15 @@ culeace_status culeace__probe_fit_batch_shared(
                         "probe: no rows to fit on");
     goto cleanup;
   }
-  for (int64_t j = 0; j < d; j++) shift[j] /= shift[d];
-  centre_rows(x, n, d, ldx, shift, xc);
+  /* the centre rounded to float32 for every input type: then x - shift
+   * is the float32 difference whether a copy is made (float32 rows) or
+   * the rows are centred as they are read (2-byte rows), and the same
+   * activations give the same fit either way (the Python package passes
+   * float32 copies of what the CLI reads as float16) */
+  for (int64_t j = 0; j < d; j++) shift[j] = sf[j] = (float)(shift[j] / shift[d]);
+  if (!half) centre_rows(x, n, d, ldx, shift, xc);
+  culeace__probe_rows rows = {xc, half ? x : NULL, xtype, ldx, n, d, shift,
+                              sf};
   for (int64_t p = 0; p < P; p++) {
     prs[p].y = labels[p];
     prs[p].train = train[p];
@@ -368,17 +403,14 @@ culeace_status culeace__probe_fit_batch_shared(
       culeace__probe_sum(red, NULL, 0, 1);
       goto cleanup;
     }
-    st = culeace__probe_setup(ctx, xc, shift, n, d, k, p, opts, red, &prs[p],
-                              out[p]);
+    st = culeace__probe_setup(ctx, &rows, k, p, opts, red, &prs[p], out[p]);
     if (st) goto cleanup;
   }
   if (opts->kind == CULEACE_PROBE_LOGISTIC) {
-    st = culeace__probe_fit_logistic(ctx, xc, shift, n, d, k, P, prs, opts,
-                                     red, out);
+    st = culeace__probe_fit_logistic(ctx, &rows, k, P, prs, opts, red, out);
   } else {
     for (int64_t p = 0; p < P && !st; p++)
-      st = culeace__probe_fit_diffmeans(ctx, x, n, d, ldx, k, &prs[p], red,
-                                        out[p]);
+      st = culeace__probe_fit_diffmeans(ctx, &rows, k, &prs[p], red, out[p]);
   }
 cleanup:
   if (st)
@@ -390,5 +422,6 @@ cleanup:
   free(cw);
   free(xc);
   free(shift);
+  free(sf);
   return st;
 }

@@ -34,6 +34,25 @@ typedef struct {
   void *arg;
 } culeace__probe_reduce;
 
+/* The rows a fit reads, centred on shift (d), a float32 value (sf): either
+ * xc (n, d) float32 (x - shift, a copy made for float32 inputs), or, for
+ * float16/bfloat16 inputs, the rows themselves (raw, type t, stride ld
+ * elements), centred as they are read into the same float32 differences,
+ * at half the bytes per pass over the rows. */
+typedef struct {
+  const float *xc;     /* (n, d), or NULL: raw */
+  const void *raw;
+  culeace_dtype t;
+  int64_t ld;
+  int64_t n, d;
+  const double *shift; /* (d) */
+  const float *sf;     /* (d) shift as float32 (raw rows) */
+} culeace__probe_rows;
+
+/* Row i of r, centred, as float32: a pointer into xc, or buf (d) filled. */
+const float *culeace__probe_row(const culeace__probe_rows *r, int64_t i,
+                                float *buf);
+
 /* Training-row setup shared by the fitters: class counts, sample weights
  * and the standardisation of one problem. */
 typedef struct {
@@ -45,21 +64,22 @@ typedef struct {
 } culeace__probe_problem;
 
 /* Checks labels and fills class weights, n_train, S; computes the
- * standardisation (mean, scale) of the training rows into probe from xc,
- * the rows centred on shift (n, d contiguous). red: see above. */
-culeace_status culeace__probe_setup(culeace_ctx *ctx, const float *xc,
-                                    const double *shift, int64_t n, int64_t d,
+ * standardisation (mean, scale) of the training rows into probe from the
+ * centred rows. red: see above. */
+culeace_status culeace__probe_setup(culeace_ctx *ctx,
+                                    const culeace__probe_rows *rows,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     const culeace__probe_reduce *red,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe);
 
-/* culeace_probe_fit_batch over rows shared out among processes (red, see
- * above; NULL is culeace_probe_fit_batch itself). With red, this
- * process's n may be 0. */
+/* culeace_probe_fit_batch on rows x of type xtype (float32, float16 or
+ * bfloat16; stride ldx elements), shared out among processes (red, see
+ * above; NULL: all rows are here). With red, this process's n may be 0. */
 culeace_status culeace__probe_fit_batch_shared(
-    culeace_ctx *ctx, const float *x, int64_t n, int64_t d, int64_t ldx,
+    culeace_ctx *ctx, const void *x, culeace_dtype xtype, int64_t n,
+    int64_t d, int64_t ldx,
     int64_t k, int64_t P, const int32_t *const *labels,
     const uint8_t *const *train, const culeace_probe_opts *opts,
     const culeace__probe_reduce *red, culeace_probe **out);
@@ -72,11 +92,11 @@ int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,
  * another process failed. */
 culeace_status culeace__probe_other_failed(culeace_ctx *ctx);
 
-/* Batched L-BFGS for logistic probes (probe_logistic.c) on xc, the rows
- * centred on shift (n, d contiguous float32). */
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
-                                           const double *shift, int64_t n,
-                                           int64_t d, int64_t k, int64_t P,
+/* Batched L-BFGS for logistic probes (probe_logistic.c) on the centred
+ * rows. */
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
+                                           const culeace__probe_rows *rows,
+                                           int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
                                            const culeace__probe_reduce *red,
@@ -92,9 +112,10 @@ void culeace__binary_losses_scalar(const double *t, const double *s,
                                    const double *y, int64_t n, double *r,
                                    double *loss);
 
-/* Class-mean directions with a fitted temperature (probe_diffmeans.c). */
-culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
-                                            int64_t n, int64_t d, int64_t ldx,
+/* Class-mean directions with a fitted temperature (probe_diffmeans.c), on
+ * the centred rows. */
+culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx,
+                                            const culeace__probe_rows *rows,
                                             int64_t k,
                                             culeace__probe_problem *pr,
                                             const culeace__probe_reduce *red,

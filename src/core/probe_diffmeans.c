@@ -52,8 +52,8 @@ static int loss_in_a(const double *u, int64_t n, int64_t m,
   return 0;
 }
 
-culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
-                                            int64_t n, int64_t d, int64_t ldx,
+culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx,
+                                            const culeace__probe_rows *rows,
                                             int64_t k,
                                             culeace__probe_problem *pr,
                                             const culeace__probe_reduce *red,
@@ -62,24 +62,29 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "the diffmeans probe supports at most 64 classes "
                           "(got %lld)", (long long)k);
-  int64_t m = probe->info.n_outputs;
+  int64_t m = probe->info.n_outputs, n = rows->n, d = rows->d;
   /* mu (k, d) then cnt (k): one sum over the processes */
   double *mu = calloc((size_t)(k * d + k), 8), *cnt = mu ? mu + k * d : NULL;
   double *dir = calloc((size_t)(m * d), 8), *off = calloc((size_t)m, 8);
   double *u = malloc((size_t)(n ? n : 1) * (size_t)m * 8);
+  /* ctr (d): the standardisation's mean relative to the rows' centre */
+  double *ctr = malloc((size_t)d * 8);
+  float *buf = malloc((size_t)d * sizeof *buf);
   culeace_status st = CULEACE_OK;
-  int failed = !mu || !dir || !off || !u;
+  int failed = !mu || !dir || !off || !u || !ctr || !buf;
   if (failed)
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for a diffmeans probe");
-  const double *mean = probe->mean, *scale = probe->scale;
+  const double *scale = probe->scale;
+  for (int64_t j = 0; !failed && j < d; j++)
+    ctr[j] = probe->mean[j] - rows->shift[j];
   for (int64_t i = 0; !failed && i < n; i++) { /* class means in
                                                   standardised space */
     if (!pr->train[i]) continue;
     int32_t y = pr->y[i];
+    const float *x = culeace__probe_row(rows, i, buf);
     cnt[y] += 1;
-    for (int64_t j = 0; j < d; j++)
-      mu[y * d + j] += (x[i * ldx + j] - mean[j]) / scale[j];
+    for (int64_t j = 0; j < d; j++) mu[y * d + j] += (x[j] - ctr[j]) / scale[j];
   }
   if (culeace__probe_sum(red, mu, failed ? 0 : k * d + k, failed)) {
     if (!st) st = culeace__probe_other_failed(ctx);
@@ -99,13 +104,15 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
         off[c] -= 0.5 * mu[c * d + j] * mu[c * d + j];
       }
   }
-  for (int64_t i = 0; i < n; i++)
-    for (int64_t c = 0; c < m; c++) {
-      double s = off[c];
+  for (int64_t i = 0; i < n; i++) {
+    const float *x = culeace__probe_row(rows, i, buf);
+    for (int64_t o = 0; o < m; o++) {
+      double s = off[o];
       for (int64_t j = 0; j < d; j++)
-        s += dir[c * d + j] * (x[i * ldx + j] - mean[j]) / scale[j];
-      u[i * m + c] = s;
+        s += dir[o * d + j] * (x[j] - ctr[j]) / scale[j];
+      u[i * m + o] = s;
     }
+  }
   /* Newton on the temperature a (convex in a), safeguarded to a >= 0 */
   double a = 1e-3, f, g, hs;
   int it;
@@ -133,6 +140,8 @@ culeace_status culeace__probe_fit_diffmeans(culeace_ctx *ctx, const float *x,
 other_failed:
   st = culeace__probe_other_failed(ctx);
 cleanup:
+  free(ctr);
+  free(buf);
   free(mu);
   free(dir);
   free(off);

@@ -44,8 +44,9 @@ typedef struct {
 } block_kernels;
 
 typedef struct { /* batched evaluation workspace */
-  const float *xc; /* (n, d) x - shift, contiguous */
-  const double *shift; /* (d) column means of x */
+  const culeace__probe_rows *rows; /* the centred rows (probe.h) */
+  const double *shift; /* (d) their centre: rows->shift */
+  float *xb;       /* (threads, ROWS, d) a block of 2-byte rows, centred */
   int threads;
   float *W;        /* (M, d) raw-feature weights */
   double *b;       /* (M) raw-feature intercepts */
@@ -174,6 +175,23 @@ static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
                             const lbfgs_problem *lp, const int64_t *idx,
                             int64_t cnt, double *ls, double *bw);
 
+/* x[0..ROWS-1]: the rows i0 .. i0+nb-1 (past nb: the first again), centred:
+ * pointers into the centred copy, or 2-byte rows converted and centred
+ * into thread t's block buffer (L1-sized: the kernels then read them from
+ * there, and the pass streams half the bytes of a float32 copy). */
+static void block_rows(const eval_ws *w, int t, int64_t i0, int64_t nb,
+                       int64_t d, const float **x) {
+  const culeace__probe_rows *r = w->rows;
+  if (r->xc) {
+    for (int q = 0; q < ROWS; q++) x[q] = r->xc + (i0 + (q < nb ? q : 0)) * d;
+    return;
+  }
+  float *buf = w->xb + (size_t)t * ROWS * (size_t)d;
+  for (int q = 0; q < nb; q++)
+    x[q] = culeace__probe_row(r, i0 + q, buf + (size_t)q * (size_t)d);
+  for (int q = (int)nb; q < ROWS; q++) x[q] = x[0];
+}
+
 /* The pass over the rows for M stacked outputs: per-thread logits,
  * residuals, losses and gradient sums, rows in blocks of ROWS over the OpenMP
  * threads. */
@@ -199,7 +217,7 @@ static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
                                                blk++) {                        \
         int64_t i0 = blk * ROWS, nb = n - i0 < ROWS ? n - i0 : ROWS;           \
         const float *x[ROWS]; /* rows past the end repeat the first */         \
-        for (int q = 0; q < ROWS; q++) x[q] = w->xc + (i0 + (q < nb ? q : 0)) * d; \
+        block_rows(w, t, i0, nb, d, x);                                        \
         w->kern.dots(w->W, w->b, M, d, x, z);                                  \
         block_residuals(z, r, M, i0, nb, prs, lp, idx, cnt, ls, bw);           \
         w->kern.axpy(G, rs, r, M, d, x);                                       \
@@ -389,14 +407,15 @@ static void accept(lbfgs_problem *L, int h, double tol) {
   }
 }
 
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
-                                           const double *shift, int64_t n,
-                                           int64_t d, int64_t k, int64_t P,
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
+                                           const culeace__probe_rows *rows,
+                                           int64_t k, int64_t P,
                                            culeace__probe_problem *prs,
                                            const culeace_probe_opts *o,
                                            const culeace__probe_reduce *red,
                                            culeace_probe **probes) {
   int h = o->history;
+  int64_t n = rows->n, d = rows->d;
   int64_t m = k == 2 ? 1 : k, D = m * (d + 1), Mtot = m * P;
   culeace_status st = CULEACE_OK;
   lbfgs_problem *lp = calloc((size_t)P, sizeof *lp);
@@ -423,10 +442,14 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, const float *xc,
   w.rp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mtot, 8, "residuals");
   w.bp = culeace__alloc(ctx, (size_t)T * 3 * ROWS * (size_t)Mtot, 8,
                         "binary losses");
-  w.xc = xc;
-  w.shift = shift;
+  w.xb = rows->xc ? NULL
+                  : culeace__alloc(ctx, (size_t)T * ROWS * (size_t)d, 4,
+                                   "row blocks");
+  w.rows = rows;
+  w.shift = rows->shift;
   if (!lp || !all || !pend || !abuf || !w.W || !w.G ||
-      !w.Gp || !w.b || !w.rsp || !w.lsp || !w.zp || !w.rp || !w.bp) {
+      !w.Gp || !w.b || !w.rsp || !w.lsp || !w.zp || !w.rp || !w.bp ||
+      (!rows->xc && !w.xb)) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for %lld probes of %lld x %lld",
                         (long long)P, (long long)n, (long long)d);
@@ -555,5 +578,6 @@ cleanup:
   free(w.zp);
   free(w.rp);
   free(w.bp);
+  free(w.xb);
   return st;
 }

@@ -188,6 +188,49 @@ def test_metrics_match_sklearn(dumps):
 
 # ---- folds, control task, erasure, MDL -----------------------------------------
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_half_precision_rows_fit_as_their_float32_copy(tmp_path, make_dump,
+                                                       dtype):
+    """2-byte layers are probed from their own bytes, centred as they are
+    read; a float32 file holding the same values (exactly: they widen
+    without rounding) gives the same probes: same fold accuracies and
+    iterations, log-loss to 1e-12, saved coefficients equal."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "make_dump", Path(__file__).resolve().parents[2] / "data" /
+        "make_dump.py")
+    md = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(md)
+    half = make_dump(tmp_path / "half.h5", rows=1500, dim=48, layers=2,
+                     classes=3, rank=2, dtype=dtype, seed=9)
+    wide = tmp_path / "wide.h5"
+    with h5py.File(half, "r") as f, h5py.File(wide, "w") as g:
+        g["labels"] = f["labels"][...]
+        for name in f["hidden"]:
+            ds = f["hidden"][name]
+            if dtype == "bfloat16":  # read the raw bits, widen exactly
+                bits = np.empty(ds.shape, np.uint16)
+                ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, bits,
+                           mtype=md.bf16_h5type())
+                x = md.bf16_bits_to_f32(bits)
+            else:
+                x = ds[...].astype(np.float32)
+            g[f"hidden/{name}"] = x
+    args = ["--x", "/hidden", "--y", "/labels", "--control", "--erase"]
+    a = probe_json(half, *args, "--save", tmp_path / "a.h5")
+    b = probe_json(wide, *args, "--save", tmp_path / "b.h5")
+    for la, lb in zip(a["layers"], b["layers"]):
+        for key in ("accuracy", "control_accuracy", "erased_accuracy"):
+            assert la[key]["folds"] == lb[key]["folds"], (la["name"], key)
+        assert la["max_iterations"] == lb["max_iterations"]
+        assert np.allclose(la["log_loss"]["folds"], lb["log_loss"]["folds"],
+                           rtol=0, atol=1e-12)
+    with h5py.File(tmp_path / "a.h5") as f, h5py.File(tmp_path / "b.h5") as g:
+        for name in g["probes"]:
+            assert np.array_equal(f["probes"][name]["coef"][...],
+                                  g["probes"][name]["coef"][...]), name
+
+
 def test_folds_never_split_groups(dumps):
     path = dumps["groups"]
     js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
