@@ -108,9 +108,23 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
  * libm's, one row at a time (tests compare the two). */
 void culeace__binary_losses(const double *t, const double *s, const double *y,
                             int64_t n, double *r, double *loss);
+/* The implementation culeace__binary_losses uses on this CPU (picked once
+ * by a fit, before its threads start). */
+typedef void (*culeace__losses_fn)(const double *t, const double *s,
+                                   const double *y, int64_t n, double *r,
+                                   double *loss);
+culeace__losses_fn culeace__binary_losses_pick(void);
 void culeace__binary_losses_scalar(const double *t, const double *s,
                                    const double *y, int64_t n, double *r,
                                    double *loss);
+
+/* AVX-512 kernels of a block of 8 centred rows x with float32 sums, in
+ * register tiles (probe_tiles.c; x86-64 only): z (8, M) = x W^T + b, and
+ * G (M, d) += r^T x with rs (M) += column sums of r (r, z: (8, M)). */
+void culeace__dots8_tiled_f32(const float *W, const double *b, int64_t M,
+                              int64_t d, const float *const *x, double *z);
+void culeace__axpy8_tiled_f32(void *G, double *rs, const double *r,
+                              int64_t M, int64_t d, const float *const *x);
 
 /* Class-mean directions with a fitted temperature (probe_diffmeans.c), on
  * the centred rows. */

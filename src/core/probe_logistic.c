@@ -41,6 +41,7 @@ typedef void (*axpy_fn)(void *, double *, const double *, int64_t, int64_t,
 typedef struct {
   dots_fn dots;
   axpy_fn axpy;
+  culeace__losses_fn losses; /* binary rows (probe_loss.c) */
 } block_kernels;
 
 typedef struct { /* batched evaluation workspace */
@@ -149,19 +150,20 @@ DEFINE_BLOCK_KERNELS(f64, double, )
 #define CULEACE_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 DEFINE_BLOCK_KERNELS(f32_avx2, float, CULEACE_AVX2)
 DEFINE_BLOCK_KERNELS(f64_avx2, double, CULEACE_AVX2)
-DEFINE_BLOCK_KERNELS(f32_avx512, float, CULEACE_AVX512)
 DEFINE_BLOCK_KERNELS(f64_avx512, double, CULEACE_AVX512)
 #endif
 
 /* The kernels for the CPU at hand, by its instruction-set features (not its
  * model name, which virtual machines hide). */
 static block_kernels pick_kernels(int f64) {
-  block_kernels k = {f64 ? dots8_f64 : dots8_f32, f64 ? axpy8_f64 : axpy8_f32};
+  block_kernels k = {f64 ? dots8_f64 : dots8_f32, f64 ? axpy8_f64 : axpy8_f32,
+                     culeace__binary_losses_pick()};
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
-    k.dots = f64 ? dots8_f64_avx512 : dots8_f32_avx512;
-    k.axpy = f64 ? axpy8_f64_avx512 : axpy8_f32_avx512;
+    /* float32 sums in register tiles (probe_tiles.c) */
+    k.dots = f64 ? dots8_f64_avx512 : culeace__dots8_tiled_f32;
+    k.axpy = f64 ? axpy8_f64_avx512 : culeace__axpy8_tiled_f32;
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     k.dots = f64 ? dots8_f64_avx2 : dots8_f32_avx2;
     k.axpy = f64 ? axpy8_f64_avx2 : axpy8_f32_avx2;
@@ -173,7 +175,8 @@ static block_kernels pick_kernels(int f64) {
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
                             int64_t nb, const culeace__probe_problem *prs,
                             const lbfgs_problem *lp, const int64_t *idx,
-                            int64_t cnt, double *ls, double *bw);
+                            int64_t cnt, double *ls, double *bw,
+                            culeace__losses_fn losses);
 
 /* x[0..ROWS-1]: the rows i0 .. i0+nb-1 (past nb: the first again), centred:
  * pointers into the centred copy, or 2-byte rows converted and centred
@@ -219,7 +222,8 @@ static void block_rows(const eval_ws *w, int t, int64_t i0, int64_t nb,
         const float *x[ROWS]; /* rows past the end repeat the first */         \
         block_rows(w, t, i0, nb, d, x);                                        \
         w->kern.dots(w->W, w->b, M, d, x, z);                                  \
-        block_residuals(z, r, M, i0, nb, prs, lp, idx, cnt, ls, bw);           \
+        block_residuals(z, r, M, i0, nb, prs, lp, idx, cnt, ls, bw,            \
+                        w->kern.losses);                                       \
         w->kern.axpy(G, rs, r, M, d, x);                                       \
       }                                                                        \
     }                                                                          \
@@ -228,11 +232,13 @@ static void block_rows(const eval_ws *w, int t, int64_t i0, int64_t nb,
 /* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a block from
  * their logits z (ROWS, M); rows past nb or outside a problem's training set
  * get zero residuals. Binary problems (one output each) go through
- * culeace__binary_losses all at once, with bw (3, ROWS, M) as scratch. */
+ * losses (culeace__binary_losses) all at once, with bw (3, ROWS, M) as
+ * scratch. */
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
                             int64_t nb, const culeace__probe_problem *prs,
                             const lbfgs_problem *lp, const int64_t *idx,
-                            int64_t cnt, double *ls, double *bw) {
+                            int64_t cnt, double *ls, double *bw,
+                            culeace__losses_fn losses) {
   if (lp[idx[0]].m == 1) { /* every problem of a batch has the same m */
     double *s = bw, *y = bw + ROWS * M, *loss = bw + 2 * ROWS * M;
     for (int64_t bi = 0; bi < ROWS; bi++)
@@ -244,7 +250,7 @@ static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
         s[e] = train ? pr->class_w[yi] : 0.0;
         y[e] = yi == 1;
       }
-    culeace__binary_losses(z, s, y, ROWS * M, r, loss);
+    losses(z, s, y, ROWS * M, r, loss);
     for (int64_t bi = 0; bi < nb; bi++)
       for (int64_t q = 0; q < cnt; q++) ls[q] += loss[bi * M + q];
     return;

@@ -82,10 +82,7 @@ AVX512 static void losses_avx512(const double *t, const double *s,
 }
 #endif
 
-typedef void (*losses_fn)(const double *, const double *, const double *,
-                          int64_t, double *, double *);
-
-static losses_fn pick(void) {
+static culeace__losses_fn pick(void) {
 #if defined(__x86_64__) && defined(__GNUC__)
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f")) return losses_avx512;
@@ -93,11 +90,11 @@ static losses_fn pick(void) {
   return losses_scalar;
 }
 
+culeace__losses_fn culeace__binary_losses_pick(void) { return pick(); }
+
 void culeace__binary_losses(const double *t, const double *s, const double *y,
                             int64_t n, double *r, double *loss) {
-  static losses_fn fn;
-  if (!fn) fn = pick(); /* the same value from every thread */
-  fn(t, s, y, n, r, loss);
+  pick()(t, s, y, n, r, loss);
 }
 
 void culeace__binary_losses_scalar(const double *t, const double *s,

@@ -1,8 +1,9 @@
 /* test_internals.c — white-box tests of pieces the public API cannot reach
  * on ordinary data: the float16/bfloat16 conversions (bulk paths, including
  * the F16C ones, against the scalar reference and the compiler's _Float16),
- * the covariance-trace constraint's mixing branch, and the binary probes'
- * vectorised loss and residual against libm and a long double reference. */
+ * the covariance-trace constraint's mixing branch, the binary probes'
+ * vectorised loss and residual against libm and a long double reference,
+ * and the probes' AVX-512 register-tiled block kernels against float64. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,65 @@ static void test_trace_mixture(culeace_ctx *ctx) {
   culeace_eraser_free(e);
 }
 
+/* culeace__dots8_tiled_f32 / culeace__axpy8_tiled_f32 for every output
+ * count 1..13 (full tiles of 5 and the remainders) and widths that leave
+ * masked tails, against float64 sums; rows whose residuals are all zero
+ * add nothing. */
+static void test_tiled_kernels(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512f")) {
+    printf("test_internals: tiled probe kernels skipped (no AVX-512)\n");
+    return;
+  }
+  tu_rng g;
+  tu_seed(&g, 21);
+  double worst_z = 0, worst_g = 0, worst_s = 0;
+  for (int M = 1; M <= 13; M++)
+    for (int d = 1; d <= 83; d += 41) {
+      float *x = malloc((size_t)(8 * d) * 4), *W = malloc((size_t)(M * d) * 4);
+      float *G = calloc((size_t)(M * d), 4);
+      double *b = malloc((size_t)M * 8), *z = malloc((size_t)(8 * M) * 8);
+      double *r = malloc((size_t)(8 * M) * 8), *rs = calloc((size_t)M, 8);
+      for (int i = 0; i < 8 * d; i++) x[i] = (float)tu_normal(&g);
+      for (int i = 0; i < M * d; i++) W[i] = (float)tu_normal(&g);
+      for (int i = 0; i < M; i++) b[i] = tu_normal(&g);
+      for (int i = 0; i < 8 * M; i++) /* rows 0..3 never train: zeros */
+        r[i] = i < 4 * M ? 0.0 : tu_normal(&g);
+      const float *xp[8];
+      for (int q = 0; q < 8; q++) xp[q] = x + q * d;
+      culeace__dots8_tiled_f32(W, b, M, d, xp, z);
+      culeace__axpy8_tiled_f32(G, rs, r, M, d, xp);
+      for (int q = 0; q < 8; q++)
+        for (int c = 0; c < M; c++) {
+          double ref = b[c], mag = fabs(b[c]);
+          for (int j = 0; j < d; j++) {
+            ref += (double)x[q * d + j] * W[c * d + j];
+            mag += fabs((double)x[q * d + j] * W[c * d + j]);
+          }
+          worst_z = fmax(worst_z, fabs(z[q * M + c] - ref) / mag);
+        }
+      for (int c = 0; c < M; c++) {
+        double sr = 0;
+        for (int q = 0; q < 8; q++) sr += r[q * M + c];
+        worst_s = fmax(worst_s, fabs(rs[c] - sr));
+        for (int j = 0; j < d; j++) {
+          double ref = 0, mag = 1e-300;
+          for (int q = 0; q < 8; q++) {
+            ref += r[q * M + c] * x[q * d + j];
+            mag += fabs(r[q * M + c] * x[q * d + j]);
+          }
+          worst_g = fmax(worst_g, fabs(G[c * d + j] - ref) / mag);
+        }
+      }
+      free(x), free(W), free(G), free(b), free(z), free(r), free(rs);
+    }
+  CHECK(worst_z < 1e-6, "tiled logits: relative error %.2e", worst_z);
+  CHECK(worst_g < 1e-6, "tiled gradient sums: relative error %.2e", worst_g);
+  CHECK(worst_s < 1e-12, "tiled residual sums: error %.2e", worst_s);
+#endif
+}
+
 int main(void) {
   culeace_ctx *ctx = NULL;
   culeace_ctx_opts o;
@@ -187,6 +247,7 @@ int main(void) {
   test_f16();
   test_trace_mixture(ctx);
   test_binary_losses();
+  test_tiled_kernels();
   culeace_ctx_free(ctx);
   return tu_finish("test_internals");
 }
