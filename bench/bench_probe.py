@@ -159,6 +159,22 @@ def stream_bandwidth(n, d, repeats):
     return out
 
 
+def floor_of(rows, dim, dtype, iters, rd, bw):
+    """The floor: the larger of the file's raw read and the passes over
+    the rows L-BFGS needs (iterations + 1 per layer), each pass reading one
+    layer's rows as culeace's pass does: float16/bfloat16 layers in their
+    own 2 bytes (centred as each block is read), others as float32."""
+    pass_bytes = rows * dim * (2 if dtype in ("float16", "bfloat16") else 4)
+    passes = sum(i + 1 for i in iters)
+    best_bw = max(bw[k]["gb_s"] for k in ("max1", "maxT", "copyT"))
+    bw["best_gb_s"] = best_bw
+    passes_s = passes * pass_bytes / (best_bw * 1e9)
+    return {"read": rd, "bandwidth": bw, "layer_pass_bytes": pass_bytes,
+            "pass_dtype": "float32" if pass_bytes == rows * dim * 4 else dtype,
+            "passes": passes, "passes_s": passes_s,
+            "floor_s": max(rd["h5py_raw"]["median"], passes_s)}
+
+
 def val(x):
     """A metric of culeace's JSON: its mean when it is {mean, std, folds}."""
     if isinstance(x, dict):
@@ -204,7 +220,7 @@ def render(res):
             f"{ce['wall'] / fl['floor_s']:.1f} | {ce['rss_mib']:.0f} | "
             f"{ce['cores']:.2f} | {ce['iterations_sum']} |")
     lines.append(
-        f"| floor: max(read, passes x layer float32 / bandwidth) | "
+        f"| floor: max(read, passes x layer bytes / bandwidth) | "
         f"{fl['floor_s']:.3f} | | {fl['floor_s'] / L:.3f} | | 1.0 | | | |")
     lines.append("")
     lines.append(
@@ -267,10 +283,11 @@ def render(res):
     lines.append(
         f"- Floor: passes = sum over layers of (culeace's iterations + 1) = "
         f"{fl['passes']} (each L-BFGS iteration evaluates the loss and "
-        f"gradient of all folds at least once, one read of the layer's "
-        f"float32 rows; line-search retries and the standardisation pass are "
-        f"not counted), x {fl['layer_f32_bytes'] / 2**20:.1f} MiB "
-        f"({p['rows']} x {p['dim']} float32) / {bw['best_gb_s']:.1f} GB/s "
+        f"gradient of all folds at least once, one read of the layer's rows "
+        f"in the type the pass reads; line-search retries and the "
+        f"standardisation pass are not counted), x "
+        f"{fl['layer_pass_bytes'] / 2**20:.1f} MiB ({p['rows']} x "
+        f"{p['dim']} {fl['pass_dtype']}) / {bw['best_gb_s']:.1f} GB/s "
         f"(the best of, on an array that size: numpy max, 1 thread, "
         f"{bw['max1']['gb_s']:.1f} GB/s; max over {bw['threads']} slices "
         f"in {bw['threads']} threads {bw['maxT']['gb_s']:.1f} GB/s; copy in "
@@ -278,7 +295,7 @@ def render(res):
         f"read + write"
         f") = {fl['passes_s']:.3f} s. The floor is the larger of read and "
         f"passes (reading the next layer can overlap iterating on this one); "
-        f"it leaves out process start, the float16 conversion, the flops, "
+        f"it leaves out process start, the conversion to float32, the flops, "
         f"and the metrics.")
     lines += benchlib.context_lines(la, m, f"scikit-learn {m['scikit_learn']}, scipy {m['scipy']}, threadpoolctl {m['threadpoolctl']}")
     lines.append(f"- Command: `{res['command']}`")
@@ -330,11 +347,27 @@ def main():
                     help="wait until other processes use fewer cores than this")
     ap.add_argument("--max-wait", type=float, default=300,
                     help="seconds to wait for an idle machine before timing anyway")
+    ap.add_argument("--report-only", metavar="JSON",
+                    help="redo the report (floor included) from a saved "
+                    "bench_probe.json, timing nothing")
     ap.add_argument("--peer-worker", nargs=8, help=argparse.SUPPRESS,
                     metavar=("FILE", "X", "Y", "NAMES", "FOLDS", "C", "TOL",
                              "MAXITER"))
     args = ap.parse_args()
     benchlib.use_build(args.build)
+    if args.report_only:
+        import json
+        with open(args.report_only) as f:
+            res = json.load(f)
+        p, fl = res["params"], res["floor"]
+        iters = [int(x.get("max_iterations") or 0)
+                 for x in res["culeace_json_first"]["layers"]]
+        res["floor"] = floor_of(p["rows"], p["dim"], p["dtype"], iters,
+                                fl["read"], fl["bandwidth"])
+        benchlib.save_report(args.out, "bench_probe", res, render(res),
+                             None if args.no_doc else args.doc, BEGIN, END,
+                             PROG)
+        return
 
     if args.peer_worker:
         path, xp, yp, names, folds, C, tol, mi = args.peer_worker
@@ -490,16 +523,8 @@ def main():
                                           lambda x: x["accuracy"]["folds"]),
         "sklearn_repeats_identical": same(pe_json, lambda x: x["accuracy"])}
 
-    # ---- floor
-    layer_f32 = args.rows * args.dim * 4
     iters = [int(x.get("max_iterations") or 0) for x in j0["layers"]]
-    passes = sum(i + 1 for i in iters)
-    best_bw = max(bw[k]["gb_s"] for k in ("max1", "maxT", "copyT"))
-    bw["best_gb_s"] = best_bw
-    passes_s = passes * layer_f32 / (best_bw * 1e9)
-    floor = {"read": rd, "bandwidth": bw, "layer_f32_bytes": layer_f32,
-             "passes": passes, "passes_s": passes_s,
-             "floor_s": max(rd["h5py_raw"]["median"], passes_s)}
+    floor = floor_of(args.rows, args.dim, args.dtype, iters, rd, bw)
 
     times = {"culeace": {k: summary(v) for k, v in cu.items()},
              "sklearn": {k: summary(pe[k]) for k in
