@@ -2,7 +2,8 @@
 # test.sh — the whole test suite: installs dependencies, builds, runs the C tests
 # (ctest) and the Python tests (pytest), then both again against an
 # ASan+UBSan build (scripts/test-sanitize.sh), then replays the fuzzers'
-# committed corpora (scripts/fuzz.sh). Exits non-zero if anything fails.
+# committed corpora and mutates two of them for 30 s each (scripts/fuzz.sh
+# --ci). Exits non-zero if anything fails.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$here/scripts/install-deps.sh"
@@ -10,4 +11,4 @@ bash "$here/scripts/build.sh"
 (cd "$here/build" && ctest --output-on-failure -j2)
 CULEACE_BIN="$here/build/culeace" python3 -m pytest -q "$here/tests/py"
 bash "$here/scripts/test-sanitize.sh"
-bash "$here/scripts/fuzz.sh"
+bash "$here/scripts/fuzz.sh" --ci

@@ -399,6 +399,17 @@ int cmd_probe(int argc, char **argv) {
     culeace__probe_file_free(J.save); /* removes the temporary file */
     J.save = NULL;
   }
+  const char *texts[2] = {s.csv, s.plot}; /* the same for --csv, --plot */
+  for (int i = 0; root && i < 2; i++) {
+    char *tmp = NULL;
+    FILE *fp = texts[i] ? probe_open_tmp(&c, texts[i], &tmp) : NULL;
+    if (fp) {
+      fclose(fp);
+      remove(tmp);
+    }
+    free(tmp);
+    if (texts[i] && !fp) goto done;
+  }
   int64_t used = 0;
   for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
   /* one layer at a time: its rows as float32, standardised copy, and the
