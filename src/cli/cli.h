@@ -138,6 +138,11 @@ int64_t cli_parse_size(const char *s);
 double cli_physical_memory(void);
 double cli_memory_limit(const cli_common *c);
 int cli_check_memory(const cli_common *c, double need, const char *what);
+/* The same for a command that streams blocks of a's rows while holding
+ * `held` bytes throughout: a block of one example must fit the quarter of
+ * the budget blocks get, and held the half the rest gets. */
+int cli_check_block_memory(const cli_common *c, const culeace_act *a,
+                           double held, const char *what);
 /* How many d x d float64 matrices fitting one layer's eraser holds at its
  * peak: 8 for leace/orth/oracle (running and block co-moments, then the
  * whitening); quadratic with k classes: 3 k + 9 (per-class co-moments,

@@ -294,6 +294,13 @@ int cmd_score(int argc, char **argv) {
     m = 0;
     goto done;
   }
+  { /* -o holds a layer's probabilities and row ids until it is written */
+    int64_t N = culeace__act_examples(act) * culeace__act_tokens(act), kmax = 0;
+    for (int64_t i = 0; i < m; i++) kmax = items[i].k > kmax ? items[i].k : kmax;
+    double held = csv_path ? 0 : (double)N * (double)(kmax + 1) * 8.0;
+    if (cli_check_block_memory(&c, act, held, "scoring the selected layers"))
+      goto done;
+  }
   if (csv_path) {
     for (int64_t i = 1; i < m; i++)
       if (items[i].k != items[0].k ||

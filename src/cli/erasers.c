@@ -96,6 +96,9 @@ int64_t cli_load_erasers(const cli_common *c, culeace_ctx *ctx,
     cli_error(c, "no eraser of %s matches the selected layers", erasers);
     goto fail;
   }
+  if (cli_check_block_memory(c, act, 0, "streaming rows of " /* erasers: above */
+                             "the selected layers"))
+    goto fail;
   free(sel);
   culeace_eraser_file_free(ef);
   *out = items;

@@ -65,14 +65,32 @@ int cli_check_memory(const cli_common *c, double need, const char *what) {
                    human(cli_physical_memory(), b, sizeof b));
 }
 
+/* Bytes one example's rows take in a block: held about three times over
+ * (as read, compacted, and the backend's centred float64 copy). */
+static double bytes_per_example(const culeace_act *a) {
+  int64_t t = culeace__act_tokens(a);
+  return (double)(t > 0 ? t : 1) * (double)culeace__act_width(a) *
+         (2.0 * (double)culeace_dtype_size(culeace__act_dtype(a)) + 8);
+}
+
+int cli_check_block_memory(const cli_common *c, const culeace_act *a,
+                           double held, const char *what) {
+  char line[400];
+  snprintf(line, sizeof line, "%s: a block of one example (%lld rows x "
+           "%lld, held about three times over) in a quarter of the budget",
+           what, (long long)culeace__act_tokens(a),
+           (long long)culeace__act_width(a));
+  if (cli_check_memory(c, 4 * bytes_per_example(a), line)) return 1;
+  snprintf(line, sizeof line, "%s: what it holds throughout in half of "
+           "the budget (the rest is for blocks)", what);
+  return cli_check_memory(c, 2 * held, line);
+}
+
 int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a) {
   int64_t t = culeace__act_tokens(a);
   int64_t e = c->block_rows / (t > 0 ? t : 1);
-  /* A block is held about three times over (as read, compacted, and the
-   * backend's centred float64 copy): keep that under a quarter of the
-   * limit. */
-  double per_ex = (double)(t > 0 ? t : 1) * (double)culeace__act_width(a) *
-                  (2.0 * (double)culeace_dtype_size(culeace__act_dtype(a)) + 8);
+  /* keep a block under a quarter of the limit */
+  double per_ex = bytes_per_example(a);
   double cap = cli_memory_limit(c) / 4 / (per_ex > 0 ? per_ex : 1);
   if ((double)e > cap) e = (int64_t)cap;
   return e < 1 ? 1 : e;

@@ -176,6 +176,28 @@ def make(d, culeace):
                   ["probe", good, "--x", "/hidden", "--y", "/labels",
                    "--max-memory", "1M"],
                   ["4000 rows x 64 features", "--max-memory 1.0 MiB"], None))
+    # apply streams blocks of whole examples: one example of 64 token rows
+    # must fit the quarter of the budget blocks get (the erasers are tiny)
+    rng = np.random.default_rng(7)
+    dump(p("tokens.h5"), rng.standard_normal((30, 64, 8)).astype("f2"),
+         two_classes(30))
+    subprocess.run([culeace, "fit", p("tokens.h5"), "--x", "/hidden",
+                    "--tokens", "--z", "/labels", "-o", p("tokens-erasers.h5"),
+                    "--quiet"], check=True, stdout=subprocess.DEVNULL)
+    cases.append(("job larger than --max-memory (apply)",
+                  ["apply", p("tokens-erasers.h5"), p("tokens.h5"), "--x",
+                   "/hidden", "--tokens", "-o", out, "--max-memory", "16K"],
+                  ["a block of one example (64 rows x 8",
+                   "--max-memory 16 KiB", "nothing was started"], None))
+    # score -o holds a layer's probabilities and row ids until it writes them
+    subprocess.run([culeace, "probe", good, "--x", "/hidden", "--y", "/labels",
+                    "--save", p("good-probes.h5"), "--quiet"], check=True,
+                   stdout=subprocess.DEVNULL)
+    cases.append(("job larger than --max-memory (score)",
+                  ["score", p("good-probes.h5"), good, "--x", "/hidden", "-o",
+                   out, "--max-memory", "100K"],
+                  ["scoring the selected layers", "holds throughout",
+                   "--max-memory 100 KiB", "nothing was started"], None))
     cases.append(("malformed --max-memory",
                   fit(good, "--max-memory", "lots"),
                   ["--max-memory", "'lots'"], None))

@@ -55,6 +55,8 @@ def case_names():
         "metadata that crashes libhdf5 (fit)",
         "job larger than --max-memory (fit)",
         "job larger than --max-memory (probe)",
+        "job larger than --max-memory (apply)",
+        "job larger than --max-memory (score)",
         "malformed --max-memory",
         "output path equal to the input",
         "disk full while fitting (file-size limit)",
