@@ -1,5 +1,5 @@
 /* probe_run.c — one layer of `culeace probe`: reads the layer's kept rows
- * into memory as float32, fits every probe of the layer in one batched call
+ * into memory (float32, or float16/bfloat16 as stored), fits every probe of the layer in one batched call
  * (the folds, their control-task twins, the MDL prefixes and the final probe
  * on all rows), evaluates them on their held-out rows, and with --erase fits
  * LEACE on each fold's training rows and re-probes the erased rows. Under
@@ -151,11 +151,11 @@ static int mdl_positions(const probe_job *J, const probe_rows *R,
   return 0;
 }
 
-/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)) of x (this
- * process's rows, type xt): gathers this
- * process's, predicts, and under --split rows gathers every rank's
- * predictions on rank 0. *cnt: the rows of mask; on rank 0 (or in a plain
- * run) w->proba/ysel hold their predictions and labels, in row order. */
+/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)): gathers
+ * this process's of them from x (its rows, type xt), predicts, and under
+ * --split rows gathers every rank's predictions on rank 0. *cnt: the rows
+ * of mask; on rank 0 (or in a plain run) w->proba/ysel hold their
+ * predictions and labels, in row order. */
 static int evaluate(probe_job *J, layer_ws *w, const void *x, culeace_dtype xt,
                     const culeace_probe *p, const uint8_t *mask,
                     const int32_t *y, int64_t *cnt) {
