@@ -226,6 +226,60 @@ static int choose_split(const cli_common *c, probe_settings *s, int64_t m,
   return s->split == PROBE_SPLIT_ROWS;
 }
 
+/* Whether the layers are slices of one dataset (a stacked layout), whose
+ * chunks may hold every layer's values of a row block. */
+static int layers_share_a_dataset(culeace_act *act, const int64_t *layers,
+                                  int64_t m) {
+  for (int64_t i = 1; i < m; i++)
+    if (strcmp(culeace__act_dataset_path(act, layers[i]),
+               culeace__act_dataset_path(act, layers[0])))
+      return 0;
+  return m > 1;
+}
+
+/* The plain run's layers, one after another. From a stacked dataset they
+ * are read ahead in groups (as many as half of --max-memory holds), each
+ * group in one pass over the file: read layer by layer, every chunk that
+ * holds all layers would be read and decompressed once per layer. */
+static int probe_run_all(const cli_common *c, probe_job *J,
+                         const int64_t *layers, int64_t m,
+                         probe_layer_result *res, int64_t used) {
+  culeace_dtype dt = culeace__act_dtype(J->act);
+  double es = dt == CULEACE_F16 || dt == CULEACE_BF16 ? 2 : 4;
+  double per_layer = (double)used * (double)culeace__act_width(J->act) * es;
+  int64_t g = 1;
+  if (layers_share_a_dataset(J->act, layers, m)) {
+    double fit = cli_memory_limit(c) / 2 / (per_layer > 0 ? per_layer : 1);
+    g = fit >= (double)m ? m : fit < 1 ? 1 : (int64_t)fit;
+  }
+  layer_rows *ready = g > 1 ? calloc((size_t)g, sizeof *ready) : NULL;
+  int64_t *dropped = g > 1 ? calloc((size_t)g, sizeof *dropped) : NULL;
+  if (g > 1 && (!ready || !dropped)) g = 1; /* read layer by layer */
+  int rc = 0;
+  for (int64_t i = 0; i < m && !rc; i += g) {
+    int64_t cnt = m - i < g ? m - i : g;
+    if (g > 1) {
+      if (layer_rows_read_many(c, J->ctx, J->act, J->s->file, layers + i, cnt,
+                               J->lab, J->N, 1, ready, dropped)) {
+        rc = 1;
+        break;
+      }
+      J->ready = ready;
+      J->ready_layers = layers + i;
+      J->ready_dropped = dropped;
+      J->n_ready = cnt;
+    }
+    for (int64_t j = 0; j < cnt && !rc; j++)
+      rc = probe_run_layer(J, layers[i + j], &res[i + j]);
+    for (int64_t j = 0; g > 1 && j < cnt; j++) layer_rows_free(&ready[j]);
+  }
+  J->ready = NULL;
+  J->n_ready = 0;
+  free(ready);
+  free(dropped);
+  return rc;
+}
+
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return x < y ? -1 : x > y;
@@ -442,9 +496,8 @@ int cmd_probe(int argc, char **argv) {
     if (J.split ? probe_mpi_run_rows(P, &J, layers, m, res)
                 : probe_mpi_run_layers(P, &J, layers, m, res))
       goto done;
-  } else {
-    for (int64_t i = 0; i < m; i++)
-      if (probe_run_layer(&J, layers[i], &res[i])) goto done;
+  } else if (probe_run_all(&c, &J, layers, m, res, used)) {
+    goto done;
   }
   cli_progress_end(&prog);
   if (!root) { /* rank 0 reports and writes */

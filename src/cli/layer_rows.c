@@ -32,19 +32,16 @@ void layer_rows_f32(const layer_rows *L, int64_t d, int64_t i, int64_t cnt,
                   out);
 }
 
-int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
-                          culeace_act *act, const char *file, int64_t l,
-                          const culeace_labels *lab, int64_t N, int64_t ex0,
-                          int64_t ex1, int keep_half, layer_rows *L,
-                          int64_t *dropped) {
+/* Sizes and allocates L for the labelled rows of examples [ex0, ex1). */
+static int rows_alloc(const cli_common *c, culeace_act *act, int64_t l,
+                      const culeace_labels *lab, int64_t N, int64_t ex0,
+                      int64_t ex1, int keep_half, layer_rows *L) {
   int64_t d = culeace__act_width(act), t = culeace__act_tokens(act);
   culeace_dtype dt = culeace__act_dtype(act);
   memset(L, 0, sizeof *L);
   L->xt = keep_half && (dt == CULEACE_F16 || dt == CULEACE_BF16) ? dt
                                                                   : CULEACE_F32;
   size_t es = culeace_dtype_size(L->xt);
-  *dropped = 0;
-  L->cap = 0;
   int64_t r1 = ex1 * t < N ? ex1 * t : N;
   for (int64_t i = ex0 * t; i < r1; i++) L->cap += lab->classes[i] >= 0;
   size_t bytes;
@@ -63,6 +60,44 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
                      culeace__act_layer_name(act, l),
                      culeace_dtype_name(L->xt), (double)bytes / 1073741824.0);
   }
+  return 0;
+}
+
+/* Appends the current block of rs (its labelled, kept rows) to L. 0, or 1
+ * (printed: a non-finite row without --drop-nonfinite). */
+static int rows_absorb(const cli_common *c, culeace_act *act, cli_rows *rs,
+                       layer_rows *L) {
+  int64_t d = culeace__act_width(act);
+  culeace_dtype dt = culeace__act_dtype(act);
+  size_t es = culeace_dtype_size(L->xt);
+  if (rs->n_rows == 0) return 0;
+  if (!c->drop_nonfinite &&
+      culeace__first_nonfinite(rs->rows, dt, rs->n_rows, d, d, NULL) >= 0)
+    return cli_rows_nonfinite_error(rs);
+  for (int64_t i = 0; i < rs->n_rows; i++) {
+    if (rs->classes[i] < 0) continue; /* not a used row */
+    if (L->n >= L->cap)
+      return cli_error(c, "internal error: more kept rows than labelled "
+                       "rows");
+    const char *src = (const char *)rs->rows +
+                      (size_t)i * (size_t)d * culeace_dtype_size(dt);
+    char *dst = (char *)L->x + (size_t)L->n * (size_t)d * es;
+    if (L->xt == dt) memcpy(dst, src, (size_t)d * es);
+    else culeace__to_f32(src, dt, d, (float *)dst);
+    L->row[L->n] = rs->row_ids[i];
+    L->y[L->n] = rs->classes[i];
+    L->n++;
+  }
+  return 0;
+}
+
+int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
+                          culeace_act *act, const char *file, int64_t l,
+                          const culeace_labels *lab, int64_t N, int64_t ex0,
+                          int64_t ex1, int keep_half, layer_rows *L,
+                          int64_t *dropped) {
+  *dropped = 0;
+  if (rows_alloc(c, act, l, lab, N, ex0, ex1, keep_half, L)) return 1;
   cli_rows rs;
   if (cli_rows_open(&rs, c, ctx, act, file, l, lab)) {
     layer_rows_free(L);
@@ -74,32 +109,11 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
     return 1;
   }
   int more;
-  while ((more = cli_rows_next(&rs)) == 1) {
-    if (rs.n_rows == 0) continue;
-    if (!c->drop_nonfinite &&
-        culeace__first_nonfinite(rs.rows, dt, rs.n_rows, d, d, NULL) >= 0) {
-      cli_rows_nonfinite_error(&rs);
+  while ((more = cli_rows_next(&rs)) == 1)
+    if (rows_absorb(c, act, &rs, L)) {
       more = -1;
       break;
     }
-    for (int64_t i = 0; i < rs.n_rows; i++) {
-      if (rs.classes[i] < 0) continue; /* not a used row */
-      if (L->n >= L->cap) {
-        more = -1;
-        cli_error(c, "internal error: more kept rows than labelled rows");
-        break;
-      }
-      const char *src = (const char *)rs.rows +
-                        (size_t)i * (size_t)d * culeace_dtype_size(dt);
-      char *dst = (char *)L->x + (size_t)L->n * (size_t)d * es;
-      if (L->xt == dt) memcpy(dst, src, (size_t)d * es);
-      else culeace__to_f32(src, dt, d, (float *)dst);
-      L->row[L->n] = rs.row_ids[i];
-      L->y[L->n] = rs.classes[i];
-      L->n++;
-    }
-    if (more < 0) break;
-  }
   *dropped = rs.dropped;
   cli_rows_close(&rs);
   if (more < 0) {
@@ -107,4 +121,49 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
     return 1;
   }
   return 0;
+}
+
+int layer_rows_read_many(const cli_common *c, culeace_ctx *ctx,
+                         culeace_act *act, const char *file,
+                         const int64_t *layers, int64_t m,
+                         const culeace_labels *lab, int64_t N, int keep_half,
+                         layer_rows *L, int64_t *dropped) {
+  int64_t n = culeace__act_examples(act);
+  /* blocks of one row of chunks, aligned with them: the dataset's chunk
+   * cache holds a row of chunks, so every layer after the first reads the
+   * block from the cache */
+  cli_common cc = *c;
+  int64_t cr = culeace__act_chunk_rows(act), t = culeace__act_tokens(act);
+  if (cr > 0 && cr < cli_examples_per_block(c, act)) cc.block_rows = cr * t;
+  c = &cc;
+  cli_rows *rs = calloc((size_t)(m ? m : 1), sizeof *rs);
+  int64_t opened = 0;
+  int failed = !rs ? cli_error(c, "out of memory") : 0;
+  for (int64_t j = 0; j < m; j++) memset(&L[j], 0, sizeof L[j]);
+  for (int64_t j = 0; !failed && j < m; j++) {
+    dropped[j] = 0;
+    failed = rows_alloc(c, act, layers[j], lab, N, 0, n, keep_half, &L[j]) ||
+             cli_rows_open(&rs[j], c, ctx, act, file, layers[j], lab);
+    if (!failed) opened = j + 1;
+  }
+  /* block by block, every layer's rows of that block: from a stacked
+   * dataset whose chunks hold all layers, each chunk is decompressed once
+   * (it stays in the dataset's chunk cache) instead of once per layer */
+  for (int any = 1; !failed && any;) {
+    any = 0;
+    for (int64_t j = 0; !failed && j < m; j++) {
+      int more = cli_rows_next(&rs[j]);
+      if (more < 0 || (more == 1 && rows_absorb(c, act, &rs[j], &L[j])))
+        failed = 1;
+      any |= more == 1;
+    }
+  }
+  for (int64_t j = 0; j < opened; j++) {
+    dropped[j] = rs[j].dropped;
+    cli_rows_close(&rs[j]);
+  }
+  free(rs);
+  if (failed)
+    for (int64_t j = 0; j < m; j++) layer_rows_free(&L[j]);
+  return failed;
 }

@@ -33,6 +33,15 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
                           const culeace_labels *lab, int64_t N, int64_t ex0,
                           int64_t ex1, int keep_half, layer_rows *L,
                           int64_t *dropped);
+/* All examples of the m layers `layers` into L[0..m-1] (dropped[j] each),
+ * read block by block with every layer's rows of a block together: one
+ * pass over the file for a stacked dataset instead of one per layer. 0,
+ * or 1 (printed; nothing kept). */
+int layer_rows_read_many(const cli_common *c, culeace_ctx *ctx,
+                         culeace_act *act, const char *file,
+                         const int64_t *layers, int64_t m,
+                         const culeace_labels *lab, int64_t N, int keep_half,
+                         layer_rows *L, int64_t *dropped);
 /* Rows i .. i+cnt-1 of L as float32 into out (cnt, d). */
 void layer_rows_f32(const layer_rows *L, int64_t d, int64_t i, int64_t cnt,
                     float *out);

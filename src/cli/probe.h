@@ -92,6 +92,12 @@ typedef struct {
   struct probe_split *split;  /* rows split over those ranks (every rank
                                  probes every layer), or NULL: a plain run
                                  or layers split */
+  layer_rows *ready;          /* (n_ready) layers read ahead together (a
+                                 stacked dataset: one pass over the file),
+                                 taken by probe_run_layer, or NULL */
+  const int64_t *ready_layers;
+  int64_t *ready_dropped;
+  int64_t n_ready;
   int keep_final;             /* fit each layer's probe on all rows too
                                  (probe_layer_result.final), for --save */
   cli_progress *prog;

@@ -215,12 +215,22 @@ done:
   return rc;
 }
 
-/* Reads this process's rows of layer l into w->L and sets w->R: all of
- * them, or under --split rows every rank's (the agreement after the read
- * included). 0, or 1 (printed). */
+/* Reads this process's rows of layer l into w->L (or takes them from the
+ * layers read ahead) and sets w->R: all of them, or under --split rows
+ * every rank's (the agreement after the read included). 0, or 1
+ * (printed). */
 static int read_rows(probe_job *J, int64_t l, layer_ws *w,
                      probe_layer_result *res) {
   const probe_settings *s = J->s;
+  for (int64_t j = 0; j < J->n_ready; j++)
+    if (J->ready_layers[j] == l && J->ready[j].x) { /* read ahead */
+      w->L = J->ready[j];
+      memset(&J->ready[j], 0, sizeof J->ready[j]);
+      res->dropped = J->ready_dropped[j];
+      w->R = (probe_rows){.n = w->L.n, .off = 0, .nl = w->L.n,
+                          .row = w->L.row, .y = w->L.y};
+      return 0;
+    }
   int64_t ex0 = 0, ex1 = culeace__act_examples(J->act);
   if (J->split) probe_split_examples(J->split, &ex0, &ex1);
   int failed = layer_rows_read_range(J->c, J->ctx, J->act, s->file, l, J->lab,

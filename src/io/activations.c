@@ -37,6 +37,8 @@ struct culeace_act {
   hid_t memtype;   /* copy of the file type: no conversion */
   int64_t n_dsets; /* 1 (DATASET, STACKED) or L (GROUP) */
   hid_t *dsets;    /* (n_dsets) open datasets, chunk cache set */
+  int64_t chunk_rows; /* examples per chunk along the example axis (the
+                         largest over the datasets), 0 when contiguous */
   hid_t *fspaces;  /* (n_dsets) their file dataspaces (selection scratch) */
   char **names;    /* (L) display names */
   char **paths;    /* (L) dataset paths */
@@ -350,6 +352,12 @@ static culeace_status open_datasets(culeace_act *a) {
     hsize_t dims[32];
     int rank;
     CULEACE_TRY(culeace__h5_dims(ctx, d0, a->file, path, &rank, dims));
+    hsize_t cd[32];
+    if (H5Pget_layout(dcpl) == H5D_CHUNKED && rank > row_axis &&
+        H5Pget_chunk(dcpl, rank, cd) == rank &&
+        (int64_t)cd[row_axis] > a->chunk_rows)
+      a->chunk_rows = (int64_t)cd[row_axis];
+    H5Eclear2(H5E_DEFAULT);
     dapl = culeace__h5_chunk_dapl(dcpl, rank, dims, a->elsize, row_axis,
                                   a->n_dsets);
     if (dapl < 0) {
@@ -674,6 +682,8 @@ culeace_status culeace__act_reopen(culeace_act *a, int writable) {
 int64_t culeace__act_layers(const culeace_act *a) { return a->L; }
 int64_t culeace__act_examples(const culeace_act *a) { return a->n; }
 int64_t culeace__act_tokens(const culeace_act *a) { return a->t; }
+int64_t culeace__act_chunk_rows(const culeace_act *a) { return a->chunk_rows; }
+
 int64_t culeace__act_width(const culeace_act *a) { return a->d; }
 culeace_dtype culeace__act_dtype(const culeace_act *a) { return a->dtype; }
 const uint8_t *culeace__act_mask(const culeace_act *a) { return a->mask; }

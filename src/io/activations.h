@@ -59,6 +59,8 @@ int64_t culeace__act_layers(const culeace_act *a);   /* L >= 1 */
 int64_t culeace__act_examples(const culeace_act *a); /* n */
 int64_t culeace__act_tokens(const culeace_act *a);   /* t (1 if no tokens) */
 int64_t culeace__act_width(const culeace_act *a);    /* d */
+/* Examples per chunk along the example axis (0: contiguous storage). */
+int64_t culeace__act_chunk_rows(const culeace_act *a);
 culeace_dtype culeace__act_dtype(const culeace_act *a);
 /* Display name of layer l: the dataset name within the group, or the
  * index for a stacked dataset ("0", "1", ...). */

@@ -231,6 +231,47 @@ def test_half_precision_rows_fit_as_their_float32_copy(tmp_path, make_dump,
                                   g["probes"][name]["coef"][...]), name
 
 
+def test_stacked_compressed_layers_read_together(tmp_path, make_dump):
+    """Layers of one compressed stacked dataset (chunks holding every
+    layer) are read ahead together, a row of chunks at a time, in groups
+    that fit half of --max-memory: the same results as the same values
+    stored one dataset per layer, with all layers in one group, in groups of
+    two (--max-memory), for a subset of layers, and with a NaN row dropped
+    in one layer only (each layer keeps its own rows)."""
+    kw = dict(rows=1200, dim=24, layers=3, dtype="float16", chunks=100,
+              compress=4, seed=13)
+    st = make_dump(tmp_path / "st.h5", layout="stacked1", **kw)
+    gr = make_dump(tmp_path / "gr.h5", layout="group", **kw)
+    for path in (st, gr):  # row 7 of the middle layer
+        with h5py.File(path, "r+") as f:
+            if path == st:
+                v = f["hidden"][7]
+                v[1, 2] = np.nan
+                f["hidden"][7] = v
+            else:
+                name = sorted(f["hidden"])[1]
+                v = f["hidden"][name][7]
+                v[2] = np.nan
+                f["hidden"][name][7] = v
+    common = ["--y", "/labels", "--drop-nonfinite", "--control"]
+    ref = probe_json(gr, "--x", "/hidden", *common)
+    for extra in ([], ["--max-memory", "300K"]):  # 3 layers, then 2 + 1
+        got = probe_json(st, "--x", "/hidden", "--layer-axis", "1", *common,
+                         *extra)
+        assert [L["rows"] for L in got["layers"]] == [1200, 1199, 1200]
+        for a, b in zip(got["layers"], ref["layers"]):
+            assert a["dropped_nonfinite"] == b["dropped_nonfinite"]
+            for key in ("accuracy", "control_accuracy"):
+                assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
+            assert a["log_loss"]["folds"] == b["log_loss"]["folds"]
+    sub = probe_json(st, "--x", "/hidden", "--layer-axis", "1", *common,
+                     "--layers", "0,2")
+    by_name = {L["name"]: L for L in ref["layers"]}
+    assert len(sub["layers"]) == 2
+    for a in sub["layers"]:
+        assert a["accuracy"]["folds"] == by_name[a["name"]]["accuracy"]["folds"]
+
+
 def test_folds_never_split_groups(dumps):
     path = dumps["groups"]
     js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
