@@ -126,6 +126,11 @@ int cli_rows_range(cli_rows *s, int64_t ex0, int64_t ex1);
  * prints which row of the file (example, token, column) it was; returns 1. */
 int cli_rows_nonfinite_error(cli_rows *s);
 
+/* Whether m > 1 layers are slices of one dataset (a stacked layout), whose
+ * chunks may hold every layer's values of a block of rows. */
+int cli_layers_share_a_dataset(const culeace_act *act, const int64_t *layers,
+                               int64_t m);
+
 /* Examples per block for --block-rows rows of t tokens (>= 1). */
 int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a);
 

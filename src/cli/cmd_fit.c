@@ -66,6 +66,13 @@ char *fit_class_values_str(const culeace_labels *lab) {
   return s;
 }
 
+/* One layer being fitted: its fitter and its row stream. */
+typedef struct {
+  culeace_fitter *f;
+  cli_rows rows;
+  int open;
+} fit_stream;
+
 int cmd_fit(int argc, char **argv) {
   cli_common c;
   cli_common_init(&c, "culeace fit");
@@ -218,8 +225,8 @@ int cmd_fit(int argc, char **argv) {
   int64_t *layers = NULL, m = 0;
   fit_layer_result *res = NULL;
   char *cvals = NULL;
-  cli_rows rows;
-  memset(&rows, 0, sizeof rows);
+  fit_stream *fs = NULL; /* (n_fs) the layers being fitted together */
+  int64_t n_fs = 0;
   if (!ctx) return 1;
   if (culeace__act_open(ctx, file, &c.spec, 0, &act) != CULEACE_OK) {
     cli_error_ctx(&c, ctx, "");
@@ -273,77 +280,122 @@ int cmd_fit(int argc, char **argv) {
   cli_progress prog;
   cli_progress_start(&prog, &c, "fit", (double)rows_per_layer * (double)m,
                      (double)d * (double)culeace_dtype_size(culeace__act_dtype(act)));
-  for (int64_t i = 0; i < m; i++) {
-    int64_t l = layers[i];
-    culeace_fitter *f = NULL;
-    culeace_eraser *e = NULL;
-    culeace_status st = culeace_fitter_create(
-        ctx, d, lab.continuous ? lab.k : lab.n_classes,
-        lab.continuous ? CULEACE_Z_CONTINUOUS : CULEACE_Z_CLASSES, &o, &f);
-    if (st) {
-      cli_error_ctx(&c, ctx, "");
-      goto done;
+  /* Layers of one chunked dataset (a stacked layout) are fitted in groups,
+   * block by block with every layer of the group, in blocks of one row of
+   * chunks: each chunk, which holds every layer, is then read and
+   * decompressed once (it stays in the chunk cache) instead of once per
+   * layer. A group's fitters must fit in the budget (CPU: on a GPU each
+   * holds device memory the budget does not count). */
+  int64_t g = 1;
+  if (!strcmp(culeace_ctx_backend_name(ctx), "cpu") &&
+      culeace__act_chunk_rows(act) > 0 &&
+      cli_layers_share_a_dataset(act, layers, m)) {
+    size_t state = 0;
+    culeace_fitter *probe = NULL;
+    if (!culeace_fitter_create(ctx, d, lab.continuous ? lab.k : lab.n_classes,
+                               lab.continuous ? CULEACE_Z_CONTINUOUS
+                                              : CULEACE_Z_CLASSES,
+                               &o, &probe) &&
+        !culeace_fitter_state_size(probe, &state)) {
+      double dd = (double)d, mats = cli_fit_matrices(o.method, lab.n_classes);
+      double room = cli_memory_limit(&c) / 2 - mats * dd * dd * 8.0;
+      double each = 2.0 * (double)state * 8.0; /* its moments, with room */
+      g = room / each >= (double)m ? m : room / each < 1 ? 1 : (int64_t)(room / each);
     }
-    if (cli_rows_open(&rows, &c, ctx, act, file, l, &lab)) {
-      culeace_fitter_free(f);
-      goto done;
-    }
-    int more;
-    while ((more = cli_rows_next(&rows)) == 1) {
-      if (rows.n_rows > 0) {
-        st = lab.continuous
-                 ? culeace_fitter_update_continuous(f, rows.rows,
-                                                    culeace__act_dtype(act),
-                                                    rows.n_rows, d, rows.z,
-                                                    lab.k)
-                 : culeace_fitter_update_classes(f, rows.rows,
-                                                 culeace__act_dtype(act),
-                                                 rows.n_rows, d, rows.classes);
-        if (st) break;
+    culeace_fitter_free(probe);
+  }
+  cli_common cc = c; /* blocks of one row of chunks when grouped */
+  if (g > 1 && culeace__act_chunk_rows(act) < cli_examples_per_block(&c, act))
+    cc.block_rows = culeace__act_chunk_rows(act) * culeace__act_tokens(act);
+  fs = calloc((size_t)g, sizeof *fs);
+  if (!fs) {
+    cli_error(&c, "out of memory");
+    goto done;
+  }
+  n_fs = g;
+  for (int64_t i0 = 0; i0 < m; i0 += g) {
+    int64_t cnt = m - i0 < g ? m - i0 : g;
+    for (int64_t j = 0; j < cnt; j++) {
+      int64_t l = layers[i0 + j];
+      if (culeace_fitter_create(ctx, d, lab.continuous ? lab.k : lab.n_classes,
+                                lab.continuous ? CULEACE_Z_CONTINUOUS
+                                               : CULEACE_Z_CLASSES,
+                                &o, &fs[j].f)) {
+        cli_error_ctx(&c, ctx, "");
+        goto done;
       }
-      cli_progress_add(&prog, (double)rows.raw_rows,
-                       culeace__act_layer_name(act, l));
+      if (cli_rows_open(&fs[j].rows, g > 1 ? &cc : &c, ctx, act, file, l,
+                        &lab))
+        goto done;
+      fs[j].open = 1;
     }
-    if (more < 0 || st) {
-      if (st == CULEACE_ERR_NONFINITE) cli_rows_nonfinite_error(&rows);
-      else if (st) cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
-      culeace_fitter_free(f);
-      goto done;
+    for (int any = 1; any;) { /* block by block, every layer of the group */
+      any = 0;
+      for (int64_t j = 0; j < cnt; j++) {
+        int64_t l = layers[i0 + j];
+        cli_rows *rows = &fs[j].rows;
+        int more = cli_rows_next(rows);
+        if (more < 0) goto done;
+        if (more == 0) continue;
+        any = 1;
+        culeace_status st = CULEACE_OK;
+        if (rows->n_rows > 0)
+          st = lab.continuous
+                   ? culeace_fitter_update_continuous(
+                         fs[j].f, rows->rows, culeace__act_dtype(act),
+                         rows->n_rows, d, rows->z, lab.k)
+                   : culeace_fitter_update_classes(
+                         fs[j].f, rows->rows, culeace__act_dtype(act),
+                         rows->n_rows, d, rows->classes);
+        if (st) {
+          if (st == CULEACE_ERR_NONFINITE) cli_rows_nonfinite_error(rows);
+          else cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+          goto done;
+        }
+        cli_progress_add(&prog, (double)rows->raw_rows,
+                         culeace__act_layer_name(act, l));
+      }
     }
-    st = culeace_fitter_finalize(f, &e);
-    res[i].layer = l;
-    res[i].name = culeace__act_layer_name(act, l);
-    res[i].rows = culeace_fitter_rows(f);
-    res[i].dropped = rows.dropped;
-    culeace_fitter_free(f);
-    cli_rows_close(&rows);
-    if (st) {
-      cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
-      goto done;
+    for (int64_t j = 0; j < cnt; j++) {
+      int64_t i = i0 + j, l = layers[i];
+      culeace_eraser *e = NULL;
+      culeace_status st = culeace_fitter_finalize(fs[j].f, &e);
+      res[i].layer = l;
+      res[i].name = culeace__act_layer_name(act, l);
+      res[i].rows = culeace_fitter_rows(fs[j].f);
+      res[i].dropped = fs[j].rows.dropped;
+      culeace_fitter_free(fs[j].f);
+      fs[j].f = NULL;
+      cli_rows_close(&fs[j].rows);
+      fs[j].open = 0;
+      if (st) {
+        cli_error_ctx(&c, ctx, culeace__act_dataset_path(act, l));
+        goto done;
+      }
+      culeace_eraser_info info;
+      culeace_eraser_info_get(e, &info);
+      res[i].rank = info.rank;
+      culeace_eraser_meta meta;
+      culeace_eraser_meta_init(&meta);
+      meta.source_file = file;
+      meta.source_dataset = culeace__act_dataset_path(act, l);
+      meta.layer = l;
+      meta.layer_name = culeace__act_layer_name(act, l);
+      meta.label_dataset = z_path;
+      meta.class_values = cvals;
+      st = culeace_eraser_file_add(ef, e, &meta);
+      culeace_eraser_free(e);
+      if (st) {
+        cli_error_ctx(&c, ctx, "");
+        goto done;
+      }
+      if (info.rank == 0 && !c.quiet &&
+          (info.method == CULEACE_METHOD_LEACE ||
+           info.method == CULEACE_METHOD_ORTH))
+        fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
+                "%g; its eraser is the identity\n", c.prog,
+                res[i].name, o.svd_tol);
     }
-    culeace_eraser_info info;
-    culeace_eraser_info_get(e, &info);
-    res[i].rank = info.rank;
-    culeace_eraser_meta meta;
-    culeace_eraser_meta_init(&meta);
-    meta.source_file = file;
-    meta.source_dataset = culeace__act_dataset_path(act, l);
-    meta.layer = l;
-    meta.layer_name = culeace__act_layer_name(act, l);
-    meta.label_dataset = z_path;
-    meta.class_values = cvals;
-    st = culeace_eraser_file_add(ef, e, &meta);
-    culeace_eraser_free(e);
-    if (st) {
-      cli_error_ctx(&c, ctx, "");
-      goto done;
-    }
-    if (info.rank == 0 && !c.quiet &&
-        (info.method == CULEACE_METHOD_LEACE ||
-         info.method == CULEACE_METHOD_ORTH))
-      fprintf(stderr, "%s: warning: layer %s: no direction above --svd-tol "
-              "%g; its eraser is the identity\n", c.prog,
-              res[i].name, o.svd_tol);
   }
   cli_progress_end(&prog);
   if (culeace_eraser_file_commit(ef)) {
@@ -353,7 +405,11 @@ int cmd_fit(int argc, char **argv) {
   fit_print_results(&c, out, res, m, &o, 0);
   rc = 0;
 done:
-  cli_rows_close(&rows);
+  for (int64_t j = 0; fs && j < n_fs; j++) {
+    if (fs[j].open) cli_rows_close(&fs[j].rows);
+    culeace_fitter_free(fs[j].f);
+  }
+  free(fs);
   culeace_eraser_file_free(ef);
   culeace__labels_free(&lab);
   if (act) culeace__act_close(act);

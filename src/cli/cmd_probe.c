@@ -226,17 +226,6 @@ static int choose_split(const cli_common *c, probe_settings *s, int64_t m,
   return s->split == PROBE_SPLIT_ROWS;
 }
 
-/* Whether the layers are slices of one dataset (a stacked layout), whose
- * chunks may hold every layer's values of a row block. */
-static int layers_share_a_dataset(culeace_act *act, const int64_t *layers,
-                                  int64_t m) {
-  for (int64_t i = 1; i < m; i++)
-    if (strcmp(culeace__act_dataset_path(act, layers[i]),
-               culeace__act_dataset_path(act, layers[0])))
-      return 0;
-  return m > 1;
-}
-
 /* The plain run's layers, one after another. From a stacked dataset they
  * are read ahead in groups (as many as half of --max-memory holds), each
  * group in one pass over the file: read layer by layer, every chunk that
@@ -248,7 +237,7 @@ static int probe_run_all(const cli_common *c, probe_job *J,
   double es = dt == CULEACE_F16 || dt == CULEACE_BF16 ? 2 : 4;
   double per_layer = (double)used * (double)culeace__act_width(J->act) * es;
   int64_t g = 1;
-  if (layers_share_a_dataset(J->act, layers, m)) {
+  if (cli_layers_share_a_dataset(J->act, layers, m)) {
     double fit = cli_memory_limit(c) / 2 / (per_layer > 0 ? per_layer : 1);
     g = fit >= (double)m ? m : fit < 1 ? 1 : (int64_t)fit;
   }

@@ -261,3 +261,12 @@ void cli_json_str(FILE *fp, const char *s) {
   }
   fputc('"', fp);
 }
+
+int cli_layers_share_a_dataset(const culeace_act *act, const int64_t *layers,
+                               int64_t m) {
+  for (int64_t i = 1; i < m; i++)
+    if (strcmp(culeace__act_dataset_path(act, layers[i]),
+               culeace__act_dataset_path(act, layers[0])))
+      return 0;
+  return m > 1;
+}

@@ -125,6 +125,51 @@ def test_fit_apply_check_layouts(tmp_path, dtype, layout):
         assert ratio < limit, (dtype, layer)
 
 
+def test_fit_stacked_compressed_layers_in_groups(tmp_path, make_dump):
+    """The layers of one compressed stacked dataset are fitted in groups,
+    block by block with every layer of the group (each chunk read once):
+    the erasers equal those fitted from the same values stored one dataset
+    per layer (1e-10 relative), with all layers in one group and in groups
+    of two (--max-memory), and with a NaN row dropped in one layer only."""
+    kw = dict(rows=3000, dim=32, layers=3, dtype="float16", chunks=256,
+              compress=4, seed=21)
+    st = make_dump(tmp_path / "st.h5", layout="stacked1", **kw)
+    gr = make_dump(tmp_path / "gr.h5", layout="group", **kw)
+    with h5py.File(st, "r+") as f:  # row 11 of the last layer
+        v = f["hidden"][11]
+        v[2, 5] = np.inf
+        f["hidden"][11] = v
+    with h5py.File(gr, "r+") as f:
+        name = sorted(f["hidden"])[2]
+        v = f["hidden"][name][11]
+        v[5] = np.inf
+        f["hidden"][name][11] = v
+
+    def projections(path):
+        with h5py.File(path) as f:
+            g = f["erasers"]
+            return {g[k].attrs["layer_name"]: (g[k]["L"][...] @ g[k]["R"][...],
+                                               g[k]["bias"][...]) for k in g}
+
+    run("fit", gr, "--x", "/hidden", "--z", "/labels", "--drop-nonfinite",
+        "-o", tmp_path / "ref.h5")
+    ref = projections(tmp_path / "ref.h5")
+    # 175K: room for two fitters beside a finalisation (d = 32: 603-double
+    # states), so the layers go in groups of 2 and 1
+    for i, extra in enumerate(([], ["--max-memory", "175K"])):
+        out = tmp_path / f"st{i}.h5"
+        p = run("fit", st, "--x", "/hidden", "--layer-axis", "1", "--z",
+                "/labels", "--drop-nonfinite", "-o", out, "--json", *extra)
+        rows = [L["rows"] for L in json.loads(p.stdout)["layers"]]
+        assert rows == [3000, 3000, 2999]
+        got = projections(out)
+        assert sorted(got) == sorted(ref)
+        for name in ref:
+            for x, y in zip(got[name], ref[name]):
+                err = np.abs(x - y).max() / np.abs(y).max()
+                assert err <= 1e-10, (extra, name, err)
+
+
 def test_in_place_equals_copy(tmp_path):
     dump = make_dump(tmp_path / "d.h5", rows=3000, dim=32, layers=2,
                      dtype="float16", layout="group")
