@@ -170,6 +170,28 @@ def test_fit_stacked_compressed_layers_in_groups(tmp_path, make_dump):
                 assert err <= 1e-10, (extra, name, err)
 
 
+def test_apply_stacked_compressed_by_block(tmp_path, make_dump):
+    """apply -o edits the layers of one compressed stacked dataset block by
+    block with every layer of a block together (each chunk rewritten once):
+    the output holds exactly the rows the same erasers write into the same
+    values stored one dataset per layer."""
+    kw = dict(rows=2000, dim=32, layers=3, dtype="float16", chunks=256,
+              compress=4, seed=22)
+    st = make_dump(tmp_path / "st.h5", layout="stacked1", **kw)
+    gr = make_dump(tmp_path / "gr.h5", layout="group", **kw)
+    er = tmp_path / "e.h5"
+    run("fit", gr, "--x", "/hidden", "--z", "/labels", "-o", er)
+    run("apply", er, gr, "--x", "/hidden", "-o", tmp_path / "gr-out.h5")
+    run("apply", er, st, "--x", "/hidden", "--layer-axis", "1", "-o",
+        tmp_path / "st-out.h5")
+    with h5py.File(tmp_path / "st-out.h5") as f, \
+            h5py.File(tmp_path / "gr-out.h5") as g, h5py.File(st) as s0:
+        x = f["hidden"][...]
+        assert not np.array_equal(x, s0["hidden"][...])  # edited
+        for i in range(3):
+            assert np.array_equal(x[:, i, :], g["hidden"][str(i)][...]), i
+
+
 def test_in_place_equals_copy(tmp_path):
     dump = make_dump(tmp_path / "d.h5", rows=3000, dim=32, layers=2,
                      dtype="float16", layout="group")
