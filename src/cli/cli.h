@@ -131,6 +131,14 @@ int cli_rows_nonfinite_error(cli_rows *s);
 int cli_layers_share_a_dataset(const culeace_act *act, const int64_t *layers,
                                int64_t m);
 
+/* --block-rows for each of g streams read side by side over the layers of
+ * one dataset: the g blocks share the quarter of the budget one block
+ * gets, and a block is one row of chunks, or an equal part of one (aligned
+ * with them from example 0), which the dataset's chunk cache holds while
+ * every layer reads it. */
+int64_t cli_group_block_rows(const cli_common *c, const culeace_act *a,
+                             int64_t g);
+
 /* Examples per block for --block-rows rows of t tokens (>= 1). */
 int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a);
 

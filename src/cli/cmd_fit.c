@@ -304,9 +304,9 @@ int cmd_fit(int argc, char **argv) {
     }
     culeace_fitter_free(probe);
   }
-  cli_common cc = c; /* blocks of one row of chunks when grouped */
-  if (g > 1 && culeace__act_chunk_rows(act) < cli_examples_per_block(&c, act))
-    cc.block_rows = culeace__act_chunk_rows(act) * culeace__act_tokens(act);
+  cli_common cc = c; /* grouped: blocks of at most a row of chunks */
+  if (g > 1)
+    cc.block_rows = cli_group_block_rows(&c, act, g);
   fs = calloc((size_t)g, sizeof *fs);
   if (!fs) {
     cli_error(&c, "out of memory");

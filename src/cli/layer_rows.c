@@ -133,8 +133,7 @@ int layer_rows_read_many(const cli_common *c, culeace_ctx *ctx,
    * cache holds a row of chunks, so every layer after the first reads the
    * block from the cache */
   cli_common cc = *c;
-  int64_t cr = culeace__act_chunk_rows(act), t = culeace__act_tokens(act);
-  if (cr > 0 && cr < cli_examples_per_block(c, act)) cc.block_rows = cr * t;
+  cc.block_rows = cli_group_block_rows(c, act, m);
   c = &cc;
   cli_rows *rs = calloc((size_t)(m ? m : 1), sizeof *rs);
   int64_t opened = 0;

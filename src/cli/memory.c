@@ -99,3 +99,19 @@ int64_t cli_examples_per_block(const cli_common *c, const culeace_act *a) {
 double cli_fit_matrices(culeace_method method, int64_t k) {
   return method == CULEACE_METHOD_QUADRATIC ? 3.0 * (double)k + 9.0 : 8.0;
 }
+
+int64_t cli_group_block_rows(const cli_common *c, const culeace_act *a,
+                             int64_t g) {
+  int64_t t = culeace__act_tokens(a);
+  int64_t e = c->block_rows / (t > 0 ? t : 1); /* each within 1/g of the
+                                                   blocks' quarter */
+  double per_ex = bytes_per_example(a);
+  double cap = cli_memory_limit(c) / 4 / (double)(g > 0 ? g : 1) /
+               (per_ex > 0 ? per_ex : 1);
+  if ((double)e > cap) e = (int64_t)cap;
+  int64_t cr = culeace__act_chunk_rows(a);
+  if (e < 1) e = 1;
+  if (cr > 0 && cr <= e) e = cr;
+  else if (cr > 0) e = cr / ((cr + e - 1) / e); /* an equal part of one */
+  return (e < 1 ? 1 : e) * t;
+}
