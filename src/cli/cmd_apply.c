@@ -116,6 +116,29 @@ done:
   return rc;
 }
 
+/* Block [ex, ex + nex) of item i: read, journaled (jr, at pos), edited in
+ * memory and written back. 0, or 1 (printed). */
+static int edit_block(editor *ed, cli_layer_eraser *items, int64_t i,
+                      int64_t ex, int64_t nex, apply_journal *jr,
+                      apply_pos pos) {
+  culeace_act *a = ed->act;
+  cli_layer_eraser *it = &items[i];
+  if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
+    return apply_io_fail(ed, it->layer);
+  size_t bytes = (size_t)nex * (size_t)culeace__act_tokens(a) *
+                 (size_t)culeace__act_width(a) *
+                 culeace_dtype_size(culeace__act_dtype(a));
+  if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
+    return cli_error(ed->c, "cannot write the journal %s: %s",
+                     jr->journal_path, strerror(errno));
+  const oracle_zmap *zm = ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
+  if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
+  if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
+    return apply_io_fail(ed, it->layer);
+  ed->written++;
+  return 0;
+}
+
 /* Edits, to a new file, the layers of one chunked dataset block by block
  * with every layer of a block together, in blocks of one row of chunks
  * aligned with them: the chunk cache holds that row of chunks, so each
@@ -131,16 +154,9 @@ static int edit_by_block(editor *ed, cli_layer_eraser *items, int64_t m,
   for (int64_t ex = 0; ex < n;) {
     int64_t nex = n - ex < step ? n - ex : step;
     for (int64_t i = 0; i < m; i++) {
-      cli_layer_eraser *it = &items[i];
-      if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
-        return apply_io_fail(ed, it->layer);
-      const oracle_zmap *zm =
-          ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
-      if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
-      if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
-        return apply_io_fail(ed, it->layer);
-      ed->written++;
-      cli_progress_add(prog, (double)(nex * t), it->name);
+      if (edit_block(ed, items, i, ex, nex, NULL, (apply_pos){i, ex}))
+        return 1;
+      cli_progress_add(prog, (double)(nex * t), items[i].name);
     }
     ex += nex;
   }
@@ -185,18 +201,7 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
             return apply_io_fail(ed, it->layer);
         }
       }
-      if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
-        return apply_io_fail(ed, it->layer);
-      size_t bytes = (size_t)nex * (size_t)t * row_bytes;
-      if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
-        return cli_error(ed->c, "cannot write the journal %s: %s",
-                         jr->journal_path, strerror(errno));
-      const oracle_zmap *zm =
-          ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
-      if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
-      if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
-        return apply_io_fail(ed, it->layer);
-      ed->written++;
+      if (edit_block(ed, items, i, ex, nex, jr, pos)) return 1;
       ex += nex;
       if (jr) {
         if (culeace__act_flush(a)) return apply_io_fail(ed, it->layer);

@@ -545,25 +545,10 @@ def test_probe_rows_killed_rank_fails_the_job(plain, tmp_path):
     rows: the launcher ends the job, which exits non-zero; no output, not
     even a temporary --save file, is left."""
     dump = plain["rows"][0]
-    pidfile = tmp_path / "rank1.pid"
-    env = dict(ENV, CULEACE_TEST_MPI_STALL=f"1:{pidfile}")
-    p = mpirun(3, "probe", dump, "--x", "/hidden", "--y", "/labels",
-               "--device", "cpu", "--split", "rows", "--save",
-               tmp_path / "o.h5", "--csv", tmp_path / "o.csv", env=env,
-               popen=True)
-    try:
-        t0 = time.time()
-        while not (pidfile.exists() and pidfile.read_text().endswith("\n")):
-            assert p.poll() is None, p.communicate()[1]
-            assert time.time() - t0 < 60, "rank 1 never reached its stall"
-            time.sleep(0.05)
-        os.kill(int(pidfile.read_text()), signal.SIGKILL)
-        stdout, stderr = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode != 0
-    assert "rank 1" in stderr and "signal 9" in stderr, stderr
+    stall_and_kill(["probe", dump, "--x", "/hidden", "--y", "/labels",
+                    "--device", "cpu", "--split", "rows", "--save",
+                    tmp_path / "o.h5", "--csv", tmp_path / "o.csv"],
+                   1, tmp_path / "rank1.pid", 3)
     assert leftovers(tmp_path, "o.") == []
 
 
@@ -761,8 +746,9 @@ def test_apply_in_place_over_ranks_matches_plain(in_place, tmp_path, name,
 
 
 def stall_and_kill(args, rank, pidfile, k):
-    """Runs `mpirun -n k culeace ARGS` with rank `rank` stalling after its
-    first write (CULEACE_TEST_MPI_STALL) and SIGKILLs that rank there."""
+    """Runs `mpirun -n k culeace ARGS` with rank `rank` stalling where the
+    command's CULEACE_TEST_MPI_STALL hook is (apply --in-place: after its
+    first write) and SIGKILLs that rank there; the job must fail."""
     env = dict(ENV, CULEACE_TEST_MPI_STALL=f"{rank}:{pidfile}")
     p = mpirun(k, *args, env=env, popen=True)
     try:
