@@ -15,31 +15,39 @@
 #include <immintrin.h>
 
 #define AVX512 __attribute__((target("avx512f")))
+/* tiles are inlined with a constant output count, so their sums stay in
+ * registers */
+#define TILE AVX512 static inline __attribute__((always_inline))
 enum { TR = 4, TO = 5 }; /* rows, outputs per tile */
+
+/* The lanes of the 16 columns from j that lie within d. */
+TILE __mmask16 lanes(int64_t d, int64_t j) {
+  return d - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - j)) - 1);
+}
+
+/* xv[r] = columns j .. j+15 of row x[r] (lanes m), for the TR rows. */
+TILE void load_rows(const float *const *x, int64_t j, __mmask16 m,
+                    __m512 *xv) {
+  _Pragma("GCC unroll 4") for (int r = 0; r < TR; r++)
+    xv[r] = _mm512_maskz_loadu_ps(m, x[r] + j);
+}
 
 /* Sums of rows x[0..3] against outputs W[o0 .. o0+no-1], no <= TO, into
  * z (rows of M). */
-AVX512 static inline __attribute__((always_inline)) void dots_tile(const float *W, const double *b, int64_t M,
-                             int64_t d, const float *const *x, int64_t o0,
-                             int no, double *z) {
+TILE void dots_tile(const float *W, const double *b, int64_t M, int64_t d,
+                    const float *const *x, int64_t o0, int no, double *z) {
   __m512 acc[TR][TO];
   _Pragma("GCC unroll 4") for (int r = 0; r < TR; r++)
     _Pragma("GCC unroll 5") for (int o = 0; o < TO; o++)
       acc[r][o] = _mm512_setzero_ps();
   for (int64_t j = 0; j < d; j += 16) {
-    __mmask16 m = d - j >= 16 ? (__mmask16)0xFFFF
-                              : (__mmask16)((1u << (d - j)) - 1);
-    __m512 x0 = _mm512_maskz_loadu_ps(m, x[0] + j),
-           x1 = _mm512_maskz_loadu_ps(m, x[1] + j),
-           x2 = _mm512_maskz_loadu_ps(m, x[2] + j),
-           x3 = _mm512_maskz_loadu_ps(m, x[3] + j);
-    _Pragma("GCC unroll 5") for (int o = 0; o < no; o++) { /* no: constant
-                                                             per call */
+    __mmask16 m = lanes(d, j);
+    __m512 xv[TR];
+    load_rows(x, j, m, xv);
+    _Pragma("GCC unroll 5") for (int o = 0; o < no; o++) {
       __m512 w = _mm512_maskz_loadu_ps(m, W + (o0 + o) * d + j);
-      acc[0][o] = _mm512_fmadd_ps(x0, w, acc[0][o]);
-      acc[1][o] = _mm512_fmadd_ps(x1, w, acc[1][o]);
-      acc[2][o] = _mm512_fmadd_ps(x2, w, acc[2][o]);
-      acc[3][o] = _mm512_fmadd_ps(x3, w, acc[3][o]);
+      _Pragma("GCC unroll 4") for (int r = 0; r < TR; r++)
+        acc[r][o] = _mm512_fmadd_ps(xv[r], w, acc[r][o]);
     }
   }
   _Pragma("GCC unroll 4") for (int r = 0; r < TR; r++)
@@ -66,26 +74,21 @@ AVX512 void culeace__dots8_tiled_f32(const float *W, const double *b,
 }
 
 /* G[o0 .. o0+no-1] += r (rows 0..3, those outputs)^T x[0..3]. */
-AVX512 static inline __attribute__((always_inline)) void axpy_tile(float *G, const double *r, int64_t M, int64_t d,
-                             const float *const *x, int64_t o0, int no) {
+TILE void axpy_tile(float *G, const double *r, int64_t M, int64_t d,
+                    const float *const *x, int64_t o0, int no) {
   __m512 rv[TR][TO];
   _Pragma("GCC unroll 4") for (int q = 0; q < TR; q++)
     _Pragma("GCC unroll 5") for (int o = 0; o < TO; o++)
       rv[q][o] = _mm512_set1_ps(o < no ? (float)r[q * M + o0 + o] : 0.0f);
   for (int64_t j = 0; j < d; j += 16) {
-    __mmask16 m = d - j >= 16 ? (__mmask16)0xFFFF
-                              : (__mmask16)((1u << (d - j)) - 1);
-    __m512 x0 = _mm512_maskz_loadu_ps(m, x[0] + j),
-           x1 = _mm512_maskz_loadu_ps(m, x[1] + j),
-           x2 = _mm512_maskz_loadu_ps(m, x[2] + j),
-           x3 = _mm512_maskz_loadu_ps(m, x[3] + j);
+    __mmask16 m = lanes(d, j);
+    __m512 xv[TR];
+    load_rows(x, j, m, xv);
     _Pragma("GCC unroll 5") for (int o = 0; o < no; o++) {
       float *g = G + (o0 + o) * d + j;
       __m512 acc = _mm512_maskz_loadu_ps(m, g);
-      acc = _mm512_fmadd_ps(x0, rv[0][o], acc);
-      acc = _mm512_fmadd_ps(x1, rv[1][o], acc);
-      acc = _mm512_fmadd_ps(x2, rv[2][o], acc);
-      acc = _mm512_fmadd_ps(x3, rv[3][o], acc);
+      _Pragma("GCC unroll 4") for (int q = 0; q < TR; q++)
+        acc = _mm512_fmadd_ps(xv[q], rv[q][o], acc);
       _mm512_mask_storeu_ps(g, m, acc);
     }
   }
