@@ -47,6 +47,23 @@ int culeace_k_apply(void *x, culeace_dtype xtype, int64_t n, int64_t d,
                     int64_t ldx, int64_t r, const void *Lt, const void *R,
                     const void *bias, void *stream);
 
+/* Logistic probes (probe.cu). xe (n, ld = d + 1), float64 when f64 else
+ * float32, = [widen(src) - sf | 1] for rows src (n, d) of type t (float32,
+ * float16 or bfloat16) with stride lds; sf (d) may be NULL. */
+int culeace_k_probe_rows(const void *src, culeace_dtype t, int64_t n,
+                         int64_t d, int64_t lds, const float *sf, int f64,
+                         void *xe, int64_t ld, void *stream);
+
+/* Residuals r (n, M) and per-row losses lrow (n, cnt) of the pending
+ * problems idx (cnt, each m outputs, M = cnt m) from logits z (n, M)
+ * without intercepts b (M); z and r are float64 when f64 else float32.
+ * S (P, n) sample weights (0: not a training row), Y (P, n) labels. */
+int culeace_k_probe_residuals(const void *z, int f64, const double *b,
+                              int64_t n, int64_t M, int64_t m, int64_t cnt,
+                              const int64_t *idx, const double *S,
+                              const int32_t *Y, void *r, double *lrow,
+                              void *stream);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,9 +23,13 @@
 #   memcheck   compute-sanitizer --tool memcheck on conformance --cuda
 #              --quick --no-oom (the deliberate failed allocation would count
 #              as an API error)
-#   racecheck  compute-sanitizer --tool racecheck on the same
+#   racecheck  compute-sanitizer --tool racecheck on the same (both logged
+#              to 05-sanitize.log)
 #   bench      bench/gpu/bench_gpu.py (sizes from BENCH_* variables)
-#   pytest     tests/py with CULEACE_BIN=build/culeace (--device auto: GPU),
+#   bench_probe  bench/gpu/bench_probe_gpu.py (a 32-layer probe sweep;
+#              arguments from BENCH_PROBE_ARGS)
+#   pytest     tests/py (or the paths/options in PYTEST_ARGS) with
+#              CULEACE_BIN=build/culeace (--device auto: GPU),
 #              in parallel when pytest-xdist is importable (or carried in .whl);
 #              this includes the Python bindings' CUDA tests (CUDA tensors
 #              edited on torch's stream, the hooks in a tiny BERT in float32,
@@ -40,7 +44,7 @@
 #
 # Environment: OUT, BUILD_DIR (default build), BUNDLE (the tarball), and
 # per-step limits in seconds: T_ENV 90, T_TEST 120, T_SANITIZE 120,
-# T_PYTEST 200, T_BENCH 240; GPU_CHECK_BUDGET (default 345): no step starts
+# T_PYTEST 200, T_BENCH 240, T_BENCH_PROBE 180; GPU_CHECK_BUDGET (default 345): no step starts
 # with less than 10 s of it left, and none runs past it. LEAKCHECK=0 drops
 # memcheck's --leak-check full. CONFORMANCE_ARGS: extra arguments for the
 # conformance runs (e.g. --seed N).
@@ -71,8 +75,8 @@ LOG_ENV="$out/01-env.log"
 LOG_TEST="$out/02-ctest.log"
 LOG_PY="$out/03-pytest.log"
 LOG_BENCH="$out/04-bench.log"
-LOG_MEM="$out/05-memcheck.log"
-LOG_RACE="$out/06-racecheck.log"
+LOG_MEM="$out/05-sanitize.log"
+LOG_RACE="$LOG_MEM"
 SUMMARY="$out/summary.txt"
 : >"$LOG_ENV"
 
@@ -298,6 +302,11 @@ fi
 if [ $do_bench = 1 ]; then
   run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
     PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
+  # shellcheck disable=SC2086
+  run_step bench_probe "$LOG_BENCH" "${T_BENCH_PROBE:-180}" 0 env \
+    CULEACE_BIN="$build/culeace" PYTHONUNBUFFERED=1 \
+    python3 "$root/bench/gpu/bench_probe_gpu.py" --build "$build" \
+    --json "$out/bench_probe_gpu.json" ${BENCH_PROBE_ARGS:-}
 fi
 
 # ---- Python suite ------------------------------------------------------------------------
@@ -312,7 +321,8 @@ if [ $do_pytest = 1 ]; then
   fi
   run_step pytest "$LOG_PY" "${T_PYTEST:-200}" 0 env CULEACE_BIN="$build/culeace" \
     OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
-    python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 "$root/tests/py"
+    python3 -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=10 \
+    ${PYTEST_ARGS:-"$root/tests/py"}
 fi
 
 # ---- summary -------------------------------------------------------------------------------
@@ -323,6 +333,11 @@ fi
     echo
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("markdown",""))' \
       "$out/bench_gpu.json" 2>/dev/null
+  fi
+  if [ -f "$out/bench_probe_gpu.json" ] && [ $do_bench = 1 ]; then
+    echo
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("markdown",""))' \
+      "$out/bench_probe_gpu.json" 2>/dev/null
   fi
   printf '%-34s %-5s %6s  %s\n' step result s note
   printf '%-34s %-5s %6s  %s\n' ---- ------ -- ----

@@ -18,6 +18,9 @@ typedef struct culeace_apply_factors {
   const float *L32, *R32, *bias32;
 } culeace_apply_factors;
 
+struct culeace__probe_rows;    /* core/probe.h */
+struct culeace__probe_problem;
+
 typedef struct culeace_backend {
   const char *name;
 
@@ -109,6 +112,23 @@ typedef struct culeace_backend {
   culeace_status (*leace_factors)(culeace_ctx *ctx, void *acc, const double *U,
                                   int64_t ldu, int64_t r, double *L, double *R,
                                   double *RS, double *SU);
+
+  /* The logistic probes' pass over rows kept on the device (optional; NULL:
+   * the CPU pass of core/probe_pass.c, which is the reference).
+   * probe_open copies the centred rows and each problem's per-row weights
+   * and labels to the device (an out-of-memory status lets the caller fall
+   * back to the CPU); probe_eval does culeace__probe_pass_eval's work
+   * (core/probe.h: same arguments, same outputs); probe_close frees. */
+  culeace_status (*probe_open)(culeace_ctx *ctx,
+                               const struct culeace__probe_rows *rows,
+                               int64_t m, int64_t P,
+                               const struct culeace__probe_problem *prs,
+                               int f64, void **pass);
+  culeace_status (*probe_eval)(culeace_ctx *ctx, void *pass, int64_t cnt,
+                               const int64_t *idx, const float *W,
+                               const double *b, double *G, double *rsum,
+                               double *loss);
+  void (*probe_close)(void *state, void *pass);
 
   /* Host buffers the backend copies from fastest (page-locked for CUDA).
    * host_alloc returns NULL with the context's message set on failure. */

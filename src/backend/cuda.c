@@ -4,66 +4,17 @@
  * and a small cache of erasers' factors on the device. Every CUDA, cuBLAS
  * and cuSOLVER call is checked; failures become a status with the raw code
  * in the message, and out-of-memory leaves the state usable. */
-#include <cublas_v2.h>
-#include <cuda_runtime_api.h>
-#include <cusolverDn.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/ctx.h"
 #include "core/fitter.h"
+#include "cuda_state.h"
 #include "kernels.h"
 #include "whiten.h"
 
-typedef struct {
-  void *p;
-  size_t cap;
-} dbuf;
-
-/* An eraser's factors on the device: Lt (r, d), R (r, d), bias (d), in
- * float64 (f64 = 1) or float32. */
-typedef struct {
-  uint64_t serial;
-  int f64;
-  int64_t d, r;
-  dbuf mem;
-  const void *Lt, *R, *bias;
-  uint64_t used; /* tick of last use, for eviction */
-} factor_slot;
-
-enum { FACTOR_SLOTS = 64 };
-
-typedef struct {
-  int device;
-  cudaStream_t stream;
-  cublasHandle_t blas;
-  cusolverDnHandle_t solver;
-  cusolverDnParams_t params;
-  dbuf raw;   /* a block of rows as read (n, d) */
-  dbuf xc;    /* centred rows, float64 or float32 */
-  dbuf z;     /* centred labels (n, k) */
-  dbuf prod;  /* cxx/cxz products (float32 before widening) */
-  dbuf prod64;
-  dbuf sums;  /* column sums (d) */
-  dbuf work;  /* cuSOLVER workspace */
-  dbuf mat;   /* gemm/eigh operands */
-  dbuf info;
-  /* The running-moment pipeline (acc_update): chunk i + 1 is copied on
-   * copy_stream into slot[(i + 1) % 2] while chunk i is computed. */
-  cudaStream_t copy_stream;
-  dbuf slot[2];
-  cudaEvent_t copied[2], consumed[2];
-  void *host_work; /* host scratch: centred z, float32 z, cuSOLVER host work */
-  size_t host_work_cap;
-  factor_slot slots[FACTOR_SLOTS];
-  uint64_t tick;
-} cuda_state;
-
-static cuda_state *state_of(culeace_ctx *ctx) { return ctx->backend_state; }
-
 /* ---- error translation ---------------------------------------------------- */
 
-static culeace_status cuda_fail(culeace_ctx *ctx, cudaError_t e,
+culeace_status cuda_fail(culeace_ctx *ctx, cudaError_t e,
                                 const char *what) {
   (void)cudaGetLastError(); /* clear a non-sticky error for later calls */
   culeace_status st = e == cudaErrorMemoryAllocation
@@ -74,7 +25,7 @@ static culeace_status cuda_fail(culeace_ctx *ctx, cudaError_t e,
                         cudaGetErrorString(e));
 }
 
-static culeace_status cublas_fail(culeace_ctx *ctx, cublasStatus_t e,
+culeace_status cublas_fail(culeace_ctx *ctx, cublasStatus_t e,
                                   const char *what) {
   culeace_status st = e == CUBLAS_STATUS_ALLOC_FAILED
                           ? CULEACE_ERR_OUT_OF_MEMORY
@@ -84,7 +35,7 @@ static culeace_status cublas_fail(culeace_ctx *ctx, cublasStatus_t e,
                         (int)e);
 }
 
-static culeace_status cusolver_fail(culeace_ctx *ctx, cusolverStatus_t e,
+culeace_status cusolver_fail(culeace_ctx *ctx, cusolverStatus_t e,
                                     const char *what) {
   culeace_status st = e == CUSOLVER_STATUS_ALLOC_FAILED
                           ? CULEACE_ERR_OUT_OF_MEMORY
@@ -93,39 +44,11 @@ static culeace_status cusolver_fail(culeace_ctx *ctx, cusolverStatus_t e,
                         what, ctx->device_index, (int)e);
 }
 
-/* Each jumps to the function's cleanup label with st set. */
-#define CU(call, what)                                                         \
-  do {                                                                         \
-    cudaError_t cu_e_ = (call);                                                \
-    if (cu_e_ != cudaSuccess) {                                                \
-      st = cuda_fail(ctx, cu_e_, what);                                        \
-      goto cleanup;                                                            \
-    }                                                                          \
-  } while (0)
-#define CUBLAS(call, what)                                                     \
-  do {                                                                         \
-    cublasStatus_t cb_e_ = (call);                                             \
-    if (cb_e_ != CUBLAS_STATUS_SUCCESS) {                                      \
-      st = cublas_fail(ctx, cb_e_, what);                                      \
-      goto cleanup;                                                            \
-    }                                                                          \
-  } while (0)
-#define CUSOLVER(call, what)                                                   \
-  do {                                                                         \
-    cusolverStatus_t cs_e_ = (call);                                           \
-    if (cs_e_ != CUSOLVER_STATUS_SUCCESS) {                                    \
-      st = cusolver_fail(ctx, cs_e_, what);                                    \
-      goto cleanup;                                                            \
-    }                                                                          \
-  } while (0)
-/* A kernel launcher's result (kernels.h returns cudaError_t as int). */
-#define KERNEL(call, what) CU((cudaError_t)(call), what)
-
 /* ---- buffers ------------------------------------------------------------------ */
 
 /* Grows device buffer b to bytes (contents not kept). On failure b is empty
  * and the state stays usable. */
-static culeace_status dgrow(culeace_ctx *ctx, dbuf *b, size_t bytes,
+culeace_status dgrow(culeace_ctx *ctx, dbuf *b, size_t bytes,
                             const char *what) {
   if (bytes <= b->cap) return CULEACE_OK;
   if (b->p) cudaFree(b->p);
@@ -145,14 +68,14 @@ static culeace_status dgrow(culeace_ctx *ctx, dbuf *b, size_t bytes,
   return CULEACE_OK;
 }
 
-static void dfree(dbuf *b) {
+void dfree(dbuf *b) {
   if (b->p) cudaFree(b->p);
   b->p = NULL;
   b->cap = 0;
 }
 
 /* count * size bytes, or an out-of-memory error when that overflows. */
-static culeace_status dsize(culeace_ctx *ctx, size_t count, size_t size,
+culeace_status dsize(culeace_ctx *ctx, size_t count, size_t size,
                             size_t *bytes, const char *what) {
   if (culeace__mul_size(count, size, bytes)) return CULEACE_OK;
   return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
@@ -250,7 +173,7 @@ cleanup:
 
 /* Every operation starts here: the calling thread may have another current
  * device. */
-static culeace_status use_device(culeace_ctx *ctx, cuda_state *s) {
+culeace_status use_device(culeace_ctx *ctx, cuda_state *s) {
   culeace_status st = CULEACE_OK;
   CU(cudaSetDevice(s->device), "cudaSetDevice");
 cleanup:
@@ -1083,6 +1006,9 @@ const culeace_backend culeace__backend_cuda = {
     .acc_free = cuda_acc_free,
     .leace_whiten = cuda_leace_whiten,
     .leace_factors = cuda_leace_factors,
+    .probe_open = cuda_probe_open,
+    .probe_eval = cuda_probe_eval,
+    .probe_close = cuda_probe_close,
     .host_alloc = cuda_host_alloc,
     .host_free = cuda_host_free,
 };

@@ -39,7 +39,7 @@ typedef struct {
  * float16/bfloat16 inputs, the rows themselves (raw, type t, stride ld
  * elements), centred as they are read into the same float32 differences,
  * at half the bytes per pass over the rows. */
-typedef struct {
+typedef struct culeace__probe_rows {
   const float *xc;     /* (n, d), or NULL: raw */
   const void *raw;
   culeace_dtype t;
@@ -55,7 +55,7 @@ const float *culeace__probe_row(const culeace__probe_rows *r, int64_t i,
 
 /* Training-row setup shared by the fitters: class counts, sample weights
  * and the standardisation of one problem. */
-typedef struct {
+typedef struct culeace__probe_problem {
   const int32_t *y;    /* (n) labels */
   const uint8_t *train;/* (n) training mask */
   int64_t n_train;
@@ -101,6 +101,33 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
                                            const culeace_probe_opts *o,
                                            const culeace__probe_reduce *red,
                                            culeace_probe **probes);
+
+/* The pass over the rows of one L-BFGS evaluation (probe_pass.c) for the
+ * problems prs (P, each with m outputs: 1 for two classes, k for softmax) on
+ * rows: for the pending problems idx (cnt, any order), with W (cnt m, d)
+ * float32 weights on the centred rows and b (cnt m) intercepts, stacked in
+ * idx's order, fills
+ *   G (cnt m, d) = sum_i r_i xc_i,  rsum (cnt m) = sum_i r_i,
+ *   loss (cnt)   = sum_i s_i logloss_i over each problem's training rows,
+ * with r_i = s_i (p_i - onehot(y_i)), s_i the class weight of y_i (0 outside
+ * the training rows). f64: sums in float64 (else float32, good to ~1e-5).
+ * device: on the context's device when its backend has probe_open and the
+ * rows fit there (else the CPU threads). rows and prs must outlive the
+ * pass. */
+typedef struct culeace__probe_pass culeace__probe_pass;
+culeace_status culeace__probe_pass_open(culeace_ctx *ctx,
+                                        const culeace__probe_rows *rows,
+                                        int64_t m, int64_t P,
+                                        const culeace__probe_problem *prs,
+                                        int f64, int device,
+                                        culeace__probe_pass **out);
+culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
+                                        const int64_t *idx, const float *W,
+                                        const double *b, double *G,
+                                        double *rsum, double *loss);
+/* 1 when the pass runs on the device. */
+int culeace__probe_pass_on_device(const culeace__probe_pass *p);
+void culeace__probe_pass_close(culeace__probe_pass *p);
 
 /* Binary logistic rows (probe_loss.c): for logits t (n), weights s and
  * labels y in {0, 1}, residual r = s (sigmoid(t) - y) and loss = s (log(1 +

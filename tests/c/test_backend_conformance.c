@@ -32,6 +32,12 @@
  * not depend on their sign or order: eigenvalues and the projector onto the
  * top-m eigenspace, plus residuals, orthonormality and reconstruction.
  *
+ * The logistic probes' pass (core/probe_pass.c on the CPU, probe_open/
+ * probe_eval where a backend has them) is checked against float64 sums over
+ * the same centred float32 rows (CPU) and against the CPU pass (CUDA), for
+ * float32 rows (a centred copy) and strided 2-byte rows centred as read,
+ * binary and softmax problems, float32 and float64 sums, and a pending
+ * subset of the problems in another order.
  * acc_update/acc_read/acc_free (running co-moments, optional: NULL on the
  * CPU) are checked against the float64 two-pass wherever a backend has them.
  * The CUDA half adds apply_device (rows in cudaMalloc'ed memory), factor
@@ -46,6 +52,7 @@
 #include "backend/backend.h"
 #include "core/convert.h"
 #include "core/ctx.h"
+#include "core/probe.h"
 #include "culeace.h"
 #include "testutil.h"
 
@@ -62,6 +69,8 @@
 #define LIM_MOM_F32 1e-4   /* block_moments with float32 products */
 #define LIM_APPLY_F32 1e-5 /* apply on float32 rows */
 #define LIM_ULP 2.0        /* apply on float16/bfloat16 rows, in ulps */
+#define LIM_PROBE_F32 1e-4 /* probe pass, float32 sums: gradient sums */
+#define LIM_PROBE_LOSS_F32 1e-5 /* probe pass, float32 logits: losses */
 
 static const culeace_dtype DTYPES[4] = {CULEACE_F64, CULEACE_F32, CULEACE_F16,
                                         CULEACE_BF16};
@@ -1188,6 +1197,176 @@ static void suite_apply_cache(suite *s) {
   factors_free(&F[0]), factors_free(&F[1]);
 }
 
+/* ---- the logistic probes' pass ------------------------------------------ */
+
+/* The pass's outputs in float64 from the centred float32 rows xc (n, d). */
+static void ref_probe_pass(const float *xc, int64_t n, int64_t d, int64_t m,
+                           const culeace__probe_problem *prs,
+                           const int64_t *idx, int64_t cnt, const float *W,
+                           const double *b, double *G, double *rsum,
+                           double *loss) {
+  int64_t M = cnt * m;
+  memset(G, 0, (size_t)(M * d) * 8);
+  memset(rsum, 0, (size_t)M * 8);
+  memset(loss, 0, (size_t)cnt * 8);
+  double *z = xmalloc((size_t)M * 8), *r = xmalloc((size_t)M * 8);
+  for (int64_t i = 0; i < n; i++) {
+    const float *xi = xc + i * d;
+    for (int64_t c = 0; c < M; c++) {
+      double a = b[c];
+      for (int64_t j = 0; j < d; j++) a += (double)W[c * d + j] * xi[j];
+      z[c] = a;
+    }
+    for (int64_t q = 0; q < cnt; q++) {
+      const culeace__probe_problem *pr = &prs[idx[q]];
+      double *rq = r + q * m, *zq = z + q * m;
+      if (!pr->train[i]) {
+        for (int64_t c = 0; c < m; c++) rq[c] = 0;
+        continue;
+      }
+      int32_t y = pr->y[i];
+      double w = pr->class_w[y];
+      if (m == 1) {
+        double t = zq[0], yy = y == 1;
+        rq[0] = w * (1 / (1 + exp(-t)) - yy);
+        loss[q] += w * ((t > 0 ? t + log1p(exp(-t)) : log1p(exp(t))) - yy * t);
+      } else {
+        double mx = -INFINITY, sum = 0;
+        for (int64_t c = 0; c < m; c++) mx = fmax(mx, zq[c]);
+        for (int64_t c = 0; c < m; c++) sum += exp(zq[c] - mx);
+        double lse = mx + log(sum);
+        for (int64_t c = 0; c < m; c++) rq[c] = w * (exp(zq[c] - lse) - (c == y));
+        loss[q] += w * (lse - zq[y]);
+      }
+    }
+    for (int64_t c = 0; c < M; c++) {
+      rsum[c] += r[c];
+      for (int64_t j = 0; j < d; j++) G[c * d + j] += r[c] * xi[j];
+    }
+  }
+  free(z), free(r);
+}
+
+/* One pass of P problems with k classes over n rows of type t (float32: a
+ * centred copy; 2-byte: the raw rows, stride ldx, NaN padding), pending
+ * problems P-1 .. 1 (all of them when P == 1), sums in float64 when f64. */
+static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
+                            int64_t ldx, int64_t k, int64_t P, int f64) {
+  size_t es = culeace_dtype_size(t);
+  int64_t m = k == 2 ? 1 : k;
+  int64_t cnt = P > 1 ? P - 1 : 1, M = cnt * m;
+  char desc[200];
+  snprintf(desc, sizeof desc,
+           "%s probe_pass %s n %lld d %lld ldx %lld k %lld P %lld %s",
+           s->ctx->backend_name, culeace_dtype_name(t), (long long)n,
+           (long long)d, (long long)ldx, (long long)k, (long long)P,
+           f64 ? "f64" : "f32");
+  void *x = xmalloc((size_t)(n * ldx) * es);
+  double *xd = xmalloc((size_t)(n * d) * 8), *shift = xmalloc((size_t)d * 8);
+  float *sf = xmalloc((size_t)d * 4), *xc = xmalloc((size_t)(n * d) * 4);
+  random_rows(&s->rng, t, n, d, ldx, x, xd);
+  for (int64_t j = 0; j < d; j++) {
+    double sum = 0;
+    for (int64_t i = 0; i < n; i++) sum += xd[i * d + j];
+    shift[j] = sf[j] = (float)(sum / (double)n);
+  }
+  for (int64_t i = 0; i < n * d; i++) xc[i] = (float)xd[i] - sf[i % d];
+  void *x0 = dup_bytes(x, (size_t)(n * ldx) * es);
+  culeace__probe_rows rows = {t == CULEACE_F32 ? xc : NULL,
+                              t == CULEACE_F32 ? NULL : x, t, ldx, n, d,
+                              shift, sf};
+  int32_t *y = xmalloc((size_t)(P * n) * 4);
+  uint8_t *train = xmalloc((size_t)(P * n));
+  double *cw = xmalloc((size_t)(P * k) * 8);
+  culeace__probe_problem *prs = xmalloc((size_t)P * sizeof *prs);
+  for (int64_t p = 0; p < P; p++) {
+    for (int64_t i = 0; i < n; i++) {
+      y[p * n + i] = (int32_t)(tu_next(&s->rng) % (uint64_t)k);
+      train[p * n + i] = tu_uniform(&s->rng) < 0.75;
+    }
+    for (int64_t c = 0; c < k; c++) cw[p * k + c] = 0.5 + 1.5 * tu_uniform(&s->rng);
+    prs[p] = (culeace__probe_problem){y + p * n, train + p * n, 0, cw + p * k, 0};
+  }
+  int64_t *idx = xmalloc((size_t)cnt * 8);
+  for (int64_t q = 0; q < cnt; q++) idx[q] = P - 1 - q;
+  float *W = xmalloc((size_t)(M * d) * 4);
+  double *b = xmalloc((size_t)M * 8);
+  for (int64_t i = 0; i < M * d; i++)
+    W[i] = (float)(tu_normal(&s->rng) / sqrt((double)d) *
+                   (i < d ? 30.0 : 1.0)); /* output 0: logits up to ~100 */
+  random_doubles(&s->rng, b, M, 0.0);
+  float *W0 = dup_bytes(W, (size_t)(M * d) * 4);
+  gbuf gG, gr, gl;
+  double *G = gb_alloc(&gG, (size_t)(M * d) * 8),
+         *rsum = gb_alloc(&gr, (size_t)M * 8), *loss = gb_alloc(&gl, (size_t)cnt * 8);
+  poison(G, M * d), poison(rsum, M), poison(loss, cnt);
+  double *Ge = xmalloc((size_t)(M * d) * 8), *re = xmalloc((size_t)M * 8),
+         *le = xmalloc((size_t)cnt * 8);
+
+  culeace__probe_pass *pass = NULL;
+  culeace_status st = culeace__probe_pass_open(s->ctx, &rows, m, P, prs, f64, 1,
+                                               &pass);
+  CHECK(st == CULEACE_OK, "%s: open: %s: %s", desc, culeace_status_name(st),
+        culeace_ctx_last_error(s->ctx));
+  if (st == CULEACE_OK) {
+    CHECK(culeace__probe_pass_on_device(pass) == (s->ref != NULL),
+          "%s: the pass runs on the %s, expected the %s", desc,
+          culeace__probe_pass_on_device(pass) ? "device" : "CPU",
+          s->ref ? "device" : "CPU");
+    CHECK_OK(s->ctx, culeace__probe_pass_eval(pass, cnt, idx, W, b, G, rsum, loss));
+    culeace__probe_pass_close(pass);
+  }
+  if (s->ref) {
+    culeace__probe_pass *rp = NULL;
+    CHECK_OK(s->ref, culeace__probe_pass_open(s->ref, &rows, m, P, prs, f64, 1, &rp));
+    if (rp) {
+      CHECK_OK(s->ref, culeace__probe_pass_eval(rp, cnt, idx, W, b, Ge, re, le));
+      culeace__probe_pass_close(rp);
+    }
+  } else {
+    ref_probe_pass(xc, n, d, m, prs, idx, cnt, W, b, Ge, re, le);
+  }
+  CHECK(gb_intact(&gG) && gb_intact(&gr) && gb_intact(&gl),
+        "%s: a guard around an output was overwritten", desc);
+  CHECK(count_nan(G, M * d) == 0 && count_nan(rsum, M) == 0 &&
+            count_nan(loss, cnt) == 0,
+        "%s: outputs left unwritten (NaN): G %lld, rsum %lld, loss %lld", desc,
+        (long long)count_nan(G, M * d), (long long)count_nan(rsum, M),
+        (long long)count_nan(loss, cnt));
+  CHECK(!memcmp(x, x0, (size_t)(n * ldx) * es) &&
+            !memcmp(W, W0, (size_t)(M * d) * 4),
+        "%s: the rows or weights were changed", desc);
+  double lim = f64 ? LIM_F64 : LIM_PROBE_F32;
+  double lim_loss = f64 ? LIM_F64 : LIM_PROBE_LOSS_F32;
+  double eg = nerr(G, Ge, M * d, 1e-300), er = nerr(rsum, re, M, 1e-300),
+         el = nerr(loss, le, cnt, 1e-300);
+  record("probe_pass", f64 ? "G, rsum (f64)" : "G, rsum (f32)", lim, fmax(eg, er));
+  record("probe_pass", f64 ? "loss (f64)" : "loss (f32)", lim_loss, el);
+  CHECK(eg <= lim && er <= lim && el <= lim_loss,
+        "%s: error G %.2e, rsum %.2e (limit %.0e), loss %.2e (limit %.0e)",
+        desc, eg, er, lim, el, lim_loss);
+  gb_free(&gG), gb_free(&gr), gb_free(&gl);
+  free(x), free(x0), free(xd), free(shift), free(sf), free(xc), free(y);
+  free(train), free(cw), free(prs), free(idx), free(W), free(W0), free(b);
+  free(Ge), free(re), free(le);
+}
+
+static void suite_probe_pass(suite *s) {
+  static const int64_t SH[][5] = {/* n, d, ldx, k, P */
+                                  {1, 1, 1, 2, 1},      {7, 5, 8, 2, 3},
+                                  {300, 67, 67, 3, 2},  {600, 130, 133, 2, 5},
+                                  {257, 300, 300, 5, 4}, {20, 300, 301, 2, 2},
+                                  {64, 13, 16, 4, 1}};
+  static const culeace_dtype T3[3] = {CULEACE_F32, CULEACE_F16, CULEACE_BF16};
+  for (size_t i = 0; i < sizeof SH / sizeof SH[0]; i++) {
+    if (quick && (i == 3 || i == 4)) continue;
+    for (int ti = 0; ti < 3; ti++)
+      for (int f64 = 0; f64 < 2; f64++)
+        case_probe_pass(s, T3[ti], SH[i][0], SH[i][1], SH[i][2], SH[i][3],
+                        SH[i][4], f64);
+  }
+}
+
 /* ---- CUDA-only cases ----------------------------------------------------- */
 
 #ifdef CULEACE_HAVE_CUDA
@@ -1280,6 +1459,7 @@ static void run_suite(suite *s) {
   suite_eigh(s);
   suite_apply(s);
   suite_apply_cache(s);
+  suite_probe_pass(s);
 #ifdef CULEACE_HAVE_CUDA
   if (s->ref) {
     suite_apply_device(s);
