@@ -5,7 +5,8 @@
 # bundle.sh; it brings HDF5, OpenBLAS and LAPACKE, which that machine lacks).
 # Needs no network and installs nothing system-wide.
 #
-#   bash scripts/gpu-check.sh [--no-bench] [--no-sanitize] [--no-pytest]
+#   bash scripts/gpu-check.sh [--no-bench] [--no-bench-fit] [--no-sanitize]
+#                             [--no-pytest]
 #
 # Steps (each under `timeout`, each logged to its own file under
 # ${OUT:-/tmp/gpu-check}; at most 8 files there, flat):
@@ -60,10 +61,11 @@ scratch="$(mktemp -d /tmp/gpu-check.XXXXXX)"
 t_start=$SECONDS
 budget="${GPU_CHECK_BUDGET:-345}"
 
-do_bench=1 do_sanitize=1 do_pytest=1
+do_bench=1 do_bench_fit=1 do_sanitize=1 do_pytest=1
 for a in "$@"; do
   case "$a" in
     --no-bench) do_bench=0 ;;
+    --no-bench-fit) do_bench_fit=0 ;; # the probe benchmark only
     --no-sanitize) do_sanitize=0 ;;
     --no-pytest) do_pytest=0 ;;
     -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
@@ -300,8 +302,9 @@ fi
 
 # ---- benchmark ------------------------------------------------------------------------------
 if [ $do_bench = 1 ]; then
-  run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env CULEACE_LIB="$build/libculeace.so" \
-    PYTHONUNBUFFERED=1 python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
+  [ $do_bench_fit = 1 ] && run_step bench "$LOG_BENCH" "${T_BENCH:-240}" 0 env \
+    CULEACE_LIB="$build/libculeace.so" PYTHONUNBUFFERED=1 \
+    python3 "$root/bench/gpu/bench_gpu.py" --json "$out/bench_gpu.json"
   # shellcheck disable=SC2086
   run_step bench_probe "$LOG_BENCH" "${T_BENCH_PROBE:-180}" 0 env \
     CULEACE_BIN="$build/culeace" PYTHONUNBUFFERED=1 \
@@ -329,7 +332,7 @@ fi
 {
   echo
   echo "gpu-check: $(date -Is), $(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1), ${SECONDS}s total; logs in $out"
-  if [ -f "$out/bench_gpu.json" ] && [ $do_bench = 1 ]; then
+  if [ -f "$out/bench_gpu.json" ] && [ $do_bench_fit = 1 ]; then
     echo
     python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("markdown",""))' \
       "$out/bench_gpu.json" 2>/dev/null

@@ -668,7 +668,11 @@ static culeace_status cuda_leace_whiten(culeace_ctx *ctx, void *acc, double n,
   size_t bytes;
   CULEACE_TRY(dsize(ctx, 3 * dd + (size_t)d + 2, 8, &bytes, "the whitening"));
   CULEACE_TRY(dgrow(ctx, &a->wh, bytes, "the whitening matrices"));
-  CULEACE_TRY(dsize(ctx, 2 * dd, 8, &bytes, "the eigenvectors"));
+  /* V (d, d) and T, scratch for (d, d) products and for M (k, d), which is
+   * larger when the concept has more dimensions than the rows */
+  const size_t dk = (size_t)d * (size_t)k;
+  CULEACE_TRY(dsize(ctx, dd + (dk > dd ? dk : dd), 8, &bytes,
+                    "the eigenvectors"));
   CULEACE_TRY(dgrow(ctx, &a->wk, bytes, "the eigenvectors"));
   double *S = a->wh.p, *W = S + dd, *Wp = W + dd, *w = Wp + dd, *stats = w + d;
   double *V = a->wk.p, *T = V + dd;

@@ -109,8 +109,11 @@ def test_bindings_fit_equals_cli_fit(cli_erasers, repo_root):
 
 def test_apply_in_place_equals_cli_bit_for_bit(cli_erasers, repo_root, run_culeace, tmp_path):
     out = tmp_path / "erased.h5"
+    # the bindings edit on the CPU; so does the CLI here (a GPU's float32
+    # sums round some float16 outputs the other way)
     run_culeace("apply", cli_erasers, repo_root / "data/sample.h5",
-                "--x", "/hidden", "--layers", ",".join(SAMPLE_LAYERS), "-o", out, "--quiet")
+                "--x", "/hidden", "--layers", ",".join(SAMPLE_LAYERS), "-o", out,
+                "--device", "cpu", "--quiet")
     erasers = culeace.load_erasers(cli_erasers)
     with h5py.File(out) as f:
         for name in SAMPLE_LAYERS:
@@ -138,7 +141,7 @@ def test_saved_erasers_are_read_by_the_cli(tmp_path, run_culeace, repo_root):
     assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
     out = tmp_path / "out.h5"
     run_culeace("apply", path, repo_root / "data/sample.h5", "--x",
-                "/hidden", "--layers", "2", "-o", out, "--quiet")
+                "/hidden", "--layers", "2", "-o", out, "--device", "cpu", "--quiet")
     with h5py.File(out) as f:
         assert f["hidden/2"][:].tobytes() == e.apply_(x.copy()).tobytes()
     back = culeace.load_erasers(path)
@@ -249,6 +252,14 @@ def test_library_errors_become_exceptions_with_the_message(tmp_path):
         culeace.LeaceFitter(6, 3).update(np.zeros((3, 6), np.float32), np.array([0, 5, 1]))
 
 
+# Exits 0 when the interpreter running it can build the package itself:
+# setuptools >= 70.1 (bdist_wheel built in), or >= 61 with wheel.
+_CAN_BUILD = ("import importlib.util as u, setuptools, sys; "
+              "v = tuple(int(p) for p in setuptools.__version__.split('.')[:2]); "
+              "sys.exit(0 if v >= (70, 1) or (v >= (61, 0) and "
+              "u.find_spec('wheel')) else 1)")
+
+
 def test_pip_install_in_a_fresh_environment(tmp_path, repo_root):
     """`pip install ./python_bindings` gives a package that carries its own
     copy of the library and works outside the repository."""
@@ -260,9 +271,14 @@ def test_pip_install_in_a_fresh_environment(tmp_path, repo_root):
                    check=True)
     env = dict(os.environ, CULEACE_PREBUILT_LIBRARY=str(lib))
     env.pop("CULEACE_LIBRARY", None)
+    # Offline machines (a GPU node) build with this interpreter's own
+    # setuptools rather than fetching the build requirements.
+    local = subprocess.run([str(venv / "bin" / "python"), "-c", _CAN_BUILD],
+                           capture_output=True).returncode == 0
+    isolation = ["--no-build-isolation"] if local else []
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps",
-                    str(repo_root / "python_bindings")], check=True, env=env,
-                   timeout=600)
+                    *isolation, str(repo_root / "python_bindings")], check=True,
+                   env=env, timeout=600)
     code = ("import culeace, numpy as np; "
             "e = culeace.LeaceEraser.fit(np.eye(4, dtype=np.float32).repeat(5, 0), "
             "np.arange(20) % 2); print(culeace.library_path, e.rank)")
@@ -298,7 +314,11 @@ def test_cuda_tensor_edit_matches_the_cpu_edit(dtype):
     got = view.double().cpu()
     ulp = {"float32": 2.0 ** -20, "float64": 1e-12, "float16": 2.0 ** -10,
            "bfloat16": 2.0 ** -7}[dtype]
-    assert bool(((got - want).abs() <= want.abs() * ulp + 1e-6).all())
+    # float32 edits differ in their order of sums: a few units in the last
+    # place of the row's largest element (an edited element can be far
+    # smaller than its row after the projection cancels it)
+    row_mag = want.abs().amax(dim=1, keepdim=True)
+    assert bool(((got - want).abs() <= row_mag * ulp + 1e-12).all())
     out = e.to("cuda:0")(host.cuda())  # out of place: a new CUDA tensor
     assert out.device.type == "cuda" and out.dtype == dt
 
