@@ -4,6 +4,7 @@
  * to the logistic or difference-in-means fitter. */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,13 +135,14 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
                           "predict: row stride %lld < d = %lld",
                           (long long)ldx, (long long)d);
   /* logits = W x + b with W = coef / scale, b = intercept - W mean */
+  int T = omp_get_max_threads();
   double *W = culeace__alloc(ctx, (size_t)m * (size_t)d, 8, "probe weights");
   double *b = culeace__alloc(ctx, (size_t)m, 8, "probe intercepts");
-  double *z = culeace__alloc(ctx, (size_t)m, 8, "logits");
-  if (!W || !b || !z) {
+  double *zall = culeace__alloc(ctx, (size_t)T * (size_t)m, 8, "logits");
+  if (!W || !b || !zall) {
     free(W);
     free(b);
-    free(z);
+    free(zall);
     return CULEACE_ERR_OUT_OF_MEMORY;
   }
   for (int64_t o = 0; o < m; o++) {
@@ -150,9 +152,12 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
       b[o] -= W[o * d + j] * p->mean[j];
     }
   }
+  /* rows over the threads; each row's sums in the same order as alone */
+#pragma omp parallel for schedule(static) num_threads(T) \
+    if (n * d * m > (1 << 16))
   for (int64_t i = 0; i < n; i++) {
     const float *row = x + i * ldx;
-    double *pr = proba + i * k;
+    double *pr = proba + i * k, *z = zall + (size_t)omp_get_thread_num() * m;
     for (int64_t o = 0; o < m; o++) {
       double s = b[o];
       for (int64_t j = 0; j < d; j++) s += W[o * d + j] * row[j];
@@ -172,7 +177,7 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
   }
   free(W);
   free(b);
-  free(z);
+  free(zall);
   return CULEACE_OK;
 }
 
@@ -195,22 +200,79 @@ const float *culeace__probe_row(const culeace__probe_rows *r, int64_t i,
   return buf;
 }
 
+enum { MOMENT_CHUNKS = 64 }; /* fixed row ranges: sums in a fixed order */
+
+/* Rows [c n / C, (c + 1) n / C) of chunk c of C. */
+static int64_t chunk_start(int64_t n, int64_t c, int64_t C) {
+  return (int64_t)((__int128)n * c / C);
+}
+
+culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
+                                            const culeace__probe_rows *rows,
+                                            int64_t P,
+                                            const culeace__probe_problem *prs,
+                                            double *mv) {
+  int64_t n = rows->n, d = rows->d, C = n < MOMENT_CHUNKS ? 1 : MOMENT_CHUNKS;
+  size_t per = (size_t)P * 2 * (size_t)d; /* one chunk's sums */
+  double *part = culeace__alloc(ctx, (size_t)C * per, 8, "training moments");
+  if (!part) return CULEACE_ERR_OUT_OF_MEMORY;
+  memset(part, 0, (size_t)C * per * 8);
+  int failed = 0;
+#pragma omp parallel
+  {
+    float *buf = malloc((size_t)d * sizeof *buf);
+    if (!buf) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; c++) {
+      if (!buf) continue;
+      double *acc = part + (size_t)c * per;
+      for (int64_t i = chunk_start(n, c, C); i < chunk_start(n, c + 1, C); i++) {
+        const float *row = NULL;
+        for (int64_t p = 0; p < P; p++) {
+          if (!prs[p].train[i]) continue;
+          if (!row) row = culeace__probe_row(rows, i, buf);
+          double *m = acc + (size_t)p * 2 * d, *v = m + d;
+#pragma omp simd
+          for (int64_t j = 0; j < d; j++) {
+            double e = row[j];
+            m[j] += e;
+            v[j] += e * e;
+          }
+        }
+      }
+    }
+    free(buf);
+  }
+  if (failed) {
+    free(part);
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  memcpy(mv, part, per * 8);
+  for (int64_t c = 1; c < C; c++)
+    for (size_t e = 0; e < per; e++) mv[e] += part[(size_t)c * per + e];
+  free(part);
+  return CULEACE_OK;
+}
+
 culeace_status culeace__probe_setup(culeace_ctx *ctx,
                                     const culeace__probe_rows *rows,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     const culeace__probe_reduce *red,
+                                    const double *mv,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe) {
   /* one sum over the processes: class counts (k), then with
    * standardisation the column sums and sums of squares of the training
-   * rows (d each) */
+   * rows (d each, from mv) */
   int64_t n = rows->n, d = rows->d;
   int64_t nsum = k + (o->standardize ? 2 * d : 0);
   double *acc = calloc((size_t)nsum, sizeof *acc);
-  float *buf = malloc((size_t)d * sizeof *buf);
   culeace_status st = CULEACE_OK;
-  if (!acc || !buf)
+  if (!acc)
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
   double *cnt = acc, *m = acc ? acc + k : NULL, *v = m ? m + d : NULL;
   for (int64_t i = 0; !st && i < n; i++) {
@@ -223,19 +285,9 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx,
                           (int)y, (long long)(k - 1));
     else cnt[y] += 1;
   }
-  /* mean and population std of the training rows, one pass over the
-   * centred rows in float64 (centring makes E[x^2] - E[x]^2 benign) */
-  for (int64_t i = 0; !st && o->standardize && i < n; i++) {
-    if (!pr->train[i]) continue;
-    const float *row = culeace__probe_row(rows, i, buf);
-#pragma omp simd
-    for (int64_t j = 0; j < d; j++) {
-      double e = row[j];
-      m[j] += e;
-      v[j] += e * e;
-    }
-  }
-  free(buf);
+  /* mean and population std of the training rows from their sums over
+   * the centred rows in float64 (centring makes E[x^2] - E[x]^2 benign) */
+  if (!st && o->standardize) memcpy(m, mv, (size_t)(2 * d) * 8);
   if (culeace__probe_sum(red, acc, nsum, st != CULEACE_OK)) {
     free(acc);
     return st ? st : culeace__probe_other_failed(ctx);
@@ -283,20 +335,43 @@ culeace_status culeace__probe_setup(culeace_ctx *ctx,
   return CULEACE_OK;
 }
 
-/* sums (d + 1) = column sums of x (n, d, type t, stride ldx), then n. */
+/* sums (d + 1) = column sums of x (n, d, type t, stride ldx), then n: in
+ * fixed row chunks over the threads, added in chunk order (the same bits
+ * with any thread count). */
 static int column_sums(const void *x, culeace_dtype t, int64_t n, int64_t d,
                        int64_t ldx, double *sums) {
-  float *row = malloc((size_t)d * sizeof *row);
-  if (!row) return 1;
-  for (int64_t j = 0; j <= d; j++) sums[j] = 0;
-  for (int64_t i = 0; i < n; i++) {
-    culeace__to_f32((const char *)x + (size_t)(i * ldx) * culeace_dtype_size(t),
-                    t, d, row);
-    for (int64_t j = 0; j < d; j++) sums[j] += row[j];
+  int64_t C = n < MOMENT_CHUNKS ? 1 : MOMENT_CHUNKS;
+  double *part = calloc((size_t)(C * d), sizeof *part);
+  if (!part) return 1;
+  int failed = 0;
+  size_t es = culeace_dtype_size(t);
+#pragma omp parallel
+  {
+    float *row = malloc((size_t)d * sizeof *row);
+    if (!row) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t c = 0; c < C; c++) {
+      if (!row) continue;
+      double *acc = part + c * d;
+      for (int64_t i = chunk_start(n, c, C); i < chunk_start(n, c + 1, C); i++) {
+        culeace__to_f32((const char *)x + (size_t)(i * ldx) * es, t, d, row);
+#pragma omp simd
+        for (int64_t j = 0; j < d; j++) acc[j] += row[j];
+      }
+    }
+    free(row);
+  }
+  for (int64_t j = 0; j < d; j++) {
+    double sum = 0;
+    for (int64_t c = 0; c < C; c++) sum += part[c * d + j];
+    sums[j] = sum;
   }
   sums[d] = (double)n;
-  free(row);
-  return 0;
+  free(part);
+  return failed;
 }
 
 /* xc (n, d) = x - shift. */
@@ -371,6 +446,7 @@ culeace_status culeace__probe_fit_batch_shared(
                                     "centred rows");
   double *shift = culeace__alloc(ctx, (size_t)d + 1, 8, "column means");
   float *sf = culeace__alloc(ctx, (size_t)d, 4, "column means");
+  double *mv = NULL; /* (P, 2, d) training moments */
   culeace_status st = CULEACE_OK;
   if (!prs || !cw || (!half && !xc) || !shift || !sf ||
       column_sums(x, xtype, n, d, ldx, shift))
@@ -403,7 +479,22 @@ culeace_status culeace__probe_fit_batch_shared(
       culeace__probe_sum(red, NULL, 0, 1);
       goto cleanup;
     }
-    st = culeace__probe_setup(ctx, &rows, k, p, opts, red, &prs[p], out[p]);
+  }
+  /* the training rows' column sums and sums of squares of every problem,
+   * in one pass over the rows */
+  if (opts->standardize) {
+    mv = culeace__alloc(ctx, (size_t)(P * 2) * (size_t)d, 8,
+                        "training moments");
+    st = mv ? culeace__probe_train_moments(ctx, &rows, P, prs, mv)
+            : CULEACE_ERR_OUT_OF_MEMORY;
+    if (st) {
+      culeace__probe_sum(red, NULL, 0, 1);
+      goto cleanup;
+    }
+  }
+  for (int64_t p = 0; p < P; p++) {
+    st = culeace__probe_setup(ctx, &rows, k, p, opts, red,
+                              mv ? mv + p * 2 * d : NULL, &prs[p], out[p]);
     if (st) goto cleanup;
   }
   if (opts->kind == CULEACE_PROBE_LOGISTIC) {
@@ -423,5 +514,6 @@ cleanup:
   free(xc);
   free(shift);
   free(sf);
+  free(mv);
   return st;
 }

@@ -63,14 +63,26 @@ typedef struct culeace__probe_problem {
   double s_sum;        /* S = sum of training sample weights */
 } culeace__probe_problem;
 
+/* mv (P, 2, d): for each problem, the column sums and sums of squares of
+ * its training rows (centred), in float64, in one pass over the rows on
+ * the OpenMP threads (fixed row chunks added in order: the same bits with
+ * any thread count). */
+culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
+                                            const culeace__probe_rows *rows,
+                                            int64_t P,
+                                            const culeace__probe_problem *prs,
+                                            double *mv);
+
 /* Checks labels and fills class weights, n_train, S; computes the
- * standardisation (mean, scale) of the training rows into probe from the
- * centred rows. red: see above. */
+ * standardisation (mean, scale) of the training rows into probe from mv
+ * (2, d: culeace__probe_train_moments' sums of this problem; unused without
+ * standardisation). red: see above. */
 culeace_status culeace__probe_setup(culeace_ctx *ctx,
                                     const culeace__probe_rows *rows,
                                     int64_t k, int64_t index,
                                     const culeace_probe_opts *o,
                                     const culeace__probe_reduce *red,
+                                    const double *mv,
                                     culeace__probe_problem *pr,
                                     culeace_probe *probe);
 

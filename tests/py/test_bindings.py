@@ -5,6 +5,7 @@ the eraser files and the in-place edit (bit for bit), plus zero-copy,
 strided rows, and the bad inputs a Python user can pass."""
 
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -282,8 +283,15 @@ def test_pip_install_in_a_fresh_environment(tmp_path, repo_root):
     code = ("import culeace, numpy as np; "
             "e = culeace.LeaceEraser.fit(np.eye(4, dtype=np.float32).repeat(5, 0), "
             "np.arange(20) % 2); print(culeace.library_path, e.rank)")
+    # A venv made from an interpreter that is itself a venv sees the base
+    # interpreter's packages, not this one's: then numpy comes from here
+    # (PYTHONPATH; a culeace found there instead would fail the path check).
+    if subprocess.run([str(venv / "bin" / "python"), "-c", "import numpy"],
+                      capture_output=True).returncode != 0:
+        env["PYTHONPATH"] = os.pathsep.join(site.getsitepackages())
     p = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True,
-                       text=True, cwd=tmp_path, env=env, check=True)
+                       text=True, cwd=tmp_path, env=env)
+    assert p.returncode == 0, p.stderr
     path, rank = p.stdout.split()
     assert path.startswith(str(venv)) and path.endswith("_lib/libculeace.so")
     assert rank == "1"
