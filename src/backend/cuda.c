@@ -161,9 +161,6 @@ static culeace_status cuda_init(culeace_ctx *ctx, void **out) {
   }
   CUBLAS(cublasCreate(&s->blas), "cublasCreate");
   CUBLAS(cublasSetStream(s->blas, s->stream), "cublasSetStream");
-  CUSOLVER(cusolverDnCreate(&s->solver), "cusolverDnCreate");
-  CUSOLVER(cusolverDnSetStream(s->solver, s->stream), "cusolverDnSetStream");
-  CUSOLVER(cusolverDnCreateParams(&s->params), "cusolverDnCreateParams");
   *out = s;
   return CULEACE_OK;
 cleanup:
@@ -625,6 +622,18 @@ static culeace_status syevd_device(culeace_ctx *ctx, cuda_state *s, double *a,
   culeace_status st = CULEACE_OK;
   size_t dev_bytes = 0, host_bytes = 0;
   int info = 0;
+  if (!s->solver) { /* on first use: probes and applies never need it */
+    cusolverDnHandle_t h = NULL;
+    CUSOLVER(cusolverDnCreate(&h), "cusolverDnCreate");
+    cusolverStatus_t e = cusolverDnSetStream(h, s->stream);
+    if (e != CUSOLVER_STATUS_SUCCESS) {
+      cusolverDnDestroy(h);
+      CUSOLVER(e, "cusolverDnSetStream");
+    }
+    s->solver = h;
+  }
+  if (!s->params)
+    CUSOLVER(cusolverDnCreateParams(&s->params), "cusolverDnCreateParams");
   CUSOLVER(cusolverDnXsyevd_bufferSize(
                s->solver, s->params, CUSOLVER_EIG_MODE_VECTOR,
                CUBLAS_FILL_MODE_UPPER, d, CUDA_R_64F, a, d, CUDA_R_64F, w,
