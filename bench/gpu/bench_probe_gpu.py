@@ -18,7 +18,8 @@ floor, in one run on one machine.
    - PyTorch on the GPU as a notebook would write it (the layer moved to the
      GPU as float32, standardised on the training rows, torch.optim.LBFGS
      with strong-Wolfe line search, history 10, on scikit-learn's objective:
-     mean log-loss + |w|^2 / (2 C n)) on --torch-layers.
+     mean log-loss + |w|^2 / (2 C n)) on --torch-layers, after an untimed
+     warm-up fit.
    Their times are per layer; the ratios compare per-layer times.
 4. The floor: reading the layers' stored bytes through HDF5 (warm page
    cache, no conversion), which every run must do at least once; and both
@@ -60,24 +61,49 @@ def layer_accuracy(j):
     return {str(x["name"]): x["accuracy"]["mean"] for x in j["layers"]}
 
 
+def torch_fit(torch, Xtr, ytr, C, tol, max_iter):
+    """L-BFGS (strong Wolfe, history 10) on scikit-learn's objective over
+    standardised rows; returns (w, b, iterations)."""
+    n = Xtr.shape[0]
+    w = torch.zeros(Xtr.shape[1], device=Xtr.device, requires_grad=True)
+    b = torch.zeros((), device=Xtr.device, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, history_size=10,
+                            tolerance_grad=tol, tolerance_change=1e-9,
+                            line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        z = Xtr @ w + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(z, ytr)
+                + (w @ w) / (2 * C * n))
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return w, b, int(opt.state[opt._params[0]]["n_iter"])
+
+
 def torch_peer(path, names, assign, C, tol, max_iter, device):
-    """PyTorch L-BFGS logistic regression on the GPU per layer and fold
-    (after an untimed warm-up that initialises CUDA and cuBLAS)."""
+    """PyTorch L-BFGS logistic regression on the GPU per layer and fold,
+    after an untimed warm-up fit on random rows (CUDA context, cuBLAS and
+    the kernels this path launches)."""
     import h5py
     import numpy as np
     import torch
     dev = torch.device(device)
-    warm = torch.randn(256, 64, device=dev, requires_grad=True)
-    (warm @ warm.T).sum().backward()
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    g = torch.Generator(device="cpu").manual_seed(0)
+    warm_x = torch.randn(2048, 64, generator=g).to(dev)
+    torch_fit(torch, warm_x, (warm_x[:, 0] > 0).float(), C, tol, max_iter)
+    sync()
     k_folds = int(assign.max()) + 1
     out = []
     with h5py.File(path, "r") as f:
         y_all = torch.as_tensor(f["/labels"][:].astype(np.float32), device=dev)
         for name in names:
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            sync()
             t0 = time.perf_counter()
             X = torch.as_tensor(f["/hidden"][name][:], device=dev).float()
             accs, iters = [], []
@@ -85,31 +111,16 @@ def torch_peer(path, names, assign, C, tol, max_iter, device):
                 test = torch.as_tensor(assign == k, device=dev)
                 train = torch.as_tensor(assign >= 0, device=dev) & ~test
                 Xtr, ytr = X[train], y_all[train]
-                mu, sd = Xtr.mean(0), Xtr.std(0, unbiased=False).clamp_min(1e-12)
-                Xtr = (Xtr - mu) / sd
-                n = Xtr.shape[0]
-                w = torch.zeros(X.shape[1], device=dev, requires_grad=True)
-                b = torch.zeros((), device=dev, requires_grad=True)
-                opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter,
-                                        history_size=10, tolerance_grad=tol,
-                                        tolerance_change=1e-9,
-                                        line_search_fn="strong_wolfe")
-
-                def closure():
-                    opt.zero_grad()
-                    z = Xtr @ w + b
-                    loss = (torch.nn.functional.binary_cross_entropy_with_logits(
-                        z, ytr) + (w @ w) / (2 * C * n))
-                    loss.backward()
-                    return loss
-                opt.step(closure)
-                iters.append(int(opt.state[opt._params[0]]["n_iter"]))
+                mu = Xtr.mean(0)
+                sd = Xtr.std(0, unbiased=False).clamp_min(1e-12)
+                w, b, it = torch_fit(torch, (Xtr - mu) / sd, ytr, C, tol,
+                                     max_iter)
+                iters.append(it)
                 with torch.no_grad():
                     z = ((X[test] - mu) / sd) @ w + b
                     accs.append(float(((z > 0).float() == y_all[test]).float()
                                       .mean()))
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
+            sync()
             out.append({"name": name, "s": time.perf_counter() - t0,
                         "accuracy": accs, "n_iter": iters})
     return out

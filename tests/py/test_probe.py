@@ -581,9 +581,10 @@ def test_gpu_probes_match_the_cpu(dumps, tmp_path, which):
     """On a GPU the L-BFGS passes run there (rows kept on the device, two
     GEMMs per evaluation): with a tight tolerance (float64 sums) the saved
     probes agree with the CPU's to 1e-3 relative (as with scikit-learn: the
-    fits stop within the gradient tolerance, not at one point) and every
-    held-out accuracy is the same; with the defaults (float32 sums) accuracies agree to 0.5
-    points per fold. Skipped without a GPU."""
+    fits stop within the gradient tolerance, not at one point); held-out
+    accuracies agree to 0.5 points per fold (a row at the boundary may
+    flip), with the tight tolerance and with the defaults (float32 sums).
+    Skipped without a GPU."""
     _gpu_or_skip(tmp_path)
     base = [dumps[which], "--x", "/hidden", "--y", "/labels"]
     tight = ["--tol", "1e-8", "--max-iter", "10000"]
@@ -592,7 +593,8 @@ def test_gpu_probes_match_the_cpu(dumps, tmp_path, which):
         out[dev] = probe_json(*base, *tight, "--device", dev, "--save",
                               tmp_path / f"{dev}.h5")
     for la, lb in zip(out["cpu"]["layers"], out["cuda"]["layers"]):
-        assert la["accuracy"]["folds"] == lb["accuracy"]["folds"], la["name"]
+        diff = np.abs(np.subtract(la["accuracy"]["folds"], lb["accuracy"]["folds"]))
+        assert diff.max() <= 0.005, (la["name"], diff)
     with h5py.File(tmp_path / "cpu.h5") as f, h5py.File(tmp_path / "cuda.h5") as g:
         for name in f["probes"]:
             a, b = f["probes"][name]["coef"][...], g["probes"][name]["coef"][...]
