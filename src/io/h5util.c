@@ -232,8 +232,9 @@ culeace_status culeace__h5_dims(culeace_ctx *ctx, hid_t dset, const char *file,
 
 /* Storage a crafted file can make libhdf5 misread (fuzzing found a
  * use-after-free inside H5Dread on a corrupt chunk index; SECURITY.md):
- * the chunk index must be walkable and hold no more chunks than the shape
- * allows, and compact data must be exactly the shape's size. */
+ * the chunk index must be walkable, hold no more chunks than the shape
+ * allows and claim no more bytes than the file has, and compact data must
+ * be exactly the shape's size. */
 culeace_status culeace__h5_check_storage(culeace_ctx *ctx, hid_t dset,
                                          const char *file, const char *path,
                                          int rank, const hsize_t *dims) {
@@ -268,11 +269,25 @@ culeace_status culeace__h5_check_storage(culeace_ctx *ctx, hid_t dset,
     H5Eclear2(H5E_DEFAULT);
     (void)H5Dget_storage_size(dset);
     if (H5Eget_num(H5E_DEFAULT) > 0) rc = -1;
+    /* libhdf5 allocates each chunk's stored size to read it: the chunks'
+     * claimed sizes must fit in the file (a crafted index claiming a 4 GiB
+     * chunk in a 10 KiB file made H5Dread ask for 4 GiB) */
+    hsize_t stored = H5Dget_storage_size(dset), fsize = 0;
+    hid_t fid = H5Iget_file_id(dset);
+    if (fid < 0 || H5Fget_filesize(fid, &fsize) < 0) rc = -1;
+    if (fid >= 0) H5Fclose(fid);
     if (cr != rank || bad_chunk || rc < 0 || n_chunks > max_chunks)
       st = culeace__h5_error(ctx, CULEACE_ERR_HDF5,
                              "dataset %s in %s has corrupt chunked storage "
                              "(chunk shape or chunk index; refusing to read "
                              "it)", path, file);
+    else if (stored > fsize)
+      st = culeace__error(ctx, CULEACE_ERR_HDF5,
+                          "dataset %s in %s claims %llu bytes of chunks in a "
+                          "file of %llu bytes (a corrupt chunk index; "
+                          "refusing to read it)", path, file,
+                          (unsigned long long)stored,
+                          (unsigned long long)fsize);
   } else if (lay == H5D_COMPACT) {
     hid_t t = H5Dget_type(dset);
     size_t es = t >= 0 ? H5Tget_size(t) : 0;

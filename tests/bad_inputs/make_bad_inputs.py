@@ -70,6 +70,18 @@ def make(d, culeace):
     cases.append(("dims overflow the machine", fit(p("huge.h5")),
                   ["huge.h5", "/hidden", "too many elements"], None))
 
+    # a fuzzer's file whose chunk index claims a 4 GiB chunk in 6856 bytes
+    # (libhdf5 would allocate that much to read it)
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..",
+                             "fuzz", "corpus", "fuzz_activations",
+                             "oom-chunk-index-claims-4gib.h5"),
+                p("chunk-claims.h5"))
+    cases.append(("chunk index claims more bytes than the file",
+                  ["fit", p("chunk-claims.h5"), "--x", "/acts", "--layer-axis",
+                   "0", "--z", "/labels", "-o", out],
+                  ["chunk-claims.h5", "/acts", "4278191638 bytes of chunks",
+                   "file of 6856 bytes"], None))
+
     dump(p("zero-rows.h5"), np.zeros((0, 8), np.float16), np.zeros(0, np.int64))
     cases.append(("zero rows", fit(p("zero-rows.h5")),
                   ["zero-rows.h5", "no examples"], None))
