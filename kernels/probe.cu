@@ -29,7 +29,8 @@ __global__ void probe_rows_kernel(const T *__restrict__ src, int64_t n,
       xe[e] = (A)1;
     } else {
       float v = widen<float>(src[i * lds + j]);
-      if (sf) v -= sf[j];
+      if (sf)
+        v -= sf[j];
       xe[e] = (A)v;
     }
   }
@@ -41,8 +42,8 @@ __global__ void probe_rows_kernel(const T *__restrict__ src, int64_t n,
  * losses s (logsumexp - z_y) (binary: s (log(1 + e^t) - y t)). */
 template <typename A>
 __global__ void probe_residuals_kernel(
-    const A *__restrict__ z, const double *__restrict__ b, int64_t n,
-    int64_t M, int64_t m, int64_t cnt, const int64_t *__restrict__ idx,
+    const A *__restrict__ z, const double *__restrict__ b, int64_t n, int64_t M,
+    int64_t m, int64_t cnt, const int64_t *__restrict__ idx,
     const double *__restrict__ S, const int32_t *__restrict__ Y,
     A *__restrict__ r, double *__restrict__ lrow) {
   int64_t total = n * cnt;
@@ -55,13 +56,14 @@ __global__ void probe_residuals_kernel(
     const double *bq = b + q * m;
     A *ri = r + i * M + q * m;
     if (s == 0) {
-      for (int64_t c = 0; c < m; c++) ri[c] = (A)0;
+      for (int64_t c = 0; c < m; c++)
+        ri[c] = (A)0;
       lrow[e] = 0;
       continue;
     }
     if (m == 1) {
       double t = (double)zi[0] + bq[0], yy = y == 1 ? 1.0 : 0.0;
-      double ex = exp(-fabs(t));           /* in (0, 1] */
+      double ex = exp(-fabs(t)); /* in (0, 1] */
       double sig = t >= 0 ? 1 / (1 + ex) : ex / (1 + ex);
       double softplus = fmax(t, 0.0) + log1p(ex); /* log(1 + e^t) */
       ri[0] = (A)(s * (sig - yy));
@@ -69,8 +71,10 @@ __global__ void probe_residuals_kernel(
       continue;
     }
     double mx = -INFINITY, sum = 0;
-    for (int64_t c = 0; c < m; c++) mx = fmax(mx, (double)zi[c] + bq[c]);
-    for (int64_t c = 0; c < m; c++) sum += exp((double)zi[c] + bq[c] - mx);
+    for (int64_t c = 0; c < m; c++)
+      mx = fmax(mx, (double)zi[c] + bq[c]);
+    for (int64_t c = 0; c < m; c++)
+      sum += exp((double)zi[c] + bq[c] - mx);
     double lse = mx + log(sum);
     for (int64_t c = 0; c < m; c++)
       ri[c] = (A)(s * (exp((double)zi[c] + bq[c] - lse) - (c == y)));
@@ -80,42 +84,50 @@ __global__ void probe_residuals_kernel(
 
 unsigned grid_for(int64_t total) {
   int64_t blocks = (total + kThreads - 1) / kThreads;
-  if (blocks > 65535 * 8) blocks = 65535 * 8;
+  if (blocks > 65535 * 8)
+    blocks = 65535 * 8;
   return (unsigned)(blocks > 0 ? blocks : 1);
 }
 
 } // namespace
 
-extern "C" int culeace_k_probe_rows(const void *src, culeace_dtype t,
-                                    int64_t n, int64_t d, int64_t lds,
-                                    const float *sf, int f64, void *xe,
-                                    int64_t ld, void *stream) {
-  if (n <= 0) return 0;
+extern "C" int culeace_k_probe_rows(const void *src, culeace_dtype t, int64_t n,
+                                    int64_t d, int64_t lds, const float *sf,
+                                    int f64, void *xe, int64_t ld,
+                                    void *stream) {
+  if (n <= 0)
+    return 0;
   cudaStream_t st = (cudaStream_t)stream;
   unsigned g = grid_for(n * ld);
   switch (t) {
   case CULEACE_F32: {
     typedef float T;
-    if (f64) probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (double *)xe, ld);
-    else probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (float *)xe, ld);
+    if (f64)
+      probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (double *)xe, ld);
+    else
+      probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (float *)xe, ld);
     break;
   }
   case CULEACE_F16: {
     typedef __half T;
-    if (f64) probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (double *)xe, ld);
-    else probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (float *)xe, ld);
+    if (f64)
+      probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (double *)xe, ld);
+    else
+      probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (float *)xe, ld);
     break;
   }
   case CULEACE_BF16: {
     typedef __nv_bfloat16 T;
-    if (f64) probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (double *)xe, ld);
-    else probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
-        (const T *)src, n, d, lds, sf, (float *)xe, ld);
+    if (f64)
+      probe_rows_kernel<T, double><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (double *)xe, ld);
+    else
+      probe_rows_kernel<T, float><<<g, kThreads, 0, st>>>(
+          (const T *)src, n, d, lds, sf, (float *)xe, ld);
     break;
   }
   default:
@@ -125,12 +137,13 @@ extern "C" int culeace_k_probe_rows(const void *src, culeace_dtype t,
 }
 
 extern "C" int culeace_k_probe_residuals(const void *z, int f64,
-                                         const double *b, int64_t n,
-                                         int64_t M, int64_t m, int64_t cnt,
+                                         const double *b, int64_t n, int64_t M,
+                                         int64_t m, int64_t cnt,
                                          const int64_t *idx, const double *S,
                                          const int32_t *Y, void *r,
                                          double *lrow, void *stream) {
-  if (n <= 0 || cnt <= 0) return 0;
+  if (n <= 0 || cnt <= 0)
+    return 0;
   cudaStream_t st = (cudaStream_t)stream;
   unsigned g = grid_for(n * cnt);
   if (f64)

@@ -20,32 +20,35 @@
 typedef struct {
   int f64;
   int64_t n, d, ld, m, P;
-  dbuf xe;     /* (n, ld) centred rows and a column of ones */
-  dbuf sf;     /* (d) float32 centre of 2-byte rows */
-  dbuf S, Y;   /* (P, n) sample weights (0 outside training), labels */
-  dbuf ones;   /* (n) float64 */
-  dbuf W, Wd;  /* (Mtot, d) float32 weights; float64 copy when f64 */
-  dbuf b;      /* (Mtot) intercepts */
-  dbuf idx;    /* (P) pending problems */
-  dbuf z, r;   /* (n, Mtot) logits, residuals */
-  dbuf lrow;   /* (n, P) per-row losses */
-  dbuf g;      /* (Mtot, ld) [G | rsum] */
-  dbuf loss;   /* (P) */
-  void *host;  /* (Mtot, ld) [G | rsum] copied back */
+  dbuf xe;    /* (n, ld) centred rows and a column of ones */
+  dbuf sf;    /* (d) float32 centre of 2-byte rows */
+  dbuf S, Y;  /* (P, n) sample weights (0 outside training), labels */
+  dbuf ones;  /* (n) float64 */
+  dbuf W, Wd; /* (Mtot, d) float32 weights; float64 copy when f64 */
+  dbuf b;     /* (Mtot) intercepts */
+  dbuf idx;   /* (P) pending problems */
+  dbuf z, r;  /* (n, Mtot) logits, residuals */
+  dbuf lrow;  /* (n, P) per-row losses */
+  dbuf g;     /* (Mtot, ld) [G | rsum] */
+  dbuf loss;  /* (P) */
+  void *host; /* (Mtot, ld) [G | rsum] copied back */
 } cuda_probe;
 
 static void probe_free(cuda_probe *p) {
-  if (!p) return;
-  dbuf *bufs[] = {&p->xe, &p->sf, &p->S, &p->Y, &p->ones, &p->W, &p->Wd,
-                  &p->b, &p->idx, &p->z, &p->r, &p->lrow, &p->g, &p->loss};
-  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) dfree(bufs[i]);
+  if (!p)
+    return;
+  dbuf *bufs[] = {&p->xe, &p->sf,  &p->S, &p->Y, &p->ones, &p->W, &p->Wd,
+                  &p->b,  &p->idx, &p->z, &p->r, &p->lrow, &p->g, &p->loss};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+    dfree(bufs[i]);
   free(p->host);
   free(p);
 }
 
 void cuda_probe_close(void *state, void *pass) {
   cuda_state *s = state;
-  if (s) cudaSetDevice(s->device);
+  if (s)
+    cudaSetDevice(s->device);
   probe_free(pass);
 }
 
@@ -71,19 +74,23 @@ static culeace_status upload_rows(culeace_ctx *ctx, cuda_state *s,
   int64_t lds = rows->xc ? d : rows->ld;
   size_t es = culeace_dtype_size(t), row = (size_t)d * es;
   int64_t chunk = (int64_t)(STAGE_BYTES / row);
-  if (chunk < 1) chunk = 1;
-  if (chunk > n) chunk = n;
+  if (chunk < 1)
+    chunk = 1;
+  if (chunk > n)
+    chunk = n;
   const float *sf = NULL;
   if (!rows->xc) {
     st = dgrow_n(ctx, &p->sf, (size_t)d, 4, "the probe's column means");
-    if (st) return st;
-    CU(cudaMemcpyAsync(p->sf.p, rows->sf, (size_t)d * 4,
-                       cudaMemcpyHostToDevice, s->stream),
+    if (st)
+      return st;
+    CU(cudaMemcpyAsync(p->sf.p, rows->sf, (size_t)d * 4, cudaMemcpyHostToDevice,
+                       s->stream),
        "copying the column means to the GPU");
     sf = p->sf.p;
   }
   st = dgrow(ctx, &s->raw, (size_t)chunk * row, "the probe's row staging");
-  if (st) return st;
+  if (st)
+    return st;
   size_t xes = p->f64 ? 8 : 4;
   for (int64_t i0 = 0; i0 < n; i0 += chunk) {
     int64_t c = n - i0 < chunk ? n - i0 : chunk;
@@ -122,7 +129,8 @@ static culeace_status upload_targets(culeace_ctx *ctx, cuda_state *s,
       hs[q * n + i] = train ? prs[q].class_w[y] : 0.0;
       hy[q * n + i] = y;
     }
-  for (int64_t i = 0; i < n; i++) ones[i] = 1.0;
+  for (int64_t i = 0; i < n; i++)
+    ones[i] = 1.0;
   /* on the pass's stream (a plain cudaMemcpy is not ordered with it), and
    * finished before the host buffers go */
   CU(cudaMemcpyAsync(p->S.p, hs, (size_t)(P * n) * 8, cudaMemcpyHostToDevice,
@@ -149,7 +157,8 @@ culeace_status cuda_probe_open(culeace_ctx *ctx,
   cuda_state *s = state_of(ctx);
   *out = NULL;
   culeace_status st = use_device(ctx, s);
-  if (st) return st;
+  if (st)
+    return st;
   cuda_probe *p = calloc(1, sizeof *p);
   if (!p)
     return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
@@ -158,7 +167,8 @@ culeace_status cuda_probe_open(culeace_ctx *ctx,
   p->m = m, p->P = P;
   size_t es = f64 ? 8 : 4, n = (size_t)p->n, ld = (size_t)p->ld;
   size_t Mt = (size_t)(m * P), nMt;
-  if (!culeace__mul_size(n, Mt, &nMt)) nMt = SIZE_MAX;
+  if (!culeace__mul_size(n, Mt, &nMt))
+    nMt = SIZE_MAX;
   if ((st = dgrow_n(ctx, &p->xe, n * ld, es, "the probe rows")) ||
       (st = dgrow_n(ctx, &p->S, n * (size_t)P, 8, "the probe weights")) ||
       (st = dgrow_n(ctx, &p->Y, n * (size_t)P, 4, "the probe labels")) ||
@@ -198,7 +208,8 @@ culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
   cuda_state *s = state_of(ctx);
   cuda_probe *p = pass;
   culeace_status st = use_device(ctx, s);
-  if (st) return st;
+  if (st)
+    return st;
   int64_t n = p->n, d = p->d, ld = p->ld, M = cnt * p->m;
   size_t es = p->f64 ? 8 : 4;
   const double one = 1, zero = 0;
@@ -222,13 +233,13 @@ culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
            "cublasDgemm (probe logits)");
   } else {
     CUBLAS(cublasSgemm(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, (int)M, (int)n,
-                       (int)d, &onef, p->W.p, (int)d, p->xe.p, (int)ld,
-                       &zerof, p->z.p, (int)M),
+                       (int)d, &onef, p->W.p, (int)d, p->xe.p, (int)ld, &zerof,
+                       p->z.p, (int)M),
            "cublasSgemm (probe logits)");
   }
   KERNEL(culeace_k_probe_residuals(p->z.p, p->f64, p->b.p, n, M, p->m, cnt,
-                                   p->idx.p, p->S.p, p->Y.p, p->r.p,
-                                   p->lrow.p, s->stream),
+                                   p->idx.p, p->S.p, p->Y.p, p->r.p, p->lrow.p,
+                                   s->stream),
          "probe residuals kernel");
   /* [G | rsum] (M, ld) row-major = (ld, M) column-major = xe^T R */
   if (p->f64)
@@ -238,8 +249,8 @@ culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
            "cublasDgemm (probe gradients)");
   else
     CUBLAS(cublasSgemm(s->blas, CUBLAS_OP_N, CUBLAS_OP_T, (int)ld, (int)M,
-                       (int)n, &onef, p->xe.p, (int)ld, p->r.p, (int)M,
-                       &zerof, p->g.p, (int)ld),
+                       (int)n, &onef, p->xe.p, (int)ld, p->r.p, (int)M, &zerof,
+                       p->g.p, (int)ld),
            "cublasSgemm (probe gradients)");
   /* loss (cnt) = lrow (n, cnt)^T 1: (cnt, n) column-major times ones */
   CUBLAS(cublasDgemv(s->blas, CUBLAS_OP_N, (int)cnt, (int)n, &one, p->lrow.p,
@@ -259,7 +270,8 @@ culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
       rsum[c] = h[d];
     } else {
       const float *h = (const float *)p->host + c * ld;
-      for (int64_t j = 0; j < d; j++) G[c * d + j] = h[j];
+      for (int64_t j = 0; j < d; j++)
+        G[c * d + j] = h[j];
       rsum[c] = h[d];
     }
   }

@@ -229,7 +229,8 @@ culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
     for (int64_t c = 0; c < C; c++) {
       if (!buf) continue;
       double *acc = part + (size_t)c * per;
-      for (int64_t i = chunk_start(n, c, C); i < chunk_start(n, c + 1, C); i++) {
+      int64_t i1 = chunk_start(n, c + 1, C);
+      for (int64_t i = chunk_start(n, c, C); i < i1; i++) {
         const float *row = NULL;
         for (int64_t p = 0; p < P; p++) {
           if (!prs[p].train[i]) continue;
@@ -356,7 +357,8 @@ static int column_sums(const void *x, culeace_dtype t, int64_t n, int64_t d,
     for (int64_t c = 0; c < C; c++) {
       if (!row) continue;
       double *acc = part + c * d;
-      for (int64_t i = chunk_start(n, c, C); i < chunk_start(n, c + 1, C); i++) {
+      int64_t i1 = chunk_start(n, c + 1, C);
+      for (int64_t i = chunk_start(n, c, C); i < i1; i++) {
         culeace__to_f32((const char *)x + (size_t)(i * ldx) * es, t, d, row);
 #pragma omp simd
         for (int64_t j = 0; j < d; j++) acc[j] += row[j];

@@ -41,7 +41,7 @@ typedef struct { /* batched evaluation workspace */
   double *rsum;    /* (M) */
   double *loss;    /* (P) */
   const culeace__probe_reduce *red; /* rows shared out (probe.h), or NULL */
-  culeace_ctx *pass_ctx;
+  culeace_ctx *ctx;
 } eval_ws;
 
 static double max_abs(const double *v, int64_t n) {
@@ -50,17 +50,16 @@ static double max_abs(const double *v, int64_t n) {
   return m;
 }
 
-/* Objective and gradient of the listed problems at theta (or trial), in
- * one pass over the rows: each row's logits for every problem, its
- * residuals, and their products with the row, while the row is in cache
- * (a GEMM pair would read x twice and repack it for so few columns).
+/* Objective and gradient of the listed problems at theta (or trial), from
+ * one pass over the rows (probe_pass.c: each row's logits for every
+ * problem, its residuals, and their products with the row).
  * Returns the pass's error, or CULEACE_ERR_MPI when another process of a
  * shared fit failed. */
 static culeace_status evaluate(eval_ws *w, int64_t d,
-                     const culeace_probe_opts *o,
-                     const culeace__probe_problem *prs,
-                     culeace_probe *const *probes, lbfgs_problem *lp,
-                     const int64_t *idx, int64_t cnt, int at_trial) {
+                               const culeace_probe_opts *o,
+                               const culeace__probe_problem *prs,
+                               culeace_probe *const *probes, lbfgs_problem *lp,
+                               const int64_t *idx, int64_t cnt, int at_trial) {
   int64_t M = 0;
   for (int64_t q = 0; q < cnt; q++) {
     const lbfgs_problem *L = &lp[idx[q]];
@@ -86,7 +85,7 @@ static culeace_status evaluate(eval_ws *w, int64_t d,
     return st;
   }
   if (w->red && culeace__probe_sum(w->red, w->G, M * d + M + cnt, 0))
-    return culeace__probe_other_failed(w->pass_ctx);
+    return culeace__probe_other_failed(w->ctx);
   int64_t col = 0;
   for (int64_t q = 0; q < cnt; q++) {
     lbfgs_problem *L = &lp[idx[q]];
@@ -197,7 +196,7 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
   w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
   w.red = red;
   w.shift = rows->shift;
-  w.pass_ctx = ctx;
+  w.ctx = ctx;
   if (!lp || !all || !pend || !abuf || !w.W || !w.G || !w.b) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory for %lld probes of %lld x %lld",

@@ -156,8 +156,8 @@ static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
  * pointers into the centred copy, or 2-byte rows converted and centred
  * into thread t's block buffer (L1-sized: the kernels then read them from
  * there, and the pass streams half the bytes of a float32 copy). */
-static void block_rows(const culeace__probe_pass *w, int t, int64_t i0, int64_t nb,
-                       int64_t d, const float **x) {
+static void block_rows(const culeace__probe_pass *w, int t, int64_t i0,
+                       int64_t nb, int64_t d, const float **x) {
   const culeace__probe_rows *r = w->rows;
   if (r->xc) {
     for (int q = 0; q < ROWS; q++) x[q] = r->xc + (i0 + (q < nb ? q : 0)) * d;
@@ -249,7 +249,7 @@ DEFINE_ROW_PASS(f32, float)
 DEFINE_ROW_PASS(f64, double)
 
 
-/* ---- open / evaluate / close ---------------------------------------------- */
+/* ---- open / evaluate / close -------------------------------------------- */
 
 static void free_cpu(culeace__probe_pass *p) {
   free(p->xb);

@@ -1214,14 +1214,16 @@ static void ref_probe_pass(const float *xc, int64_t n, int64_t d, int64_t m,
     const float *xi = xc + i * d;
     for (int64_t c = 0; c < M; c++) {
       double a = b[c];
-      for (int64_t j = 0; j < d; j++) a += (double)W[c * d + j] * xi[j];
+      for (int64_t j = 0; j < d; j++)
+        a += (double)W[c * d + j] * xi[j];
       z[c] = a;
     }
     for (int64_t q = 0; q < cnt; q++) {
       const culeace__probe_problem *pr = &prs[idx[q]];
       double *rq = r + q * m, *zq = z + q * m;
       if (!pr->train[i]) {
-        for (int64_t c = 0; c < m; c++) rq[c] = 0;
+        for (int64_t c = 0; c < m; c++)
+          rq[c] = 0;
         continue;
       }
       int32_t y = pr->y[i];
@@ -1232,16 +1234,20 @@ static void ref_probe_pass(const float *xc, int64_t n, int64_t d, int64_t m,
         loss[q] += w * ((t > 0 ? t + log1p(exp(-t)) : log1p(exp(t))) - yy * t);
       } else {
         double mx = -INFINITY, sum = 0;
-        for (int64_t c = 0; c < m; c++) mx = fmax(mx, zq[c]);
-        for (int64_t c = 0; c < m; c++) sum += exp(zq[c] - mx);
+        for (int64_t c = 0; c < m; c++)
+          mx = fmax(mx, zq[c]);
+        for (int64_t c = 0; c < m; c++)
+          sum += exp(zq[c] - mx);
         double lse = mx + log(sum);
-        for (int64_t c = 0; c < m; c++) rq[c] = w * (exp(zq[c] - lse) - (c == y));
+        for (int64_t c = 0; c < m; c++)
+          rq[c] = w * (exp(zq[c] - lse) - (c == y));
         loss[q] += w * (lse - zq[y]);
       }
     }
     for (int64_t c = 0; c < M; c++) {
       rsum[c] += r[c];
-      for (int64_t j = 0; j < d; j++) G[c * d + j] += r[c] * xi[j];
+      for (int64_t j = 0; j < d; j++)
+        G[c * d + j] += r[c] * xi[j];
     }
   }
   free(z), free(r);
@@ -1267,14 +1273,21 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
   random_rows(&s->rng, t, n, d, ldx, x, xd);
   for (int64_t j = 0; j < d; j++) {
     double sum = 0;
-    for (int64_t i = 0; i < n; i++) sum += xd[i * d + j];
+    for (int64_t i = 0; i < n; i++)
+      sum += xd[i * d + j];
     shift[j] = sf[j] = (float)(sum / (double)n);
   }
-  for (int64_t i = 0; i < n * d; i++) xc[i] = (float)xd[i] - sf[i % d];
+  for (int64_t i = 0; i < n * d; i++)
+    xc[i] = (float)xd[i] - sf[i % d];
   void *x0 = dup_bytes(x, (size_t)(n * ldx) * es);
   culeace__probe_rows rows = {t == CULEACE_F32 ? xc : NULL,
-                              t == CULEACE_F32 ? NULL : x, t, ldx, n, d,
-                              shift, sf};
+                              t == CULEACE_F32 ? NULL : x,
+                              t,
+                              ldx,
+                              n,
+                              d,
+                              shift,
+                              sf};
   int32_t *y = xmalloc((size_t)(P * n) * 4);
   uint8_t *train = xmalloc((size_t)(P * n));
   double *cw = xmalloc((size_t)(P * k) * 8);
@@ -1284,11 +1297,14 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
       y[p * n + i] = (int32_t)(tu_next(&s->rng) % (uint64_t)k);
       train[p * n + i] = tu_uniform(&s->rng) < 0.75;
     }
-    for (int64_t c = 0; c < k; c++) cw[p * k + c] = 0.5 + 1.5 * tu_uniform(&s->rng);
-    prs[p] = (culeace__probe_problem){y + p * n, train + p * n, 0, cw + p * k, 0};
+    for (int64_t c = 0; c < k; c++)
+      cw[p * k + c] = 0.5 + 1.5 * tu_uniform(&s->rng);
+    prs[p] =
+        (culeace__probe_problem){y + p * n, train + p * n, 0, cw + p * k, 0};
   }
   int64_t *idx = xmalloc((size_t)cnt * 8);
-  for (int64_t q = 0; q < cnt; q++) idx[q] = P - 1 - q;
+  for (int64_t q = 0; q < cnt; q++)
+    idx[q] = P - 1 - q;
   float *W = xmalloc((size_t)(M * d) * 4);
   double *b = xmalloc((size_t)M * 8);
   for (int64_t i = 0; i < M * d; i++)
@@ -1298,14 +1314,15 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
   float *W0 = dup_bytes(W, (size_t)(M * d) * 4);
   gbuf gG, gr, gl;
   double *G = gb_alloc(&gG, (size_t)(M * d) * 8),
-         *rsum = gb_alloc(&gr, (size_t)M * 8), *loss = gb_alloc(&gl, (size_t)cnt * 8);
+         *rsum = gb_alloc(&gr, (size_t)M * 8),
+         *loss = gb_alloc(&gl, (size_t)cnt * 8);
   poison(G, M * d), poison(rsum, M), poison(loss, cnt);
   double *Ge = xmalloc((size_t)(M * d) * 8), *re = xmalloc((size_t)M * 8),
          *le = xmalloc((size_t)cnt * 8);
 
   culeace__probe_pass *pass = NULL;
-  culeace_status st = culeace__probe_pass_open(s->ctx, &rows, m, P, prs, f64, 1,
-                                               &pass);
+  culeace_status st =
+      culeace__probe_pass_open(s->ctx, &rows, m, P, prs, f64, 1, &pass);
   CHECK(st == CULEACE_OK, "%s: open: %s: %s", desc, culeace_status_name(st),
         culeace_ctx_last_error(s->ctx));
   if (st == CULEACE_OK) {
@@ -1313,14 +1330,17 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
           "%s: the pass runs on the %s, expected the %s", desc,
           culeace__probe_pass_on_device(pass) ? "device" : "CPU",
           s->ref ? "device" : "CPU");
-    CHECK_OK(s->ctx, culeace__probe_pass_eval(pass, cnt, idx, W, b, G, rsum, loss));
+    CHECK_OK(s->ctx,
+             culeace__probe_pass_eval(pass, cnt, idx, W, b, G, rsum, loss));
     culeace__probe_pass_close(pass);
   }
   if (s->ref) {
     culeace__probe_pass *rp = NULL;
-    CHECK_OK(s->ref, culeace__probe_pass_open(s->ref, &rows, m, P, prs, f64, 1, &rp));
+    CHECK_OK(s->ref,
+             culeace__probe_pass_open(s->ref, &rows, m, P, prs, f64, 1, &rp));
     if (rp) {
-      CHECK_OK(s->ref, culeace__probe_pass_eval(rp, cnt, idx, W, b, Ge, re, le));
+      CHECK_OK(s->ref,
+               culeace__probe_pass_eval(rp, cnt, idx, W, b, Ge, re, le));
       culeace__probe_pass_close(rp);
     }
   } else {
@@ -1340,7 +1360,8 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
   double lim_loss = f64 ? LIM_F64 : LIM_PROBE_LOSS_F32;
   double eg = nerr(G, Ge, M * d, 1e-300), er = nerr(rsum, re, M, 1e-300),
          el = nerr(loss, le, cnt, 1e-300);
-  record("probe_pass", f64 ? "G, rsum (f64)" : "G, rsum (f32)", lim, fmax(eg, er));
+  record("probe_pass", f64 ? "G, rsum (f64)" : "G, rsum (f32)", lim,
+         fmax(eg, er));
   record("probe_pass", f64 ? "loss (f64)" : "loss (f32)", lim_loss, el);
   CHECK(eg <= lim && er <= lim && el <= lim_loss,
         "%s: error G %.2e, rsum %.2e (limit %.0e), loss %.2e (limit %.0e)",
@@ -1353,13 +1374,14 @@ static void case_probe_pass(suite *s, culeace_dtype t, int64_t n, int64_t d,
 
 static void suite_probe_pass(suite *s) {
   static const int64_t SH[][5] = {/* n, d, ldx, k, P */
-                                  {1, 1, 1, 2, 1},      {7, 5, 8, 2, 3},
-                                  {300, 67, 67, 3, 2},  {600, 130, 133, 2, 5},
+                                  {1, 1, 1, 2, 1},       {7, 5, 8, 2, 3},
+                                  {300, 67, 67, 3, 2},   {600, 130, 133, 2, 5},
                                   {257, 300, 300, 5, 4}, {20, 300, 301, 2, 2},
                                   {64, 13, 16, 4, 1}};
   static const culeace_dtype T3[3] = {CULEACE_F32, CULEACE_F16, CULEACE_BF16};
   for (size_t i = 0; i < sizeof SH / sizeof SH[0]; i++) {
-    if (quick && (i == 3 || i == 4)) continue;
+    if (quick && (i == 3 || i == 4))
+      continue;
     for (int ti = 0; ti < 3; ti++)
       for (int f64 = 0; f64 < 2; f64++)
         case_probe_pass(s, T3[ti], SH[i][0], SH[i][1], SH[i][2], SH[i][3],
