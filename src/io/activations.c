@@ -145,6 +145,15 @@ static culeace_status shape_from_dims(culeace_act *a, const char *path,
                             "dataset %s in %s has shape %s: too many "
                             "elements for this machine",
                             path, a->file, shp);
+  /* Each layer gets a name and per-layer state before anything is read: a
+   * layer axis that only the header claims (a chunked dataset stores
+   * nothing it was not given) must not make that cost gigabytes. */
+  if (L > CULEACE_MAX_LAYERS)
+    return culeace__error(ctx, CULEACE_ERR_SHAPE,
+                          "dataset %s in %s has shape %s: %llu layers along "
+                          "the layer axis, more than culeace handles (%d)",
+                          path, a->file, shp, (unsigned long long)L,
+                          CULEACE_MAX_LAYERS);
   a->L = (int64_t)L;
   a->n = (int64_t)n;
   a->t = (int64_t)t;

@@ -25,6 +25,10 @@
 
 #include "culeace.h"
 
+/* The most layers a stacked dataset's layer axis may hold (per-layer names
+ * and state are made when it is opened; models have hundreds). */
+#define CULEACE_MAX_LAYERS (1 << 16)
+
 typedef struct {
   const char *x_path;    /* dataset or group path inside the file */
   int layer_axis;        /* -1: no layer axis; 0 or 1: index of the layer

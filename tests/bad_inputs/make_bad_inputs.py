@@ -82,6 +82,15 @@ def make(d, culeace):
                   ["chunk-claims.h5", "/acts", "4278191638 bytes of chunks",
                    "file of 6856 bytes"], None))
 
+    with h5py.File(p("many-layers.h5"), "w") as f:  # chunked: nothing stored
+        f.create_dataset("hidden", shape=(2**27, 4, 8), dtype="f2",
+                         chunks=(1, 4, 8))
+        f["labels"] = two_classes(4)
+    cases.append(("layer axis longer than culeace handles",
+                  fit(p("many-layers.h5"), "--layer-axis", "0"),
+                  ["many-layers.h5", "/hidden", "134217728 layers",
+                   "more than culeace handles (65536)"], None))
+
     dump(p("zero-rows.h5"), np.zeros((0, 8), np.float16), np.zeros(0, np.int64))
     cases.append(("zero rows", fit(p("zero-rows.h5")),
                   ["zero-rows.h5", "no examples"], None))

@@ -42,7 +42,8 @@ def case_names():
     exist); test_catalogue_is_complete checks them against make()."""
     return [
         "truncated HDF5 file", "not HDF5", "dims overflow the machine",
-        "chunk index claims more bytes than the file", "zero rows", "d = 0", "labels of the wrong length",
+        "chunk index claims more bytes than the file",
+        "layer axis longer than culeace handles", "zero rows", "d = 0", "labels of the wrong length",
         "labels of the wrong type", "labels above the int64 range",
         "one class", "NaN in activations",
         "value overflows float16 on write (to a new file)",
