@@ -193,11 +193,14 @@ static void count_classes(culeace_ctx *ctx, hid_t fid, const char *file,
   if (ds < 0 || ty < 0) goto done;
   int64_t cols = e->rank == 2 ? (int64_t)e->dims[1] : 1;
   int64_t n = (int64_t)e->dims[0];
-  if (n == 0 || cols == 0) goto done;
-  int64_t rows = COUNT_BLOCK / cols;
-  if (rows < 1) rows = 1;
-  if (rows > n) rows = n;
   size_t es = H5Tget_size(ty);
+  /* a block holds whole rows: wider rows than a block (no label dataset
+   * is), or integers wider than 16 bytes, are not counted rather than
+   * allocated as the header says */
+  if (n == 0 || cols == 0 || cols > COUNT_BLOCK || es == 0 || es > 16)
+    goto done;
+  int64_t rows = COUNT_BLOCK / cols;
+  if (rows > n) rows = n;
   buf = malloc((size_t)(rows * cols) * (es > 8 ? es : 8));
   if (!buf) goto done;
   int nv = 0;
@@ -558,7 +561,7 @@ culeace_status culeace__inspect(culeace_ctx *ctx, const char *file, int json,
     }
     goto cleanup;
   }
-  qsort(w.ents, (size_t)w.n_ents, sizeof *w.ents, ent_cmp);
+  if (w.n_ents > 1) qsort(w.ents, (size_t)w.n_ents, sizeof *w.ents, ent_cmp);
   for (int64_t i = 0; i < w.n_ents; i++) read_meta(fid, &w.ents[i]);
   for (int64_t i = 0; i < w.n_ents; i++)
     guess_role(ctx, fid, file, &w, &w.ents[i]);
