@@ -31,7 +31,10 @@ SKIP_FUNC = re.compile(
     r"^(__sanitizer|__asan|__lsan|__ubsan|__interceptor|___interceptor|"
     r"__msan|fuzzer::|LLVMFuzzerRunDriver|malloc|calloc|realloc|free|"
     r"posix_memalign|aligned_alloc|operator|__libc|__GI_|__memcpy|__memmove|"
-    r"__memset|__strlen|__wrap_|_start|main$)")
+    r"__memset|__strlen|__wrap_|_start|main$|"
+    # the sanitizer's interceptors of libc string and memory functions
+    r"(str|strn|mem|w?cs)(dup|len|cpy|cmp|cat|chr|rchr|move|set|casecmp)$|"
+    r"v?s?n?printf$)")
 SKIP_PLACE = re.compile(r"(libc\.so|ld-linux|libclang_rt|compiler-rt|"
                         r"libstdc\+\+|libgcc_s)")
 

@@ -32,6 +32,17 @@ def test_a_crash_inside_libhdf5_is_libhdf5s():
     assert cls == "libhdf5" and HDF5 in frame[1]
 
 
+def test_an_interceptor_frame_is_passed_over():
+    r = report("in strdup (/repo/build-fuzz/fuzz_x+0xca615)",
+               f"in H5MM_strdup ({HDF5}+0x18431d)",
+               f"in H5Aexists ({HDF5}+0x5c350)",
+               f"in culeace__h5_get_i64 {R}src/io/h5attr.c:44:7")
+    assert ft.triage(r, R) == ("libhdf5", ("H5MM_strdup", f"{HDF5}+0x18431d"))
+    r = report("in strlen (/repo/build-fuzz/fuzz_x+0xca615)",
+               f"in culeace__h5_shape_str {R}src/io/h5util.c:20:3")
+    assert ft.triage(r, R)[0] == "culeace"
+
+
 def test_a_crash_in_culeace_code_is_culeaces():
     r = report(f"in culeace__act_read {R}src/io/activations.c:780:10",
                f"in LLVMFuzzerTestOneInput {R}tests/fuzz/fuzz_x.c:20:7")
