@@ -241,7 +241,8 @@ static culeace_status scan_group(culeace_act *a, hid_t gid, const char *gpath,
     }
     goto cleanup;
   }
-  qsort(m.names, (size_t)m.count, sizeof *m.names, natural_qsort_cmp);
+  if (m.count > 1) /* an empty group lists nothing (names may be NULL) */
+    qsort(m.names, (size_t)m.count, sizeof *m.names, natural_qsort_cmp);
 
   a->names = calloc((size_t)(m.count ? m.count : 1), sizeof *a->names);
   a->paths = calloc((size_t)(m.count ? m.count : 1), sizeof *a->paths);
