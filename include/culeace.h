@@ -486,6 +486,23 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
                                        const uint8_t *const *train,
                                        const culeace_probe_opts *opts,
                                        culeace_probe **out);
+/* culeace_probe_fit_batch on L layers at once: x[l] (n, d) float32, stride
+ * ldx, is layer l's activations of the same n rows, and every layer gets
+ * the same P problems (labels, train). Layer l's probe p goes to
+ * out[l * P + p] (caller's array of L * P pointers). The layers' L-BFGS
+ * steps are taken together: on a GPU each step's passes over the layers
+ * queue behind one another with one wait for all of them. Each probe is
+ * the one culeace_probe_fit_batch gives for its layer alone (the same bits
+ * on the CPU). On error every out is NULL and, when L > 1, the message
+ * names the layer. */
+culeace_status culeace_probe_fit_layers(culeace_ctx *ctx, int64_t L,
+                                        const float *const *x, int64_t n,
+                                        int64_t d, int64_t ldx, int64_t k,
+                                        int64_t P,
+                                        const int32_t *const *labels,
+                                        const uint8_t *const *train,
+                                        const culeace_probe_opts *opts,
+                                        culeace_probe **out);
 void culeace_probe_free(culeace_probe *p);
 culeace_status culeace_probe_info_get(const culeace_probe *p,
                                       culeace_probe_info *info);

@@ -21,6 +21,17 @@ typedef struct culeace_apply_factors {
 struct culeace__probe_rows;    /* core/probe.h */
 struct culeace__probe_problem;
 
+/* One pass of a probe evaluation (probe_eval below; the fields are
+ * culeace__probe_pass_eval's arguments): pass is what probe_open gave. */
+typedef struct culeace__probe_eval_job {
+  void *pass;
+  int64_t cnt;
+  const int64_t *idx;
+  const float *W;
+  const double *b;
+  double *G, *rsum, *loss;
+} culeace__probe_eval_job;
+
 typedef struct culeace_backend {
   const char *name;
 
@@ -118,16 +129,16 @@ typedef struct culeace_backend {
    * probe_open copies the centred rows and each problem's per-row weights
    * and labels to the device (an out-of-memory status lets the caller fall
    * back to the CPU); probe_eval does culeace__probe_pass_eval's work
-   * (core/probe.h: same arguments, same outputs); probe_close frees. */
+   * (core/probe.h: same arguments, same outputs) for count passes, each
+   * over its own rows (the layers of a batched fit), queued one after
+   * another with a single wait for all of them; probe_close frees. */
   culeace_status (*probe_open)(culeace_ctx *ctx,
                                const struct culeace__probe_rows *rows,
                                int64_t m, int64_t P,
                                const struct culeace__probe_problem *prs,
                                int f64, void **pass);
-  culeace_status (*probe_eval)(culeace_ctx *ctx, void *pass, int64_t cnt,
-                               const int64_t *idx, const float *W,
-                               const double *b, double *G, double *rsum,
-                               double *loss);
+  culeace_status (*probe_eval)(culeace_ctx *ctx, int64_t count,
+                               const struct culeace__probe_eval_job *jobs);
   void (*probe_close)(void *state, void *pass);
 
   /* Host buffers the backend copies from fastest (page-locked for CUDA).

@@ -7,9 +7,11 @@
  *   R, lrow = residuals(Z + b)        (probe.cu, float64 arithmetic)
  *   [G | rsum] = R^T xe               (GEMM, M x (d + 1))
  *   loss = lrow^T 1                   (GEMV)
- * and copies G, rsum and loss back: (M (d + 1) + cnt) numbers per pass. The
- * CPU pass (core/probe_pass.c) is the reference; the sums differ only in
- * their order. */
+ * and copies G, rsum and loss back: (M (d + 1) + cnt) numbers per pass,
+ * into page-locked buffers so that the passes of several layers queue on
+ * the stream behind one another with a single wait. The CPU pass
+ * (core/probe_pass.c) is the reference; the sums differ only in their
+ * order. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +33,8 @@ typedef struct {
   dbuf lrow;  /* (n, P) per-row losses */
   dbuf g;     /* (Mtot, ld) [G | rsum] */
   dbuf loss;  /* (P) */
-  void *host; /* (Mtot, ld) [G | rsum] copied back */
+  void *host; /* (Mtot, ld) [G | rsum] copied back (page-locked) */
+  double *hloss; /* (P) losses copied back (page-locked) */
 } cuda_probe;
 
 static void probe_free(cuda_probe *p) {
@@ -41,7 +44,10 @@ static void probe_free(cuda_probe *p) {
                   &p->b,  &p->idx, &p->z, &p->r, &p->lrow, &p->g, &p->loss};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
     dfree(bufs[i]);
-  free(p->host);
+  if (p->host)
+    cudaFreeHost(p->host);
+  if (p->hloss)
+    cudaFreeHost(p->hloss);
   free(p);
 }
 
@@ -184,10 +190,19 @@ culeace_status cuda_probe_open(culeace_ctx *ctx,
       (st = dgrow_n(ctx, &p->g, Mt * ld, es, "the probe gradients")) ||
       (st = dgrow_n(ctx, &p->loss, (size_t)P, 8, "the probe losses")))
     goto fail;
-  p->host = malloc(Mt * ld * es);
-  if (!p->host) {
+  void *hg = NULL, *hl = NULL;
+  cudaError_t e = cudaHostAlloc(&hg, Mt * ld * es, 0);
+  if (e == cudaSuccess) {
+    p->host = hg;
+    e = cudaHostAlloc(&hl, (size_t)P * 8, 0);
+  }
+  if (e == cudaSuccess)
+    p->hloss = hl;
+  else {
+    cudaGetLastError(); /* not sticky: cleared for the calls after */
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
-                        "out of memory for the probe gradients");
+                        "out of page-locked memory for the probe gradients "
+                        "(%s)", cudaGetErrorString(e));
     goto fail;
   }
   if ((st = upload_rows(ctx, s, p, rows)) ||
@@ -201,26 +216,24 @@ fail:
   return st;
 }
 
-culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
-                               const int64_t *idx, const float *W,
-                               const double *b, double *G, double *rsum,
-                               double *loss) {
-  cuda_state *s = state_of(ctx);
-  cuda_probe *p = pass;
-  culeace_status st = use_device(ctx, s);
-  if (st)
-    return st;
-  int64_t n = p->n, d = p->d, ld = p->ld, M = cnt * p->m;
+/* Queues one evaluation of pass p on the stream, through the copies back
+ * to p->host and p->hloss (no wait). */
+static culeace_status queue_eval(culeace_ctx *ctx, cuda_state *s,
+                                 cuda_probe *p,
+                                 const culeace__probe_eval_job *job) {
+  culeace_status st = CULEACE_OK;
+  int64_t n = p->n, d = p->d, ld = p->ld, cnt = job->cnt, M = cnt * p->m;
   size_t es = p->f64 ? 8 : 4;
   const double one = 1, zero = 0;
   const float onef = 1, zerof = 0;
-  CU(cudaMemcpyAsync(p->idx.p, idx, (size_t)cnt * 8, cudaMemcpyHostToDevice,
-                     s->stream),
+  /* pageable sources: each call returns once its bytes are staged */
+  CU(cudaMemcpyAsync(p->idx.p, job->idx, (size_t)cnt * 8,
+                     cudaMemcpyHostToDevice, s->stream),
      "copying to the GPU");
-  CU(cudaMemcpyAsync(p->W.p, W, (size_t)(M * d) * 4, cudaMemcpyHostToDevice,
-                     s->stream),
+  CU(cudaMemcpyAsync(p->W.p, job->W, (size_t)(M * d) * 4,
+                     cudaMemcpyHostToDevice, s->stream),
      "copying probe weights to the GPU");
-  CU(cudaMemcpyAsync(p->b.p, b, (size_t)M * 8, cudaMemcpyHostToDevice,
+  CU(cudaMemcpyAsync(p->b.p, job->b, (size_t)M * 8, cudaMemcpyHostToDevice,
                      s->stream),
      "copying probe intercepts to the GPU");
   /* Z (n, M) row-major = (M, n) column-major = W (M x d) xe[:, :d]^T */
@@ -259,22 +272,48 @@ culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
   CU(cudaMemcpyAsync(p->host, p->g.p, (size_t)(M * ld) * es,
                      cudaMemcpyDeviceToHost, s->stream),
      "copying probe gradients from the GPU");
-  CU(cudaMemcpyAsync(loss, p->loss.p, (size_t)cnt * 8, cudaMemcpyDeviceToHost,
-                     s->stream),
+  CU(cudaMemcpyAsync(p->hloss, p->loss.p, (size_t)cnt * 8,
+                     cudaMemcpyDeviceToHost, s->stream),
      "copying probe losses from the GPU");
-  CU(cudaStreamSynchronize(s->stream), "the probe pass");
+cleanup:
+  return st;
+}
+
+/* After the wait: p->host and p->hloss into the job's G, rsum and loss. */
+static void unpack_eval(const cuda_probe *p,
+                        const culeace__probe_eval_job *job) {
+  int64_t d = p->d, ld = p->ld, M = job->cnt * p->m;
   for (int64_t c = 0; c < M; c++) {
     if (p->f64) {
       const double *h = (const double *)p->host + c * ld;
-      memcpy(G + c * d, h, (size_t)d * 8);
-      rsum[c] = h[d];
+      memcpy(job->G + c * d, h, (size_t)d * 8);
+      job->rsum[c] = h[d];
     } else {
       const float *h = (const float *)p->host + c * ld;
       for (int64_t j = 0; j < d; j++)
-        G[c * d + j] = h[j];
-      rsum[c] = h[d];
+        job->G[c * d + j] = h[j];
+      job->rsum[c] = h[d];
     }
   }
+  memcpy(job->loss, p->hloss, (size_t)job->cnt * 8);
+}
+
+culeace_status cuda_probe_eval(culeace_ctx *ctx, int64_t count,
+                               const culeace__probe_eval_job *jobs) {
+  cuda_state *s = state_of(ctx);
+  culeace_status st = use_device(ctx, s);
+  if (st)
+    return st;
+  for (int64_t j = 0; j < count; j++) {
+    st = queue_eval(ctx, s, jobs[j].pass, &jobs[j]);
+    if (st) {
+      cudaStreamSynchronize(s->stream); /* nothing left in flight */
+      return st;
+    }
+  }
+  CU(cudaStreamSynchronize(s->stream), "the probe pass");
+  for (int64_t j = 0; j < count; j++)
+    unpack_eval(jobs[j].pass, &jobs[j]);
 cleanup:
   return st;
 }

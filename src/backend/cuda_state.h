@@ -85,10 +85,9 @@ culeace_status cuda_probe_open(culeace_ctx *ctx,
                                int64_t m, int64_t P,
                                const struct culeace__probe_problem *prs,
                                int f64, void **out);
-culeace_status cuda_probe_eval(culeace_ctx *ctx, void *pass, int64_t cnt,
-                               const int64_t *idx, const float *W,
-                               const double *b, double *G, double *rsum,
-                               double *loss);
+struct culeace__probe_eval_job;
+culeace_status cuda_probe_eval(culeace_ctx *ctx, int64_t count,
+                               const struct culeace__probe_eval_job *jobs);
 void cuda_probe_close(void *state, void *pass);
 
 /* Each jumps to the function's cleanup label with st set. */

@@ -53,6 +53,10 @@ static const char *probe_help =
     "                      rows)\n"
     "  --erase-iterations N  inlp: most directions (20); rlace: game\n"
     "                      iterations (75000)\n"
+    "  --batch-layers N    layers whose probes are fitted together, their\n"
+    "                      L-BFGS steps taken at once (default: as many as\n"
+    "                      half of --max-memory holds; results are the same\n"
+    "                      for any N)\n"
     "  --mdl               MDL online code (Voita & Titov 2020): codelength\n"
     "                      in bits and compression = uniform / online\n"
     "Outputs:\n"
@@ -95,7 +99,7 @@ static int parse_args(int argc, char **argv, cli_common *c,
       {"balanced", 0, 0, 0}, {"control", 0, 0, 0}, {"erase", 0, 0, 0},
       {"erase-method", 1, 0, 0}, {"erase-iterations", 1, 0, 0},
       {"mdl", 0, 0, 0}, {"csv", 1, 0, 0}, {"plot", 1, 0, 0}, {"save", 1, 0, 0},
-      {"split", 1, 0, 0},
+      {"split", 1, 0, 0}, {"batch-layers", 1, 0, 0},
       {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
   int idx, ch;
   optind = 1;
@@ -166,7 +170,13 @@ static int parse_args(int argc, char **argv, cli_common *c,
     else if (!strcmp(name, "csv")) s->csv = optarg;
     else if (!strcmp(name, "plot")) s->plot = optarg;
     else if (!strcmp(name, "save")) s->save = optarg;
-    else if (!strcmp(name, "split")) {
+    else if (!strcmp(name, "batch-layers")) {
+      int64_t v = cli_parse_int(optarg);
+      if (v < 1 || v > 65536)
+        return cli_error(c, "--batch-layers must be a number from 1 to "
+                         "65536 (got '%s')", optarg), -1;
+      s->batch_layers = v;
+    } else if (!strcmp(name, "split")) {
       if (!strcmp(optarg, "auto")) s->split = PROBE_SPLIT_AUTO;
       else if (!strcmp(optarg, "layers")) s->split = PROBE_SPLIT_LAYERS;
       else if (!strcmp(optarg, "rows")) s->split = PROBE_SPLIT_ROWS;
@@ -226,28 +236,54 @@ static int choose_split(const cli_common *c, probe_settings *s, int64_t m,
   return s->split == PROBE_SPLIT_ROWS;
 }
 
-/* The plain run's layers, one after another. From a stacked dataset they
- * are read ahead in groups (as many as half of --max-memory holds), each
- * group in one pass over the file: read layer by layer, every chunk that
- * holds all layers would be read and decompressed once per layer. */
+/* As many layers as half of --max-memory holds (each layer's rows of this
+ * process as read, and the float32 copy a fit centres float32 rows into),
+ * at least 1: rows per layer on this process. */
+static int64_t layers_in_memory(const cli_common *c, const culeace_act *act,
+                                int64_t m, double rows) {
+  culeace_dtype dt = culeace__act_dtype(act);
+  double es = dt == CULEACE_F16 || dt == CULEACE_BF16 ? 2 : 8;
+  double per_layer = rows * (double)culeace__act_width(act) * es;
+  double fit = cli_memory_limit(c) / 2 / (per_layer > 0 ? per_layer : 1);
+  return fit >= (double)m ? (m > 0 ? m : 1) : fit < 1 ? 1 : (int64_t)fit;
+}
+
+/* Layers per batched fit: --batch-layers; else on a GPU, where each L-BFGS
+ * step's passes are latency-bound, as many as memory holds (one wait per
+ * step for all layers instead of one per layer); else 1: on the CPU threads
+ * a batch gains nothing and moves each layer's rows out of the cache
+ * between its passes (docs/BENCHMARKS.md, "Probe batches"). */
+static int64_t batch_layers(const cli_common *c, const probe_settings *s,
+                            const culeace_act *act, int64_t m, double rows,
+                            int pays) {
+  if (s->batch_layers > 0) return s->batch_layers < m ? s->batch_layers : m;
+  return pays ? layers_in_memory(c, act, m, rows) : 1;
+}
+
+/* The plain run's layers, J->batch at a time: each batch's probes fitted
+ * together (probe_run_layers). From a stacked dataset the layers are read
+ * ahead in groups (as many as half of --max-memory holds), each group in
+ * one pass over the file: read layer by layer, every chunk that holds all
+ * layers would be read and decompressed once per layer. */
 static int probe_run_all(const cli_common *c, probe_job *J,
                          const int64_t *layers, int64_t m,
                          probe_layer_result *res, int64_t used) {
-  culeace_dtype dt = culeace__act_dtype(J->act);
-  double es = dt == CULEACE_F16 || dt == CULEACE_BF16 ? 2 : 4;
-  double per_layer = (double)used * (double)culeace__act_width(J->act) * es;
-  int64_t g = 1;
+  int64_t g = J->batch;
+  int ahead = 0;
   if (cli_layers_share_a_dataset(J->act, layers, m)) {
-    double fit = cli_memory_limit(c) / 2 / (per_layer > 0 ? per_layer : 1);
-    g = fit >= (double)m ? m : fit < 1 ? 1 : (int64_t)fit;
+    int64_t gr = layers_in_memory(c, J->act, m, (double)used);
+    g = gr > g ? gr : g;
+    ahead = g > 1;
   }
-  layer_rows *ready = g > 1 ? calloc((size_t)g, sizeof *ready) : NULL;
-  int64_t *dropped = g > 1 ? calloc((size_t)g, sizeof *dropped) : NULL;
-  if (g > 1 && (!ready || !dropped)) g = 1; /* read layer by layer */
+  layer_rows *ready = ahead ? calloc((size_t)g, sizeof *ready) : NULL;
+  int64_t *dropped = ahead ? calloc((size_t)g, sizeof *dropped) : NULL;
+  probe_layer_result **rp = malloc((size_t)g * sizeof *rp);
+  if (!rp) return cli_error(c, "out of memory");
+  if (ahead && (!ready || !dropped)) ahead = 0; /* read layer by layer */
   int rc = 0;
   for (int64_t i = 0; i < m && !rc; i += g) {
     int64_t cnt = m - i < g ? m - i : g;
-    if (g > 1) {
+    if (ahead) {
       if (layer_rows_read_many(c, J->ctx, J->act, J->s->file, layers + i, cnt,
                                J->lab, J->N, 1, ready, dropped)) {
         rc = 1;
@@ -258,14 +294,17 @@ static int probe_run_all(const cli_common *c, probe_job *J,
       J->ready_dropped = dropped;
       J->n_ready = cnt;
     }
-    for (int64_t j = 0; j < cnt && !rc; j++)
-      rc = probe_run_layer(J, layers[i + j], &res[i + j]);
-    for (int64_t j = 0; g > 1 && j < cnt; j++) layer_rows_free(&ready[j]);
+    for (int64_t j = 0; j < cnt; j++) rp[j] = &res[i + j];
+    for (int64_t j = 0; j < cnt && !rc; j += J->batch)
+      rc = probe_run_layers(J, cnt - j < J->batch ? cnt - j : J->batch,
+                            layers + i + j, rp + j);
+    for (int64_t j = 0; ahead && j < cnt; j++) layer_rows_free(&ready[j]);
   }
   J->ready = NULL;
   J->n_ready = 0;
   free(ready);
   free(dropped);
+  free(rp);
   return rc;
 }
 
@@ -474,6 +513,10 @@ int cmd_probe(int argc, char **argv) {
              J.split ? ", shared out over the ranks" : "");
     if (cli_check_memory(&c, need, what)) goto done;
   }
+  J.batch = batch_layers(&c, &s, act, m,
+                         J.split ? (double)used / mpi_job_size(P)
+                                 : (double)used,
+                         strcmp(culeace_ctx_backend_name(ctx), "cpu") != 0);
   if (P && mpi_job_agree(P, &c, 0)) goto done; /* setup done everywhere */
   double units = 1 + (double)F + (s.erase ? (double)F : 0);
   double mine = (double)(P && !J.split ? probe_mpi_my_layers(P, m) : m);

@@ -110,9 +110,19 @@ int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
                          int64_t m, probe_layer_result *res) {
   const cli_common *c = J->c;
   int64_t F = J->s->folds;
-  int failed = 0;
-  for (int64_t i = P->w.rank; i < m && !failed; i += P->w.size)
-    failed = probe_run_layer(J, layers[i], &res[i]);
+  /* this rank's layers (rank, rank + size, ...), J->batch at a time */
+  int64_t *mine = malloc((size_t)(m ? m : 1) * sizeof *mine), cnt = 0;
+  probe_layer_result **rp = malloc((size_t)(m ? m : 1) * sizeof *rp);
+  int failed = !mine || !rp ? cli_error(c, "out of memory") : 0;
+  for (int64_t i = P->w.rank; !failed && i < m; i += P->w.size) {
+    mine[cnt] = layers[i];
+    rp[cnt++] = &res[i];
+  }
+  for (int64_t i = 0; !failed && i < cnt; i += J->batch)
+    failed = probe_run_layers(J, cnt - i < J->batch ? cnt - i : J->batch,
+                              mine + i, rp + i);
+  free(mine);
+  free(rp);
   if (mpi_job_agree(P, c, failed)) return 1;
   /* layer i from its rank to rank 0, in layer order */
   failed = 0;
@@ -365,10 +375,16 @@ int probe_mpi_run_rows(mpi_job *P, probe_job *J, const int64_t *layers,
                        int64_t m, probe_layer_result *res) {
   probe_split *S = J->split;
   int failed = 0;
-  for (int64_t i = 0; i < m && !failed; i++) {
+  probe_layer_result **rp = malloc((size_t)J->batch * sizeof *rp);
+  failed = !rp; /* every rank: the same batches, the same calls */
+  if (failed) cli_error(J->c, "out of memory");
+  for (int64_t i = 0; i < m && !failed; i += J->batch) {
+    int64_t cnt = m - i < J->batch ? m - i : J->batch;
+    for (int64_t j = 0; j < cnt; j++) rp[j] = &res[i + j];
     S->agreed = 0;
-    failed = probe_run_layer(J, layers[i], &res[i]);
+    failed = probe_run_layers(J, cnt, layers + i, rp);
     failed = probe_split_agree(S, failed); /* no-op when already agreed */
   }
+  free(rp);
   return mpi_job_agree(P, J->c, failed);
 }

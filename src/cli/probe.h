@@ -25,6 +25,7 @@ typedef struct {
   culeace_method erase_method; /* --erase-method (leace) */
   int erase_iterations;        /* --erase-iterations (0: the method's) */
   probe_split_how split;       /* --split, under MPI */
+  int64_t batch_layers;        /* --batch-layers (0: by --max-memory) */
 } probe_settings;
 
 /* A per-fold metric: values (folds), NAN where not defined. */
@@ -98,6 +99,7 @@ typedef struct {
   const int64_t *ready_layers;
   int64_t *ready_dropped;
   int64_t n_ready;
+  int64_t batch;              /* layers per batched fit (>= 1) */
   int keep_final;             /* fit each layer's probe on all rows too
                                  (probe_layer_result.final), for --save */
   cli_progress *prog;
@@ -117,10 +119,16 @@ typedef struct {
 } probe_report;
 
 /* ---- probe_run.c --------------------------------------------------------- */
-/* Reads layer l's kept rows and fits and evaluates every probe of it. 0 ok,
- * 1 error (message printed). res->*.v must be allocated by the caller
- * (probe_result_alloc). */
+/* Reads the kept rows of the cnt layers `layers`, fits every probe of all
+ * of them in one batched fit (their L-BFGS steps together), then evaluates
+ * each layer's into res[j]. 0 ok, 1 error (message printed). res[j]->*.v
+ * must be allocated by the caller (probe_result_alloc). Under --split rows
+ * every rank makes the same call. */
+int probe_run_layers(probe_job *J, int64_t cnt, const int64_t *layers,
+                     probe_layer_result *const *res);
+/* probe_run_layers for one layer. */
 int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res);
+
 int probe_result_alloc(probe_layer_result *r, int64_t folds);
 /* Adds r->final with its metadata to J->save. 0, or 1 (printed). */
 int probe_save_layer(probe_job *J, const probe_layer_result *r);

@@ -1,8 +1,10 @@
-/* probe_run.c — one layer of `culeace probe`: reads the layer's kept rows
- * into memory (float32, or float16/bfloat16 as stored), fits every probe of the layer in one batched call
- * (the folds, their control-task twins, the MDL prefixes and the final probe
- * on all rows), evaluates them on their held-out rows, and with --erase fits
- * LEACE on each fold's training rows and re-probes the erased rows. Under
+/* probe_run.c — a batch of layers of `culeace probe`: reads each layer's
+ * kept rows into memory (float32, or float16/bfloat16 as stored), fits every
+ * probe of every layer of the batch in one batched call (per layer the
+ * folds, their control-task twins, the MDL prefixes and the final probe on
+ * all rows; the layers' L-BFGS steps taken together), then per layer
+ * evaluates them on their held-out rows, and with --erase fits LEACE on each
+ * fold's training rows and re-probes the erased rows. Under
  * --split rows (mpi_probe.h) each rank holds a share of the rows: the masks
  * and labels cover all of them (probe_rows), the fits sum over the ranks,
  * and rank 0 gathers the held-out predictions and computes the metrics. */
@@ -106,6 +108,14 @@ typedef struct {
   float *xe;          /* (L.n, d) erased copy (--erase) */
   double *proba;      /* (R.n, k) */
   int64_t *pos;       /* (R.n) MDL positions */
+  /* between the fit and the evaluation */
+  probe_layer_result *res;
+  const char *lname;
+  char what[640];     /* "NAME (dataset)": the layer in messages */
+  int64_t ends[CULEACE_MDL_N_BOUNDS];
+  int usable[CULEACE_MDL_N_BOUNDS];
+  int n_mdl;
+  int64_t mdl_first, final_idx;
 } layer_ws;
 
 static void ws_free(layer_ws *w) {
@@ -128,6 +138,7 @@ static void ws_free(layer_ws *w) {
   layer_rows_free(&w->L);
   free(w->R.row_buf);
   free(w->R.y_buf);
+  memset(w, 0, sizeof *w);
 }
 
 typedef struct {
@@ -243,185 +254,249 @@ static int read_rows(probe_job *J, int64_t l, layer_ws *w,
   return 0;
 }
 
-int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
+/* The first half of a layer: reads its rows and sets up its problems (F
+ * task folds, F control folds, the MDL prefixes, the final probe) in w. 0,
+ * or 1 (printed). */
+static int layer_begin(probe_job *J, int64_t l, probe_layer_result *res,
+                       layer_ws *w) {
   const cli_common *c = J->c;
   const probe_settings *s = J->s;
   const char *lname = culeace__act_layer_name(J->act, l);
   int64_t d = culeace__act_width(J->act), k = J->k, F = s->folds;
-  layer_ws w;
-  memset(&w, 0, sizeof w);
-  int rc = 1, root = is_root(J);
+  w->res = res;
+  w->lname = lname;
+  snprintf(w->what, sizeof w->what, "%s (%s)", lname,
+           culeace__act_dataset_path(J->act, l));
   res->layer = l;
   res->name = lname;
-  if (read_rows(J, l, &w, res)) {
-    ws_free(&w);
-    return 1;
-  }
-  layer_rows *L = &w.L;
-  probe_rows *R = &w.R;
-  int64_t n = R->n, nl = L->n, off = R->off;
+  if (read_rows(J, l, w, res)) return 1;
+  probe_rows *R = &w->R;
+  int64_t n = R->n, off = R->off;
   res->rows = n;
   cli_progress_add(J->prog, (double)n, lname);
-  /* problems: F task folds, F control folds, the MDL prefixes, the final */
-  int64_t ends[CULEACE_MDL_N_BOUNDS];
-  int nb = s->mdl ? culeace__mdl_bounds(n, ends) : 0;
-  int n_mdl = nb > 1 ? nb - 1 : 0;
+  int nb = s->mdl ? culeace__mdl_bounds(n, w->ends) : 0;
+  int n_mdl = w->n_mdl = nb > 1 ? nb - 1 : 0;
   int64_t P = F + (s->control ? F : 0) + n_mdl + (J->keep_final ? 1 : 0);
   int64_t n_masks = F + n_mdl + 1;
-  size_t n1 = (size_t)(n ? n : 1), nl1 = (size_t)(nl ? nl : 1);
-  size_t xbytes = nl1 * (size_t)d * sizeof(float);
-  w.P = P;
-  w.probes = calloc((size_t)P, sizeof *w.probes);
-  w.labels = calloc((size_t)P, sizeof *w.labels);
-  w.train = calloc((size_t)P, sizeof *w.train);
-  w.labels_mine = calloc((size_t)P, sizeof *w.labels_mine);
-  w.train_mine = calloc((size_t)P, sizeof *w.train_mine);
-  w.masks = malloc((size_t)n_masks * n1);
-  w.test = malloc(n1);
-  w.idx = malloc(nl1 * sizeof *w.idx);
-  w.ctrl = malloc(n1 * sizeof *w.ctrl);
-  w.ysel = malloc(n1 * sizeof *w.ysel);
-  w.xs = malloc(xbytes);
-  w.xe = s->erase ? malloc(xbytes) : NULL;
-  w.proba = malloc(n1 * (size_t)k * sizeof *w.proba);
-  w.pos = s->mdl ? malloc(n1 * sizeof *w.pos) : NULL;
+  size_t n1 = (size_t)(n ? n : 1);
+  w->P = P;
+  w->probes = calloc((size_t)P, sizeof *w->probes);
+  w->labels = calloc((size_t)P, sizeof *w->labels);
+  w->train = calloc((size_t)P, sizeof *w->train);
+  w->labels_mine = calloc((size_t)P, sizeof *w->labels_mine);
+  w->train_mine = calloc((size_t)P, sizeof *w->train_mine);
+  w->masks = malloc((size_t)n_masks * n1);
+  w->ctrl = malloc(n1 * sizeof *w->ctrl);
+  w->pos = s->mdl ? malloc(n1 * sizeof *w->pos) : NULL;
   int failed = 0;
-  if (!w.probes || !w.labels || !w.train || !w.labels_mine ||
-      !w.train_mine || !w.masks || !w.test || !w.idx || !w.ctrl || !w.ysel ||
-      !w.xs || (s->erase && !w.xe) || !w.proba || (s->mdl && !w.pos))
+  if (!w->probes || !w->labels || !w->train || !w->labels_mine ||
+      !w->train_mine || !w->masks || !w->ctrl || (s->mdl && !w->pos))
     failed = cli_error(c, "out of memory for the probes of layer %s (%lld "
                        "rows x %lld)", lname, (long long)n, (long long)d);
-  uint8_t *fold_train = w.masks;                      /* (F, n) */
-  uint8_t *mdl_train = w.masks + (size_t)F * (size_t)n; /* (n_mdl, n) */
-  uint8_t *all = w.masks + (size_t)(F + n_mdl) * (size_t)n;
+  uint8_t *fold_train = w->masks;                       /* (F, n) */
+  uint8_t *mdl_train = w->masks + (size_t)F * (size_t)n; /* (n_mdl, n) */
+  uint8_t *all = w->masks + (size_t)(F + n_mdl) * (size_t)n;
   int64_t p = 0;
   for (int64_t f = 0; !failed && f < F; f++) {
     uint8_t *t = fold_train + (size_t)f * (size_t)n;
     for (int64_t i = 0; i < n; i++) t[i] = J->fold[R->row[i]] != f;
-    w.labels[p] = R->y;
-    w.train[p++] = t;
+    w->labels[p] = R->y;
+    w->train[p++] = t;
   }
   if (!failed && s->control) {
-    for (int64_t i = 0; i < n; i++) w.ctrl[i] = J->control[R->row[i]];
+    for (int64_t i = 0; i < n; i++) w->ctrl[i] = J->control[R->row[i]];
     for (int64_t f = 0; f < F; f++) {
-      w.labels[p] = w.ctrl;
-      w.train[p++] = fold_train + (size_t)f * (size_t)n;
+      w->labels[p] = w->ctrl;
+      w->train[p++] = fold_train + (size_t)f * (size_t)n;
     }
   }
-  int usable[CULEACE_MDL_N_BOUNDS];
-  int64_t mdl_first = p;
+  w->mdl_first = p;
   if (!failed && n_mdl) {
-    failed = mdl_positions(J, R, w.pos);
+    failed = mdl_positions(J, R, w->pos);
     uint8_t *mm[CULEACE_MDL_N_BOUNDS];
     for (int b = 0; b < n_mdl; b++) mm[b] = mdl_train + (size_t)b * (size_t)n;
-    if (!failed) probe_mdl_masks(n, k, R->y, w.pos, ends, nb, mm, usable);
+    if (!failed) probe_mdl_masks(n, k, R->y, w->pos, w->ends, nb, mm, w->usable);
     for (int b = 0; !failed && b < n_mdl; b++)
-      if (usable[b]) {
-        w.labels[p] = R->y;
-        w.train[p++] = mm[b];
+      if (w->usable[b]) {
+        w->labels[p] = R->y;
+        w->train[p++] = mm[b];
       }
   }
-  int64_t final_idx = -1;
+  w->final_idx = -1;
   if (!failed && J->keep_final) {
     memset(all, 1, (size_t)n);
-    final_idx = p;
-    w.labels[p] = R->y;
-    w.train[p++] = all;
+    w->final_idx = p;
+    w->labels[p] = R->y;
+    w->train[p++] = all;
   }
-  if (J->split && probe_split_agree(J->split, failed)) goto done;
-  if (failed) goto done;
-  w.P = P = p;
-  for (int64_t q = 0; q < P; q++) {
-    w.labels_mine[q] = w.labels[q] + off;
-    w.train_mine[q] = w.train[q] + off;
+  if (J->split && probe_split_agree(J->split, failed)) return 1;
+  if (failed) return 1;
+  w->P = p;
+  for (int64_t q = 0; q < p; q++) {
+    w->labels_mine[q] = w->labels[q] + off;
+    w->train_mine[q] = w->train[q] + off;
   }
-  culeace_status st = culeace__probe_fit_batch_shared(
-      J->ctx, L->x, L->xt, nl, d, d, k, P, w.labels_mine, w.train_mine,
-      &s->po,
-      J->split ? probe_split_reduce(J->split) : NULL, w.probes);
-  if (st) {
-    char what[512];
-    snprintf(what, sizeof what, "layer %s (%s)", lname,
-             culeace__act_dataset_path(J->act, l));
-    fit_error(J, st, what);
-    goto done;
-  }
-  for (int64_t q = 0; q < P; q++) note_probe(res, w.probes[q]);
-  cli_progress_add(J->prog, (double)(F * n), lname);
+  return 0;
+}
+
+/* The second half of a layer, after its probes are fitted: held-out
+ * metrics, MDL codelength, the final probe, --erase. 0, or 1 (printed). */
+static int layer_end(probe_job *J, layer_ws *w) {
+  const cli_common *c = J->c;
+  const probe_settings *s = J->s;
+  probe_layer_result *res = w->res;
+  const char *lname = w->lname;
+  layer_rows *L = &w->L;
+  probe_rows *R = &w->R;
+  int64_t d = culeace__act_width(J->act), k = J->k, F = s->folds;
+  int64_t n = R->n, nl = L->n, P = w->P;
+  int root = is_root(J);
+  size_t n1 = (size_t)(n ? n : 1), nl1 = (size_t)(nl ? nl : 1);
+  size_t xbytes = nl1 * (size_t)d * sizeof(float);
+  w->test = malloc(n1);
+  w->idx = malloc(nl1 * sizeof *w->idx);
+  w->ysel = malloc(n1 * sizeof *w->ysel);
+  w->xs = malloc(xbytes);
+  w->xe = s->erase ? malloc(xbytes) : NULL;
+  w->proba = malloc(n1 * (size_t)k * sizeof *w->proba);
+  int failed = 0;
+  if (!w->test || !w->idx || !w->ysel || !w->xs || (s->erase && !w->xe) ||
+      !w->proba)
+    failed = cli_error(c, "out of memory evaluating the probes of layer %s "
+                       "(%lld rows x %lld)", lname, (long long)n,
+                       (long long)d);
+  if (J->split && probe_split_agree(J->split, failed)) return 1;
+  if (failed) return 1;
+  const uint8_t *fold_train = w->masks; /* (F, n) */
+  culeace_status st;
+  for (int64_t q = 0; q < P; q++) note_probe(res, w->probes[q]);
   /* held-out metrics per fold (on rank 0 under --split rows) */
   for (int64_t f = 0; f < F; f++) {
     const uint8_t *t = fold_train + (size_t)f * (size_t)n;
-    for (int64_t i = 0; i < n; i++) w.test[i] = !t[i];
+    for (int64_t i = 0; i < n; i++) w->test[i] = !t[i];
     int64_t m;
-    if (evaluate(J, &w, L->x, L->xt, w.probes[f], w.test, R->y, &m))
-      goto done;
+    if (evaluate(J, w, L->x, L->xt, w->probes[f], w->test, R->y, &m))
+      return 1;
     if (m == 0) continue;
     if (root) {
-      res->acc.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
-      res->bal.v[f] = culeace__balanced_accuracy(m, k, w.ysel, w.proba, NULL);
-      res->ll.v[f] = culeace__log_loss(m, k, w.ysel, w.proba, NULL);
+      res->acc.v[f] = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
+      res->bal.v[f] = culeace__balanced_accuracy(m, k, w->ysel, w->proba,
+                                                 NULL);
+      res->ll.v[f] = culeace__log_loss(m, k, w->ysel, w->proba, NULL);
       if (k == 2) {
-        res->auc.v[f] = culeace__auroc(J->ctx, m, w.ysel, w.proba + 1, 2,
+        res->auc.v[f] = culeace__auroc(J->ctx, m, w->ysel, w->proba + 1, 2,
                                        NULL, &st);
-        if (st) {
-          cli_error_ctx(c, J->ctx, "AUROC");
-          goto done;
-        }
+        if (st) return cli_error_ctx(c, J->ctx, "AUROC");
       }
-      res->maj.v[f] = culeace__majority_accuracy(n, k, R->y, t, w.test, NULL);
+      res->maj.v[f] = culeace__majority_accuracy(n, k, R->y, t, w->test,
+                                                 NULL);
     }
     if (s->control) {
-      if (evaluate(J, &w, L->x, L->xt, w.probes[F + f], w.test, w.ctrl, &m))
-        goto done;
-      if (root) res->ctrl.v[f] = culeace__accuracy(m, k, w.ysel, w.proba, NULL);
+      if (evaluate(J, w, L->x, L->xt, w->probes[F + f], w->test, w->ctrl,
+                   &m))
+        return 1;
+      if (root)
+        res->ctrl.v[f] = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
     }
   }
   /* MDL: uniform code for the first block, then each block coded with the
    * probe trained on everything before it */
-  if (n_mdl) {
+  if (w->n_mdl) {
     probe_mdl *md = &res->mdl;
     double lk = log2((double)k);
-    md->online_bits = (double)ends[0] * lk;
+    md->online_bits = (double)w->ends[0] * lk;
     md->uniform_bits = (double)n * lk;
-    int64_t q = mdl_first;
-    for (int b = 0; b < n_mdl; b++) {
-      int64_t lo = ends[b], hi = ends[b + 1];
-      if (!usable[b]) {
+    int64_t q = w->mdl_first;
+    for (int b = 0; b < w->n_mdl; b++) {
+      int64_t lo = w->ends[b], hi = w->ends[b + 1];
+      if (!w->usable[b]) {
         md->online_bits += (double)(hi - lo) * lk;
         md->uniform_blocks++;
         continue;
       }
-      for (int64_t i = 0; i < n; i++) w.test[i] = w.pos[i] >= lo && w.pos[i] < hi;
+      for (int64_t i = 0; i < n; i++)
+        w->test[i] = w->pos[i] >= lo && w->pos[i] < hi;
       int64_t m;
-      if (evaluate(J, &w, L->x, L->xt, w.probes[q++], w.test, R->y, &m))
-        goto done;
+      if (evaluate(J, w, L->x, L->xt, w->probes[q++], w->test, R->y, &m))
+        return 1;
       if (root)
-        md->online_bits += culeace__codelength_bits(m, k, w.ysel, w.proba,
+        md->online_bits += culeace__codelength_bits(m, k, w->ysel, w->proba,
                                                     NULL);
     }
-    md->blocks = n_mdl;
+    md->blocks = w->n_mdl;
     md->compression = md->uniform_bits / md->online_bits;
     md->done = 1;
   }
   if (J->keep_final) { /* the caller saves it (probe_save_layer) */
-    res->final = w.probes[final_idx];
-    w.probes[final_idx] = NULL;
+    res->final = w->probes[w->final_idx];
+    w->probes[w->final_idx] = NULL;
   }
   if (s->erase)
     for (int64_t f = 0; f < F; f++) {
-      if (erase_fold(J, &w, fold_train + (size_t)f * (size_t)n,
+      if (erase_fold(J, w, fold_train + (size_t)f * (size_t)n,
                      &res->erased.v[f]))
-        goto done;
+        return 1;
       cli_progress_add(J->prog, (double)n, lname);
     }
   probe_metric *ms[7] = {&res->acc, &res->bal, &res->auc, &res->ll,
                          &res->maj, &res->ctrl, &res->erased};
   for (int i = 0; i < 7; i++) probe_metric_summarise(ms[i], F);
   if (s->control) res->selectivity = res->acc.mean - res->ctrl.mean;
+  return 0;
+}
+
+/* Progress of a batched fit: a layer's folds are done. */
+typedef struct {
+  probe_job *J;
+  layer_ws *ws;
+} fit_progress;
+
+static void layer_fitted(void *arg, int64_t l) {
+  fit_progress *fp = arg;
+  const layer_ws *w = &fp->ws[l];
+  cli_progress_add(fp->J->prog, (double)(fp->J->s->folds * w->R.n), w->lname);
+}
+
+int probe_run_layers(probe_job *J, int64_t cnt, const int64_t *layers,
+                     probe_layer_result *const *res) {
+  int64_t d = culeace__act_width(J->act);
+  layer_ws *ws = calloc((size_t)cnt, sizeof *ws);
+  culeace__probe_layer *fit = calloc((size_t)cnt, sizeof *fit);
+  int rc = 1;
+  if (!ws || !fit) {
+    cli_error(J->c, "out of memory");
+    if (J->split) probe_split_agree(J->split, 1);
+    goto done;
+  }
+  for (int64_t j = 0; j < cnt; j++) {
+    if (layer_begin(J, layers[j], res[j], &ws[j])) goto done;
+    layer_ws *w = &ws[j];
+    fit[j] = (culeace__probe_layer){w->L.x, w->L.xt, w->L.n, d, w->P,
+                                    w->labels_mine, w->train_mine, w->what,
+                                    w->probes};
+  }
+  fit_progress fp = {J, ws};
+  culeace_status st = culeace__probe_fit_layers_shared(
+      J->ctx, cnt, fit, d, J->k, &J->s->po,
+      J->split ? probe_split_reduce(J->split) : NULL, layer_fitted, &fp);
+  if (st) {
+    fit_error(J, st, "");
+    goto done;
+  }
+  for (int64_t j = 0; j < cnt; j++) {
+    if (layer_end(J, &ws[j])) goto done;
+    ws_free(&ws[j]); /* its rows and buffers, before the next layer's */
+  }
   rc = 0;
 done:
-  ws_free(&w);
+  for (int64_t j = 0; ws && j < cnt; j++) ws_free(&ws[j]);
+  free(ws);
+  free(fit);
   return rc;
+}
+
+int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
+  return probe_run_layers(J, 1, &l, &res);
 }
 
 int probe_save_layer(probe_job *J, const probe_layer_result *r) {

@@ -5,6 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -396,6 +397,28 @@ culeace_status culeace_probe_fit_batch(culeace_ctx *ctx, const float *x,
                                          P, labels, train, opts, NULL, out);
 }
 
+culeace_status culeace_probe_fit_layers(culeace_ctx *ctx, int64_t L,
+                                        const float *const *x, int64_t n,
+                                        int64_t d, int64_t ldx, int64_t k,
+                                        int64_t P,
+                                        const int32_t *const *labels,
+                                        const uint8_t *const *train,
+                                        const culeace_probe_opts *opts,
+                                        culeace_probe **out) {
+  if (!ctx || L < 1 || !x || !out || P < 1 || !labels || !train)
+    return CULEACE_ERR_INVALID_ARG;
+  culeace__probe_layer *ly = calloc((size_t)L, sizeof *ly);
+  if (!ly)
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  for (int64_t l = 0; l < L; l++)
+    ly[l] = (culeace__probe_layer){x[l], CULEACE_F32, n, ldx, P, labels,
+                                   train, NULL, out + l * P};
+  culeace_status st = culeace__probe_fit_layers_shared(ctx, L, ly, d, k, opts,
+                                                       NULL, NULL, NULL);
+  free(ly);
+  return st;
+}
+
 culeace_status culeace__probe_fit_batch_shared(
     culeace_ctx *ctx, const void *x, culeace_dtype xtype, int64_t n,
     int64_t d, int64_t ldx,
@@ -404,22 +427,153 @@ culeace_status culeace__probe_fit_batch_shared(
     const culeace__probe_reduce *red, culeace_probe **out) {
   if (!ctx || !out || P < 1 || !labels || !train || (n > 0 && !x))
     return CULEACE_ERR_INVALID_ARG;
+  culeace__probe_layer layer = {x, xtype, n, ldx, P, labels, train, NULL,
+                                out};
+  return culeace__probe_fit_layers_shared(ctx, 1, &layer, d, k, opts, red,
+                                          NULL, NULL);
+}
+
+/* One layer's prepared fit: its centred rows and its problems' setup. */
+typedef struct {
+  culeace__probe_rows rows;
+  culeace__probe_problem *prs; /* (P) */
+  double *cw;                  /* (P, k) class weights */
+  float *xc;                   /* (n, d) centred copy of float32 rows */
+  double *shift;               /* (d + 1) */
+  float *sf;                   /* (d) */
+} layer_fit;
+
+static void layer_fit_free(layer_fit *f) {
+  free(f->prs);
+  free(f->cw);
+  free(f->xc);
+  free(f->shift);
+  free(f->sf);
+}
+
+/* Prefixes the context's message with the layer's name (in a batch of
+ * several layers, or when one was given). */
+static culeace_status name_error(culeace_ctx *ctx, culeace_status st,
+                                 const culeace__probe_layer *ly, int64_t l,
+                                 int64_t L) {
+  if (!st || st == CULEACE_ERR_MPI || (L == 1 && !ly->name)) return st;
+  char msg[768];
+  snprintf(msg, sizeof msg, "%s", culeace_ctx_last_error(ctx));
+  if (ly->name)
+    return culeace__error(ctx, st, "layer %s: %s", ly->name, msg);
+  return culeace__error(ctx, st, "layer %lld of %lld: %s", (long long)l,
+                        (long long)L, msg);
+}
+
+/* Centres the rows of one layer and sets up its problems (label checks,
+ * class weights, standardisation), allocating its probes into ly->out. */
+static culeace_status prepare_layer(culeace_ctx *ctx,
+                                    const culeace__probe_layer *ly, int64_t d,
+                                    int64_t k, const culeace_probe_opts *opts,
+                                    const culeace__probe_reduce *red,
+                                    layer_fit *f) {
+  int64_t n = ly->n, ldx = ly->ldx, P = ly->P, m = k == 2 ? 1 : k;
+  const void *x = ly->x;
+  culeace_dtype xtype = ly->xtype;
+  memset(f, 0, sizeof *f);
+  f->prs = calloc((size_t)P, sizeof *f->prs);
+  f->cw = calloc((size_t)(P * k), sizeof *f->cw);
+  /* the rows centred on their column means: raw logits W x + b of
+   * uncentred activations cancel large terms and leave float32 noise that
+   * stalls the line search near the optimum. float32 rows: one centred
+   * copy; 2-byte rows: centred as they are read, on a float32 shift */
+  int half = xtype != CULEACE_F32;
+  f->xc = half ? NULL
+               : culeace__alloc(ctx, (size_t)(n ? n : 1) * (size_t)d, 4,
+                                "centred rows");
+  double *shift = f->shift =
+      culeace__alloc(ctx, (size_t)d + 1, 8, "column means");
+  float *sf = f->sf = culeace__alloc(ctx, (size_t)d, 4, "column means");
+  double *mv = NULL; /* (P, 2, d) training moments */
+  culeace_status st = CULEACE_OK;
+  if (!f->prs || !f->cw || (!half && !f->xc) || !shift || !sf ||
+      column_sums(x, xtype, n, d, ldx, shift))
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  if (culeace__probe_sum(red, shift, d + 1, st != CULEACE_OK))
+    return st ? st : culeace__probe_other_failed(ctx);
+  if (shift[d] < 1)
+    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "probe: no rows to fit on");
+  /* the centre rounded to float32 for every input type: then x - shift
+   * is the float32 difference whether a copy is made (float32 rows) or
+   * the rows are centred as they are read (2-byte rows), and the same
+   * activations give the same fit either way (the Python package passes
+   * float32 copies of what the CLI reads as float16) */
+  for (int64_t j = 0; j < d; j++) shift[j] = sf[j] = (float)(shift[j] / shift[d]);
+  if (!half) centre_rows(x, n, d, ldx, shift, f->xc);
+  f->rows = (culeace__probe_rows){f->xc, half ? x : NULL, xtype, ldx, n, d,
+                                  shift, sf};
+  for (int64_t p = 0; p < P; p++) {
+    f->prs[p].y = ly->labels[p];
+    f->prs[p].train = ly->train[p];
+    f->prs[p].class_w = f->cw + p * k;
+    st = culeace__probe_alloc(ctx, opts->kind, d, k, m, &ly->out[p]);
+    if (st) { /* this process's alone: the others hear of it in the
+                 setup's sum */
+      culeace__probe_sum(red, NULL, 0, 1);
+      return st;
+    }
+  }
+  /* the training rows' column sums and sums of squares of every problem,
+   * in one pass over the rows */
+  if (opts->standardize) {
+    mv = culeace__alloc(ctx, (size_t)(P * 2) * (size_t)d, 8,
+                        "training moments");
+    st = mv ? culeace__probe_train_moments(ctx, &f->rows, P, f->prs, mv)
+            : CULEACE_ERR_OUT_OF_MEMORY;
+    if (st) {
+      free(mv);
+      culeace__probe_sum(red, NULL, 0, 1);
+      return st;
+    }
+  }
+  for (int64_t p = 0; p < P && !st; p++)
+    st = culeace__probe_setup(ctx, &f->rows, k, p, opts, red,
+                              mv ? mv + p * 2 * d : NULL, &f->prs[p],
+                              ly->out[p]);
+  free(mv);
+  return st;
+}
+
+culeace_status culeace__probe_fit_layers_shared(
+    culeace_ctx *ctx, int64_t L, const culeace__probe_layer *layers,
+    int64_t d, int64_t k, const culeace_probe_opts *opts,
+    const culeace__probe_reduce *red, culeace__probe_layer_done done,
+    void *done_arg) {
+  if (!ctx || L < 1 || !layers) return CULEACE_ERR_INVALID_ARG;
+  for (int64_t l = 0; l < L; l++) {
+    const culeace__probe_layer *ly = &layers[l];
+    if (!ly->out || ly->P < 1 || !ly->labels || !ly->train ||
+        (ly->n > 0 && !ly->x))
+      return CULEACE_ERR_INVALID_ARG;
+    for (int64_t p = 0; p < ly->P; p++) ly->out[p] = NULL;
+  }
   culeace_probe_opts dflt;
   if (!opts) {
     culeace_probe_opts_init(&dflt);
     opts = &dflt;
   }
-  for (int64_t p = 0; p < P; p++) out[p] = NULL;
   /* checks of the arguments every process shares (the same outcome on
    * each, so no process waits in a sum another one skipped) */
-  if (xtype != CULEACE_F32 && xtype != CULEACE_F16 && xtype != CULEACE_BF16)
-    return culeace__error(ctx, CULEACE_ERR_DTYPE, "probe: rows must be "
+  for (int64_t l = 0; l < L; l++) {
+    const culeace__probe_layer *ly = &layers[l];
+    culeace_status st = CULEACE_OK;
+    if (ly->xtype != CULEACE_F32 && ly->xtype != CULEACE_F16 &&
+        ly->xtype != CULEACE_BF16)
+      st = culeace__error(ctx, CULEACE_ERR_DTYPE, "probe: rows must be "
                           "float32, float16 or bfloat16");
-  if (d < 1 || n < (red ? 0 : 1) || ldx < d)
-    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+    else if (d < 1 || ly->n < (red ? 0 : 1) || ly->ldx < d)
+      st = culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "probe: need n >= 1 rows and d >= 1 features with "
                           "stride >= d (got n = %lld, d = %lld, ldx = %lld)",
-                          (long long)n, (long long)d, (long long)ldx);
+                          (long long)ly->n, (long long)d, (long long)ly->ldx);
+    if (st) return name_error(ctx, st, ly, l, L);
+  }
   if (k < 2)
     return culeace__error(ctx, CULEACE_ERR_DEGENERATE,
                           "probe: need at least 2 classes (got %lld)",
@@ -435,87 +589,46 @@ culeace_status culeace__probe_fit_batch_shared(
       opts->kind != CULEACE_PROBE_DIFFMEANS)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "probe: unknown kind %d", (int)opts->kind);
-  int64_t m = k == 2 ? 1 : k; /* sigmoid for 2 classes, softmax above */
-  culeace__probe_problem *prs = calloc((size_t)P, sizeof *prs);
-  double *cw = calloc((size_t)(P * k), sizeof *cw);
-  /* the rows centred on their column means: raw logits W x + b of
-   * uncentred activations cancel large terms and leave float32 noise that
-   * stalls the line search near the optimum. float32 rows: one centred
-   * copy; 2-byte rows: centred as they are read, on a float32 shift */
-  int half = xtype != CULEACE_F32;
-  float *xc = half ? NULL
-                   : culeace__alloc(ctx, (size_t)(n ? n : 1) * (size_t)d, 4,
-                                    "centred rows");
-  double *shift = culeace__alloc(ctx, (size_t)d + 1, 8, "column means");
-  float *sf = culeace__alloc(ctx, (size_t)d, 4, "column means");
-  double *mv = NULL; /* (P, 2, d) training moments */
+  layer_fit *fits = calloc((size_t)L, sizeof *fits);
+  culeace__probe_set *sets = calloc((size_t)L, sizeof *sets);
   culeace_status st = CULEACE_OK;
-  if (!prs || !cw || (!half && !xc) || !shift || !sf ||
-      column_sums(x, xtype, n, d, ldx, shift))
+  if (!fits || !sets) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
-  if (culeace__probe_sum(red, shift, d + 1, st != CULEACE_OK)) {
-    if (!st) st = culeace__probe_other_failed(ctx);
+    culeace__probe_sum(red, NULL, 0, 1); /* the others: at the first sum */
     goto cleanup;
   }
-  if (shift[d] < 1) {
-    st = culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
-                        "probe: no rows to fit on");
-    goto cleanup;
+  for (int64_t l = 0; l < L && !st; l++) {
+    st = name_error(ctx,
+                    prepare_layer(ctx, &layers[l], d, k, opts, red, &fits[l]),
+                    &layers[l], l, L);
+    sets[l] = (culeace__probe_set){&fits[l].rows, layers[l].P, fits[l].prs,
+                                   layers[l].out};
   }
-  /* the centre rounded to float32 for every input type: then x - shift
-   * is the float32 difference whether a copy is made (float32 rows) or
-   * the rows are centred as they are read (2-byte rows), and the same
-   * activations give the same fit either way (the Python package passes
-   * float32 copies of what the CLI reads as float16) */
-  for (int64_t j = 0; j < d; j++) shift[j] = sf[j] = (float)(shift[j] / shift[d]);
-  if (!half) centre_rows(x, n, d, ldx, shift, xc);
-  culeace__probe_rows rows = {xc, half ? x : NULL, xtype, ldx, n, d, shift,
-                              sf};
-  for (int64_t p = 0; p < P; p++) {
-    prs[p].y = labels[p];
-    prs[p].train = train[p];
-    prs[p].class_w = cw + p * k;
-    st = culeace__probe_alloc(ctx, opts->kind, d, k, m, &out[p]);
-    if (st) { /* this process's alone: the others hear of it in the
-                 setup's sum */
-      culeace__probe_sum(red, NULL, 0, 1);
-      goto cleanup;
-    }
-  }
-  /* the training rows' column sums and sums of squares of every problem,
-   * in one pass over the rows */
-  if (opts->standardize) {
-    mv = culeace__alloc(ctx, (size_t)(P * 2) * (size_t)d, 8,
-                        "training moments");
-    st = mv ? culeace__probe_train_moments(ctx, &rows, P, prs, mv)
-            : CULEACE_ERR_OUT_OF_MEMORY;
-    if (st) {
-      culeace__probe_sum(red, NULL, 0, 1);
-      goto cleanup;
-    }
-  }
-  for (int64_t p = 0; p < P; p++) {
-    st = culeace__probe_setup(ctx, &rows, k, p, opts, red,
-                              mv ? mv + p * 2 * d : NULL, &prs[p], out[p]);
-    if (st) goto cleanup;
-  }
+  if (st) goto cleanup;
   if (opts->kind == CULEACE_PROBE_LOGISTIC) {
-    st = culeace__probe_fit_logistic(ctx, &rows, k, P, prs, opts, red, out);
+    st = culeace__probe_fit_logistic(ctx, L, sets, k, opts, red, done,
+                                     done_arg);
   } else {
-    for (int64_t p = 0; p < P && !st; p++)
-      st = culeace__probe_fit_diffmeans(ctx, &rows, k, &prs[p], red, out[p]);
+    for (int64_t l = 0; l < L && !st; l++) {
+      for (int64_t p = 0; p < layers[l].P && !st; p++)
+        st = name_error(ctx,
+                        culeace__probe_fit_diffmeans(ctx, &fits[l].rows, k,
+                                                     &fits[l].prs[p], red,
+                                                     layers[l].out[p]),
+                        &layers[l], l, L);
+      if (!st && done) done(done_arg, l);
+    }
   }
 cleanup:
-  if (st)
-    for (int64_t p = 0; p < P; p++) {
-      culeace_probe_free(out[p]);
-      out[p] = NULL;
-    }
-  free(prs);
-  free(cw);
-  free(xc);
-  free(shift);
-  free(sf);
-  free(mv);
+  for (int64_t l = 0; l < L; l++) {
+    if (st)
+      for (int64_t p = 0; p < layers[l].P; p++) {
+        culeace_probe_free(layers[l].out[p]);
+        layers[l].out[p] = NULL;
+      }
+    if (fits) layer_fit_free(&fits[l]);
+  }
+  free(fits);
+  free(sets);
   return st;
 }

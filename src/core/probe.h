@@ -96,6 +96,37 @@ culeace_status culeace__probe_fit_batch_shared(
     const uint8_t *const *train, const culeace_probe_opts *opts,
     const culeace__probe_reduce *red, culeace_probe **out);
 
+/* One layer of a batched fit: its rows x (n, d) of type xtype (float32,
+ * float16 or bfloat16; stride ldx), and its P problems (labels[p] and
+ * train[p], n each), fitted into out (P). name: the layer in messages. */
+typedef struct {
+  const void *x;
+  culeace_dtype xtype;
+  int64_t n, ldx, P;
+  const int32_t *const *labels;
+  const uint8_t *const *train;
+  const char *name;
+  culeace_probe **out;
+} culeace__probe_layer;
+
+/* Called when every problem of layer l of a batched fit has stopped
+ * iterating, e.g. to move a progress bar (the probes are filled in when the
+ * fit returns). */
+typedef void (*culeace__probe_layer_done)(void *arg, int64_t l);
+
+/* Fits the problems of L layers (same d, k and options) together: every
+ * L-BFGS step evaluates the running problems of all layers, each layer's
+ * in one pass over its own rows, queued together on a device (one wait per
+ * step for all layers) and summed over processes in one call of red. Each
+ * problem's iterates are those it has when fitted alone (the same bits on
+ * the CPU: the per-layer passes are unchanged). On error every out[p] of
+ * every layer is NULL. done may be NULL. */
+culeace_status culeace__probe_fit_layers_shared(
+    culeace_ctx *ctx, int64_t L, const culeace__probe_layer *layers,
+    int64_t d, int64_t k, const culeace_probe_opts *opts,
+    const culeace__probe_reduce *red, culeace__probe_layer_done done,
+    void *done_arg);
+
 /* red->sum when red is set, else failed: the sums of a fit, with this
  * process's failure flag. */
 int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,
@@ -104,15 +135,24 @@ int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,
  * another process failed. */
 culeace_status culeace__probe_other_failed(culeace_ctx *ctx);
 
+/* The problems of one layer for the logistic fitter: P problems (prs)
+ * on rows, fitted into probes (P). */
+typedef struct {
+  const culeace__probe_rows *rows;
+  int64_t P;
+  culeace__probe_problem *prs;
+  culeace_probe **probes;
+} culeace__probe_set;
+
 /* Batched L-BFGS for logistic probes (probe_logistic.c) on the centred
- * rows. */
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
-                                           const culeace__probe_rows *rows,
-                                           int64_t k, int64_t P,
-                                           culeace__probe_problem *prs,
+ * rows of S sets (layers): see culeace__probe_fit_layers_shared. */
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, int64_t S,
+                                           const culeace__probe_set *sets,
+                                           int64_t k,
                                            const culeace_probe_opts *o,
                                            const culeace__probe_reduce *red,
-                                           culeace_probe **probes);
+                                           culeace__probe_layer_done done,
+                                           void *done_arg);
 
 /* The pass over the rows of one L-BFGS evaluation (probe_pass.c) for the
  * problems prs (P, each with m outputs: 1 for two classes, k for softmax) on
@@ -137,6 +177,11 @@ culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
                                         const int64_t *idx, const float *W,
                                         const double *b, double *G,
                                         double *rsum, double *loss);
+/* The evaluations of count passes (each over its own rows, jobs[j].pass a
+ * culeace__probe_pass): those on the device queued together with one wait
+ * (backend probe_eval), the CPU ones one after another. */
+culeace_status culeace__probe_pass_eval_many(int64_t count,
+                                             const culeace__probe_eval_job *jobs);
 /* 1 when the pass runs on the device. */
 int culeace__probe_pass_on_device(const culeace__probe_pass *p);
 void culeace__probe_pass_close(culeace__probe_pass *p);

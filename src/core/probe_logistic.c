@@ -1,8 +1,10 @@
 /* probe_logistic.c — L2-regularised logistic regression probes (sigmoid for
- * two classes, softmax for more), many problems at once: every problem of a
- * batch shares the rows x, so one L-BFGS step evaluates all of them in one
- * pass over x (logits, residuals and gradient sums per row: probe_pass.c,
- * on the CPU threads or the context's GPU). Parameters
+ * two classes, softmax for more), many problems at once: the problems of a
+ * set (a layer) share its rows, so one L-BFGS step evaluates all of them in
+ * one pass over the rows (logits, residuals and gradient sums per row:
+ * probe_pass.c, on the CPU threads or the context's GPU), and the sets of a
+ * batch (the layers of a sweep) step together: one round of passes, queued
+ * together on a device, and one sum over processes per step. Parameters
  * live in the standardised space (as scikit-learn's coef_ after a
  * StandardScaler) and mapped to raw-feature weights for the pass over the
  * float32 rows centred on their column means (probe.c makes that copy).
@@ -31,15 +33,25 @@ typedef struct {
                                 -1: a new direction is due */
 } lbfgs_problem;
 
-typedef struct { /* batched evaluation workspace */
-  culeace__probe_pass *pass; /* the pass over the rows (probe_pass.c) */
+typedef struct { /* one set's share of an evaluation */
+  culeace__probe_pass *pass; /* the pass over its rows (probe_pass.c) */
   const double *shift; /* (d) the rows' centre */
-  float *W;        /* (M, d) raw-feature weights */
-  double *b;       /* (M) raw-feature intercepts */
-  double *G;       /* (M, d) sum_i r_i xc_i, then rsum and loss: one buffer
-                      of M d + M + P to sum over processes (red) */
-  double *rsum;    /* (M) */
-  double *loss;    /* (P) */
+  float *W;        /* (m P, d) raw-feature weights of its pending problems */
+  double *b;       /* (m P) raw-feature intercepts */
+  int64_t *idx;    /* (P) its pending problems (indices into the set) */
+  int64_t cnt;
+  double *G, *rsum, *loss; /* this evaluation's sums, in eval_ws.sums */
+} set_ws;
+
+typedef struct { /* batched evaluation workspace */
+  int64_t S;
+  const culeace__probe_set *sets;
+  set_ws *sw;      /* (S) */
+  const int64_t *set_of, *base; /* (Ptot) each problem's set; (S) the
+                                   first problem of each set */
+  culeace__probe_eval_job *jobs; /* (S) */
+  double *sums;    /* every set's G (M d), rsum (M), loss (cnt) one after
+                      another: one buffer to sum over processes (red) */
   const culeace__probe_reduce *red; /* rows shared out (probe.h), or NULL */
   culeace_ctx *ctx;
 } eval_ws;
@@ -50,64 +62,80 @@ static double max_abs(const double *v, int64_t n) {
   return m;
 }
 
-/* Objective and gradient of the listed problems at theta (or trial), from
- * one pass over the rows (probe_pass.c: each row's logits for every
- * problem, its residuals, and their products with the row).
- * Returns the pass's error, or CULEACE_ERR_MPI when another process of a
- * shared fit failed. */
+/* Objective and gradient of the listed problems (global indices, any
+ * order) at theta (or trial), from one pass over each set's rows
+ * (probe_pass.c: each row's logits for every pending problem of its set,
+ * its residuals, and their products with the row), the passes of all sets
+ * queued together. Returns a pass's error, or CULEACE_ERR_MPI when another
+ * process of a shared fit failed. */
 static culeace_status evaluate(eval_ws *w, int64_t d,
-                               const culeace_probe_opts *o,
-                               const culeace__probe_problem *prs,
-                               culeace_probe *const *probes, lbfgs_problem *lp,
+                               const culeace_probe_opts *o, lbfgs_problem *lp,
                                const int64_t *idx, int64_t cnt, int at_trial) {
-  int64_t M = 0;
+  for (int64_t s = 0; s < w->S; s++) w->sw[s].cnt = 0;
   for (int64_t q = 0; q < cnt; q++) {
-    const lbfgs_problem *L = &lp[idx[q]];
-    const culeace_probe *pb = probes[idx[q]];
-    const double *th = at_trial ? L->trial : L->theta;
-    for (int64_t c = 0; c < L->m; c++, M++) {
-      double b = th[L->m * d + c];
-      for (int64_t j = 0; j < d; j++) {
-        double wj = th[c * d + j] / pb->scale[j];
-        w->W[M * d + j] = (float)wj;
-        b -= wj * (pb->mean[j] - w->shift[j]);
-      }
-      w->b[M] = b;
-    }
+    set_ws *sw = &w->sw[w->set_of[idx[q]]];
+    sw->idx[sw->cnt++] = idx[q] - w->base[w->set_of[idx[q]]];
   }
-  w->rsum = w->G + M * d;
-  w->loss = w->rsum + M;
-  culeace_status st = culeace__probe_pass_eval(w->pass, cnt, idx, w->W, w->b,
-                                               w->G, w->rsum, w->loss);
+  int64_t off = 0, nj = 0;
+  for (int64_t s = 0; s < w->S; s++) {
+    set_ws *sw = &w->sw[s];
+    if (!sw->cnt) continue;
+    int64_t M = 0;
+    for (int64_t q = 0; q < sw->cnt; q++) {
+      const lbfgs_problem *L = &lp[w->base[s] + sw->idx[q]];
+      const culeace_probe *pb = w->sets[s].probes[sw->idx[q]];
+      const double *th = at_trial ? L->trial : L->theta;
+      for (int64_t c = 0; c < L->m; c++, M++) {
+        double b = th[L->m * d + c];
+        for (int64_t j = 0; j < d; j++) {
+          double wj = th[c * d + j] / pb->scale[j];
+          sw->W[M * d + j] = (float)wj;
+          b -= wj * (pb->mean[j] - sw->shift[j]);
+        }
+        sw->b[M] = b;
+      }
+    }
+    sw->G = w->sums + off;
+    sw->rsum = sw->G + M * d;
+    sw->loss = sw->rsum + M;
+    off += M * d + M + sw->cnt;
+    w->jobs[nj++] = (culeace__probe_eval_job){sw->pass, sw->cnt, sw->idx,
+                                              sw->W, sw->b, sw->G, sw->rsum,
+                                              sw->loss};
+  }
+  culeace_status st = culeace__probe_pass_eval_many(nj, w->jobs);
   if (st) {
     /* this process's failure: the others hear of it in the sum */
     culeace__probe_sum(w->red, NULL, 0, 1);
     return st;
   }
-  if (w->red && culeace__probe_sum(w->red, w->G, M * d + M + cnt, 0))
+  if (w->red && culeace__probe_sum(w->red, w->sums, off, 0))
     return culeace__probe_other_failed(w->ctx);
-  int64_t col = 0;
-  for (int64_t q = 0; q < cnt; q++) {
-    lbfgs_problem *L = &lp[idx[q]];
-    const culeace_probe *pb = probes[idx[q]];
-    double S = prs[idx[q]].s_sum, reg = 1.0 / (o->C * S);
-    const double *th = at_trial ? L->trial : L->theta;
-    double *g = at_trial ? L->trial_grad : L->grad;
-    double pen = 0;
-    for (int64_t c = 0; c < L->m; c++, col++) {
-      for (int64_t j = 0; j < d; j++) {
-        double t = th[c * d + j];
-        pen += t * t;
-        /* d/dcoef of sum_i r_i ((x_i - mean) / scale), x_i = xc_i + shift */
-        g[c * d + j] = (w->G[col * d + j] +
-                        (w->shift[j] - pb->mean[j]) * w->rsum[col]) /
-                           pb->scale[j] / S + t * reg;
+  for (int64_t s = 0; s < w->S; s++) {
+    const set_ws *sw = &w->sw[s];
+    int64_t col = 0;
+    for (int64_t q = 0; q < sw->cnt; q++) {
+      lbfgs_problem *L = &lp[w->base[s] + sw->idx[q]];
+      const culeace_probe *pb = w->sets[s].probes[sw->idx[q]];
+      double S = w->sets[s].prs[sw->idx[q]].s_sum, reg = 1.0 / (o->C * S);
+      const double *th = at_trial ? L->trial : L->theta;
+      double *g = at_trial ? L->trial_grad : L->grad;
+      double pen = 0;
+      for (int64_t c = 0; c < L->m; c++, col++) {
+        for (int64_t j = 0; j < d; j++) {
+          double t = th[c * d + j];
+          pen += t * t;
+          /* d/dcoef of sum_i r_i ((x_i - mean) / scale), x_i = xc_i + shift */
+          g[c * d + j] = (sw->G[col * d + j] +
+                          (sw->shift[j] - pb->mean[j]) * sw->rsum[col]) /
+                             pb->scale[j] / S + t * reg;
+        }
+        g[L->m * d + c] = sw->rsum[col] / S;
       }
-      g[L->m * d + c] = w->rsum[col] / S;
+      double f = sw->loss[q] / S + 0.5 * pen * reg;
+      if (at_trial) L->trial_f = f;
+      else L->f = f;
     }
-    double f = w->loss[q] / S + 0.5 * pen * reg;
-    if (at_trial) L->trial_f = f;
-    else L->f = f;
   }
   return 0;
 }
@@ -174,43 +202,97 @@ static void accept(lbfgs_problem *L, int h, double tol) {
   }
 }
 
-culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
-                                           const culeace__probe_rows *rows,
-                                           int64_t k, int64_t P,
-                                           culeace__probe_problem *prs,
+/* Calls done for each set whose problems have all stopped since the last
+ * call (reported[s] marks those told). */
+static void report_done(const eval_ws *w, const lbfgs_problem *lp,
+                        uint8_t *reported, culeace__probe_layer_done done,
+                        void *arg) {
+  if (!done) return;
+  for (int64_t s = 0; s < w->S; s++) {
+    if (reported[s]) continue;
+    int running = 0;
+    for (int64_t p = 0; p < w->sets[s].P && !running; p++)
+      running = lp[w->base[s] + p].state == 0;
+    if (running) continue;
+    reported[s] = 1;
+    done(arg, s);
+  }
+}
+
+static void free_problem(lbfgs_problem *L) {
+  free(L->theta);
+  free(L->grad);
+  free(L->trial);
+  free(L->trial_grad);
+  free(L->dir);
+  free(L->S);
+  free(L->Y);
+  free(L->rho);
+}
+
+culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, int64_t S,
+                                           const culeace__probe_set *sets,
+                                           int64_t k,
                                            const culeace_probe_opts *o,
                                            const culeace__probe_reduce *red,
-                                           culeace_probe **probes) {
+                                           culeace__probe_layer_done done,
+                                           void *done_arg) {
   int h = o->history;
-  int64_t n = rows->n, d = rows->d;
-  int64_t m = k == 2 ? 1 : k, D = m * (d + 1), Mtot = m * P;
+  int64_t d = sets[0].rows->d, P = 0, sum_len = 0;
+  int64_t m = k == 2 ? 1 : k, D = m * (d + 1);
+  for (int64_t s = 0; s < S; s++) {
+    P += sets[s].P;
+    sum_len += sets[s].P * (m * d + m + 1);
+  }
   culeace_status st = CULEACE_OK;
   lbfgs_problem *lp = calloc((size_t)P, sizeof *lp);
   int64_t *all = malloc((size_t)P * sizeof *all), *pend = malloc((size_t)P * sizeof *pend);
+  int64_t *set_of = malloc((size_t)P * sizeof *set_of);
+  int64_t *base = malloc((size_t)S * sizeof *base);
+  uint8_t *reported = calloc((size_t)S, 1);
   double *abuf = malloc((size_t)h * sizeof *abuf);
   eval_ws w;
   memset(&w, 0, sizeof w);
-  w.W = culeace__alloc(ctx, (size_t)Mtot * (size_t)d, 4, "probe weights");
-  w.G = culeace__alloc(ctx, (size_t)Mtot * (size_t)d + (size_t)(Mtot + P), 8,
-                       "probe gradients");
-  w.b = culeace__alloc(ctx, (size_t)Mtot, 8, "probe intercepts");
+  w.S = S;
+  w.sets = sets;
+  w.sw = calloc((size_t)S, sizeof *w.sw);
+  w.jobs = calloc((size_t)S, sizeof *w.jobs);
+  w.sums = culeace__alloc(ctx, (size_t)sum_len, 8, "probe gradients");
+  w.set_of = set_of;
+  w.base = base;
   w.red = red;
-  w.shift = rows->shift;
   w.ctx = ctx;
-  if (!lp || !all || !pend || !abuf || !w.W || !w.G || !w.b) {
+  int failed = !lp || !all || !pend || !set_of || !base || !reported ||
+               !abuf || !w.sw || !w.jobs || !w.sums;
+  for (int64_t s = 0, g = 0; !failed && s < S; s++) {
+    set_ws *sw = &w.sw[s];
+    int64_t Ms = m * sets[s].P;
+    base[s] = g;
+    for (int64_t p = 0; p < sets[s].P; p++) set_of[g++] = s;
+    sw->shift = sets[s].rows->shift;
+    sw->W = culeace__alloc(ctx, (size_t)Ms * (size_t)d, 4, "probe weights");
+    sw->b = culeace__alloc(ctx, (size_t)Ms, 8, "probe intercepts");
+    sw->idx = malloc((size_t)sets[s].P * sizeof *sw->idx);
+    failed = !sw->W || !sw->b || !sw->idx;
+  }
+  if (failed) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
-                        "out of memory for %lld probes of %lld x %lld",
-                        (long long)P, (long long)n, (long long)d);
+                        "out of memory for %lld probes of width %lld",
+                        (long long)P, (long long)d);
     culeace__probe_sum(red, NULL, 0, 1); /* the others: at the first sum */
     goto cleanup;
   }
   /* float accumulation is good to ~1e-5 in the gradient; below that
    * tolerance the pass accumulates in double */
-  st = culeace__probe_pass_open(ctx, rows, m, P, prs, o->tol < 1e-5,
-                                !getenv("CULEACE_PROBE_HOST"), &w.pass);
-  if (st) {
-    culeace__probe_sum(red, NULL, 0, 1);
-    goto cleanup;
+  for (int64_t s = 0; s < S; s++) {
+    st = culeace__probe_pass_open(ctx, sets[s].rows, m, sets[s].P,
+                                  sets[s].prs, o->tol < 1e-5,
+                                  !getenv("CULEACE_PROBE_HOST"),
+                                  &w.sw[s].pass);
+    if (st) {
+      culeace__probe_sum(red, NULL, 0, 1);
+      goto cleanup;
+    }
   }
   for (int64_t p = 0; p < P; p++) {
     lbfgs_problem *L = &lp[p];
@@ -233,10 +315,11 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
     }
     all[p] = p;
   }
-  st = evaluate(&w, d, o, prs, probes, lp, all, P, 0);
+  st = evaluate(&w, d, o, lp, all, P, 0);
   if (st) goto cleanup;
   for (int64_t p = 0; p < P; p++)
     if (max_abs(lp[p].grad, D) <= o->tol) lp[p].state = 1;
+  report_done(&w, lp, reported, done, done_arg);
 
   /* Each pass evaluates one trial point of every running problem, wherever
    * it is in its own iteration: a problem whose line search needs another
@@ -276,8 +359,9 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
         L->trial[i] = L->theta[i] + L->alpha * L->dir[i];
       pend[cnt++] = p;
     }
+    report_done(&w, lp, reported, done, done_arg);
     if (cnt == 0) break;
-    st = evaluate(&w, d, o, prs, probes, lp, pend, cnt, 1);
+    st = evaluate(&w, d, o, lp, pend, cnt, 1);
     if (st) goto cleanup;
     /* backtracking (Armijo) line search */
     for (int64_t q = 0; q < cnt; q++) {
@@ -300,7 +384,8 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
   }
   for (int64_t p = 0; p < P; p++) {
     lbfgs_problem *L = &lp[p];
-    culeace_probe *pb = probes[p];
+    int64_t s = set_of[p];
+    culeace_probe *pb = sets[s].probes[p - base[s]];
     memcpy(pb->coef, L->theta, (size_t)(m * d) * 8);
     memcpy(pb->intercept, L->theta + m * d, (size_t)m * 8);
     pb->info.n_iter = L->iter;
@@ -309,23 +394,22 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx,
     pb->info.converged = L->state == 1;
   }
 cleanup:
-  for (int64_t p = 0; lp && p < P; p++) {
-    free(lp[p].theta);
-    free(lp[p].grad);
-    free(lp[p].trial);
-    free(lp[p].trial_grad);
-    free(lp[p].dir);
-    free(lp[p].S);
-    free(lp[p].Y);
-    free(lp[p].rho);
+  for (int64_t p = 0; lp && p < P; p++) free_problem(&lp[p]);
+  for (int64_t s = 0; w.sw && s < S; s++) {
+    culeace__probe_pass_close(w.sw[s].pass);
+    free(w.sw[s].W);
+    free(w.sw[s].b);
+    free(w.sw[s].idx);
   }
   free(lp);
   free(all);
   free(pend);
+  free(set_of);
+  free(base);
+  free(reported);
   free(abuf);
-  culeace__probe_pass_close(w.pass);
-  free(w.W);
-  free(w.G);
-  free(w.b);
+  free(w.sw);
+  free(w.jobs);
+  free(w.sums);
   return st;
 }

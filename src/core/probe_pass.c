@@ -319,14 +319,11 @@ int culeace__probe_pass_on_device(const culeace__probe_pass *p) {
   return p->dev != NULL;
 }
 
-culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
-                                        const int64_t *idx, const float *W,
-                                        const double *b, double *G,
-                                        double *rsum, double *loss) {
+/* The CPU pass: per-thread sums of the rows' blocks, then added. */
+static void eval_cpu(culeace__probe_pass *p, int64_t cnt, const int64_t *idx,
+                     const float *W, const double *b, double *G, double *rsum,
+                     double *loss) {
   int64_t M = cnt * p->m, d = p->rows->d;
-  if (p->dev)
-    return p->ctx->backend->probe_eval(p->ctx, p->dev, cnt, idx, W, b, G, rsum,
-                                       loss);
   p->W = W, p->b = b;
   if (p->f64) row_pass_f64(p, M, idx, cnt);
   else row_pass_f32(p, M, idx, cnt);
@@ -349,6 +346,39 @@ culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
     for (int t = 0; t < T; t++) sum += p->lsp[(size_t)t * cnt + q];
     loss[q] = sum;
   }
+}
+
+culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
+                                        const int64_t *idx, const float *W,
+                                        const double *b, double *G,
+                                        double *rsum, double *loss) {
+  culeace__probe_eval_job job = {p, cnt, idx, W, b, G, rsum, loss};
+  return culeace__probe_pass_eval_many(1, &job);
+}
+
+culeace_status culeace__probe_pass_eval_many(
+    int64_t count, const culeace__probe_eval_job *jobs) {
+  enum { QUEUE = 64 }; /* device passes queued per wait */
+  culeace__probe_eval_job dev[QUEUE];
+  culeace_ctx *ctx = NULL;
+  int64_t nd = 0;
+  for (int64_t j = 0; j < count; j++) {
+    culeace__probe_pass *p = jobs[j].pass;
+    if (!p->dev) {
+      eval_cpu(p, jobs[j].cnt, jobs[j].idx, jobs[j].W, jobs[j].b, jobs[j].G,
+               jobs[j].rsum, jobs[j].loss);
+      continue;
+    }
+    dev[nd] = jobs[j];
+    dev[nd++].pass = p->dev; /* the backend's own handle */
+    ctx = p->ctx;
+    if (nd == QUEUE) {
+      culeace_status st = ctx->backend->probe_eval(ctx, nd, dev);
+      if (st) return st;
+      nd = 0;
+    }
+  }
+  if (nd) return ctx->backend->probe_eval(ctx, nd, dev);
   return CULEACE_OK;
 }
 

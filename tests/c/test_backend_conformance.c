@@ -1389,6 +1389,141 @@ static void suite_probe_pass(suite *s) {
   }
 }
 
+/* The passes of a batch of layers (culeace__probe_pass_eval_many, what a
+ * batched fit makes each L-BFGS step): three layers of different row
+ * counts and types, each with its own problems, evaluated together must
+ * give exactly what each gives evaluated alone on the same backend, and
+ * match the float64 reference. */
+static void case_probe_pass_many(suite *s, int64_t d, int64_t k, int f64) {
+  enum { NL = 3, PL = 3 };
+  static const int64_t NS[NL] = {41, 300, 7};
+  static const culeace_dtype TS[NL] = {CULEACE_F16, CULEACE_F32, CULEACE_BF16};
+  int64_t m = k == 2 ? 1 : k, M = PL * m;
+  char desc[160];
+  snprintf(desc, sizeof desc, "%s probe_pass_many d %lld k %lld %s",
+           s->ctx->backend_name, (long long)d, (long long)k,
+           f64 ? "f64" : "f32");
+  struct {
+    void *x;
+    double *xd, *shift;
+    float *sf, *xc;
+    int32_t *y;
+    uint8_t *train;
+    double *cw;
+    culeace__probe_problem prs[PL];
+    culeace__probe_rows rows;
+    culeace__probe_pass *pass;
+    float *W;
+    double *b, *G[2], *rs[2], *ls[2];
+    int64_t idx[PL];
+  } L[NL];
+  culeace__probe_eval_job jobs[NL];
+  for (int l = 0; l < NL; l++) {
+    int64_t n = NS[l];
+    culeace_dtype t = TS[l];
+    L[l].x = xmalloc((size_t)(n * d) * culeace_dtype_size(t));
+    L[l].xd = xmalloc((size_t)(n * d) * 8);
+    L[l].shift = xmalloc((size_t)d * 8);
+    L[l].sf = xmalloc((size_t)d * 4);
+    L[l].xc = xmalloc((size_t)(n * d) * 4);
+    random_rows(&s->rng, t, n, d, d, L[l].x, L[l].xd);
+    for (int64_t j = 0; j < d; j++) {
+      double sum = 0;
+      for (int64_t i = 0; i < n; i++)
+        sum += L[l].xd[i * d + j];
+      L[l].shift[j] = L[l].sf[j] = (float)(sum / (double)n);
+    }
+    for (int64_t i = 0; i < n * d; i++)
+      L[l].xc[i] = (float)L[l].xd[i] - L[l].sf[i % d];
+    L[l].rows = (culeace__probe_rows){t == CULEACE_F32 ? L[l].xc : NULL,
+                                      t == CULEACE_F32 ? NULL : L[l].x,
+                                      t, d, n, d, L[l].shift, L[l].sf};
+    L[l].y = xmalloc((size_t)(PL * n) * 4);
+    L[l].train = xmalloc((size_t)(PL * n));
+    L[l].cw = xmalloc((size_t)(PL * k) * 8);
+    for (int p = 0; p < PL; p++) {
+      for (int64_t i = 0; i < n; i++) {
+        L[l].y[p * n + i] = (int32_t)(tu_next(&s->rng) % (uint64_t)k);
+        L[l].train[p * n + i] = tu_uniform(&s->rng) < 0.75;
+      }
+      for (int64_t c = 0; c < k; c++)
+        L[l].cw[p * k + c] = 0.5 + 1.5 * tu_uniform(&s->rng);
+      L[l].prs[p] = (culeace__probe_problem){L[l].y + p * n,
+                                             L[l].train + p * n, 0,
+                                             L[l].cw + p * k, 0};
+      L[l].idx[p] = (p + l) % PL; /* every problem, in another order */
+    }
+    L[l].W = xmalloc((size_t)(M * d) * 4);
+    L[l].b = xmalloc((size_t)M * 8);
+    for (int64_t i = 0; i < M * d; i++)
+      L[l].W[i] = (float)(tu_normal(&s->rng) / sqrt((double)d));
+    random_doubles(&s->rng, L[l].b, M, 0.0);
+    for (int v = 0; v < 2; v++) {
+      L[l].G[v] = xmalloc((size_t)(M * d) * 8);
+      L[l].rs[v] = xmalloc((size_t)M * 8);
+      L[l].ls[v] = xmalloc((size_t)PL * 8);
+      poison(L[l].G[v], M * d), poison(L[l].rs[v], M), poison(L[l].ls[v], PL);
+    }
+    L[l].pass = NULL;
+    CHECK_OK(s->ctx, culeace__probe_pass_open(s->ctx, &L[l].rows, m, PL,
+                                              L[l].prs, f64, 1, &L[l].pass));
+  }
+  int open = 1;
+  for (int l = 0; l < NL; l++)
+    open &= L[l].pass != NULL;
+  if (open) {
+    for (int l = 0; l < NL; l++)
+      jobs[l] = (culeace__probe_eval_job){L[l].pass, PL, L[l].idx, L[l].W,
+                                          L[l].b, L[l].G[0], L[l].rs[0],
+                                          L[l].ls[0]};
+    CHECK_OK(s->ctx, culeace__probe_pass_eval_many(NL, jobs));
+    for (int l = 0; l < NL; l++)
+      CHECK_OK(s->ctx, culeace__probe_pass_eval(L[l].pass, PL, L[l].idx,
+                                                L[l].W, L[l].b, L[l].G[1],
+                                                L[l].rs[1], L[l].ls[1]));
+  }
+  double lim = f64 ? LIM_F64 : LIM_PROBE_F32;
+  double lim_loss = f64 ? LIM_F64 : LIM_PROBE_LOSS_F32;
+  for (int l = 0; open && l < NL; l++) {
+    CHECK(!memcmp(L[l].G[0], L[l].G[1], (size_t)(M * d) * 8) &&
+              !memcmp(L[l].rs[0], L[l].rs[1], (size_t)M * 8) &&
+              !memcmp(L[l].ls[0], L[l].ls[1], (size_t)PL * 8),
+          "%s: layer %d evaluated with the others differs from alone", desc,
+          l);
+    double *Ge = xmalloc((size_t)(M * d) * 8), *re = xmalloc((size_t)M * 8),
+           *le = xmalloc((size_t)PL * 8);
+    ref_probe_pass(L[l].xc, NS[l], d, m, L[l].prs, L[l].idx, PL, L[l].W,
+                   L[l].b, Ge, re, le);
+    double eg = nerr(L[l].G[0], Ge, M * d, 1e-300),
+           er = nerr(L[l].rs[0], re, M, 1e-300),
+           el = nerr(L[l].ls[0], le, PL, 1e-300);
+    record("probe_pass_many", f64 ? "G, rsum (f64)" : "G, rsum (f32)", lim,
+           fmax(eg, er));
+    record("probe_pass_many", f64 ? "loss (f64)" : "loss (f32)", lim_loss,
+           el);
+    CHECK(eg <= lim && er <= lim && el <= lim_loss,
+          "%s: layer %d: error G %.2e, rsum %.2e (limit %.0e), loss %.2e "
+          "(limit %.0e)",
+          desc, l, eg, er, lim, el, lim_loss);
+    free(Ge), free(re), free(le);
+  }
+  for (int l = 0; l < NL; l++) {
+    culeace__probe_pass_close(L[l].pass);
+    free(L[l].x), free(L[l].xd), free(L[l].shift), free(L[l].sf);
+    free(L[l].xc), free(L[l].y), free(L[l].train), free(L[l].cw);
+    free(L[l].W), free(L[l].b);
+    for (int v = 0; v < 2; v++)
+      free(L[l].G[v]), free(L[l].rs[v]), free(L[l].ls[v]);
+  }
+}
+
+static void suite_probe_pass_many(suite *s) {
+  for (int f64 = 0; f64 < 2; f64++) {
+    case_probe_pass_many(s, 67, 2, f64);
+    case_probe_pass_many(s, 130, 4, f64);
+  }
+}
+
 /* ---- CUDA-only cases ----------------------------------------------------- */
 
 #ifdef CULEACE_HAVE_CUDA
@@ -1482,6 +1617,7 @@ static void run_suite(suite *s) {
   suite_apply(s);
   suite_apply_cache(s);
   suite_probe_pass(s);
+  suite_probe_pass_many(s);
 #ifdef CULEACE_HAVE_CUDA
   if (s->ref) {
     suite_apply_device(s);

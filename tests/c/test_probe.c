@@ -2,7 +2,9 @@
  * returned parameters are optimal for scikit-learn's objective (gradient
  * recomputed here in float64); probabilities are consistent with the
  * parameters and survive a rebuild from them; the diffmeans probe points
- * along the class-mean difference; bad input is refused with a message.
+ * along the class-mean difference; layers fitted together
+ * (culeace_probe_fit_layers) equal each layer fitted alone, bit for bit; bad
+ * input is refused with a message.
  * (Agreement with scikit-learn itself is tested in tests/py/test_probe.py.) */
 #include <math.h>
 #include <stdlib.h>
@@ -243,6 +245,78 @@ static void test_errors(culeace_ctx *ctx) {
         culeace_ctx_last_error(ctx));
 }
 
+/* Bitwise equality of two probes' parameters and iteration counts. */
+static int same_probe(const culeace_probe *a, const culeace_probe *b) {
+  culeace_probe_info ia, ib;
+  if (culeace_probe_info_get(a, &ia) || culeace_probe_info_get(b, &ib))
+    return 0;
+  int64_t no = ia.n_outputs;
+  if (no != ib.n_outputs || ia.n_iter != ib.n_iter) return 0;
+  double ca[4 * D], cb[4 * D], ta[4], tb[4], ma[D], mb[D], sa[D], sb[D];
+  culeace_probe_params(a, ca, ta, ma, sa);
+  culeace_probe_params(b, cb, tb, mb, sb);
+  return !memcmp(ca, cb, (size_t)(no * D) * 8) &&
+         !memcmp(ta, tb, (size_t)no * 8) && !memcmp(ma, mb, sizeof ma) &&
+         !memcmp(sa, sb, sizeof sa);
+}
+
+/* Three layers (the rows, rescaled and shifted copies, one with a stride):
+ * every probe of culeace_probe_fit_layers equals culeace_probe_fit_batch's
+ * on its layer alone; a missing class names the layer and returns no
+ * probe. */
+static void test_layers(culeace_ctx *ctx, const int32_t *y, int64_t k,
+                        culeace_probe_kind kind) {
+  enum { NL = 3, P = 3, LD = D + 3 };
+  static float Xs[NL][N * LD];
+  for (int l = 0; l < NL; l++)
+    for (int i = 0; i < N; i++)
+      for (int j = 0; j < LD; j++)
+        Xs[l][i * LD + j] =
+            j < D ? (float)((1.0 + l) * X[i * D + (j + l) % D] - 2.0 * l)
+                  : NAN; /* padding past d: never read */
+  static uint8_t tr[P][N];
+  for (int p = 0; p < P; p++)
+    for (int i = 0; i < N; i++) tr[p][i] = (i + p) % 5 != 0;
+  const int32_t *labels[P] = {y, y, y};
+  const uint8_t *train[P] = {tr[0], tr[1], tr[2]};
+  const float *xs[NL] = {Xs[0], Xs[1], Xs[2]};
+  culeace_probe_opts o;
+  culeace_probe_opts_init(&o);
+  o.kind = kind;
+  o.tol = 1e-6;
+  culeace_probe *all[NL * P], *one[P];
+  CHECK_OK(ctx, culeace_probe_fit_layers(ctx, NL, xs, N, D, LD, k, P, labels,
+                                         train, &o, all));
+  for (int l = 0; l < NL; l++) {
+    CHECK_OK(ctx, culeace_probe_fit_batch(ctx, xs[l], N, D, LD, k, P, labels,
+                                          train, &o, one));
+    for (int p = 0; p < P; p++) {
+      CHECK(all[l * P + p] && one[p] && same_probe(all[l * P + p], one[p]),
+            "k %lld kind %d: layer %d probe %d fitted with the other layers "
+            "differs from fitted alone", (long long)k, (int)kind, l, p);
+      culeace_probe_free(one[p]);
+    }
+  }
+  for (int i = 0; i < NL * P; i++) culeace_probe_free(all[i]);
+  /* class k-1 missing from problem 2's training rows: an error naming the
+   * layer, nothing returned */
+  static uint8_t miss[N];
+  for (int i = 0; i < N; i++) miss[i] = y[i] != k - 1;
+  train[2] = miss;
+  for (int i = 0; i < NL * P; i++) all[i] = (culeace_probe *)&o; /* junk */
+  CHECK(culeace_probe_fit_layers(ctx, NL, xs, N, D, LD, k, P, labels, train,
+                                 &o, all) == CULEACE_ERR_DEGENERATE,
+        "a missing class accepted");
+  CHECK(strstr(culeace_ctx_last_error(ctx), "layer 0 of 3") &&
+            strstr(culeace_ctx_last_error(ctx), "probe 2"),
+        "msg: %s", culeace_ctx_last_error(ctx));
+  for (int i = 0; i < NL * P; i++)
+    CHECK(all[i] == NULL, "probe %d returned on error", i);
+  CHECK(culeace_probe_fit_layers(ctx, 0, xs, N, D, LD, k, P, labels, train,
+                                 &o, all) == CULEACE_ERR_INVALID_ARG,
+        "L = 0 accepted");
+}
+
 int main(void) {
   culeace_ctx *ctx = NULL;
   culeace_ctx_opts co;
@@ -256,6 +330,9 @@ int main(void) {
   test_diffmeans(ctx);
   test_constant_column(ctx);
   test_errors(ctx);
+  test_layers(ctx, Y2, 2, CULEACE_PROBE_LOGISTIC);
+  test_layers(ctx, Y4, 4, CULEACE_PROBE_LOGISTIC);
+  test_layers(ctx, Y4, 4, CULEACE_PROBE_DIFFMEANS);
   culeace_ctx_free(ctx);
   return tu_finish("test_probe");
 }

@@ -420,6 +420,24 @@ def test_probe_rows_over_ranks_match_plain(probe_refs, tmp_path, case, k):
     assert leftovers(tmp_path, "p.") == ["p.csv", "p.h5"]
 
 
+@pytest.mark.parametrize("split,k", [("rows", 3), ("layers", 2)])
+def test_probe_batches_of_layers_over_ranks(probe_refs, tmp_path, split, k):
+    """--batch-layers under MPI: with rows split, the ranks fit a batch of
+    layers together (one sum over the ranks per L-BFGS step for all of
+    them); with layers split, each rank batches its own layers. Both give
+    exactly the report and probes of one layer at a time in the same
+    split (2 ranks for 3 layers split: rank 0 batches two)."""
+    dump, extra, _, _ = probe_refs["classes3"]
+    one = probe_run(k, dump, *extra, "--save", tmp_path / "one.h5",
+                    "--split", split, "--batch-layers", "1")
+    got = probe_run(k, dump, *extra, "--save", tmp_path / "all.h5",
+                    "--split", split, "--batch-layers", "3")
+    assert got["mpi_split"] == split
+    assert got.pop("saved") == str(tmp_path / "all.h5")
+    assert got == {k: v for k, v in one.items() if k != "saved"}
+    assert_same_probes(tmp_path / "all.h5", tmp_path / "one.h5", 0)
+
+
 @pytest.mark.parametrize("kind,tol", [("logistic", 1e-4),
                                       ("diffmeans", 1e-9)])
 def test_probe_rows_tight_tolerance_is_the_plain_fit(plain, tmp_path, kind,

@@ -272,6 +272,56 @@ def test_stacked_compressed_layers_read_together(tmp_path, make_dump):
         assert a["accuracy"]["folds"] == by_name[a["name"]]["accuracy"]["folds"]
 
 
+def test_layers_fitted_together_equal_layers_fitted_alone(tmp_path, dumps,
+                                                         make_dump):
+    """--batch-layers N fits N layers' probes together (their L-BFGS steps
+    at once): every number of the report and every saved probe is the same
+    as fitting one layer at a time (N = 1), for binary and 5-class probes
+    with the control task, MDL and --erase, in batches of 2 + 1 and of all
+    3, and with layers that keep different rows (a NaN row dropped from one
+    layer only)."""
+    def same(args, path, batches):
+        ref_save = tmp_path / "ref.h5"
+        ref = probe_json(path, *args, "--batch-layers", "1",
+                         "--save", ref_save)
+        for b in batches:
+            save = tmp_path / f"b{b}.h5"
+            got = probe_json(path, *args, "--batch-layers", b, "--save", save)
+            assert got.pop("saved") == str(save)
+            assert got == {k: v for k, v in ref.items() if k != "saved"}, \
+                (path.name, b)
+            with h5py.File(ref_save, "r") as f, h5py.File(save, "r") as g:
+                assert sorted(f["probes"]) == sorted(g["probes"])
+                for name in f["probes"]:
+                    for key in ("coef", "intercept", "mean", "scale"):
+                        assert np.array_equal(f["probes"][name][key][...],
+                                              g["probes"][name][key][...])
+        return ref
+
+    common = ["--x", "/hidden", "--y", "/labels", "--control", "--mdl"]
+    same(common, dumps["bin"], (2, 3))
+    ref = same(common + ["--erase"], dumps["five"], (3,))
+    assert len(ref["layers"]) == 3
+    path = make_dump(tmp_path / "nan.h5", rows=900, dim=40, layers=3,
+                     classes=3, rank=2, seed=21)
+    with h5py.File(path, "r+") as f:
+        name = sorted(f["hidden"])[1]
+        v = f["hidden"][name][5]
+        v[3] = np.nan
+        f["hidden"][name][5] = v
+    ref = same(common + ["--drop-nonfinite"], path, (3,))
+    assert [L["rows"] for L in ref["layers"]] == [900, 899, 900]
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "70000"])
+def test_batch_layers_refuses_bad_values(dumps, value):
+    p = run("probe", dumps["bin"], "--x", "/hidden", "--y", "/labels",
+            "--batch-layers", value, check=False)
+    assert p.returncode == 2, p.stderr
+    assert "--batch-layers must be a number from 1 to 65536" in p.stderr
+    assert f"'{value}'" in p.stderr
+
+
 def test_folds_never_split_groups(dumps):
     path = dumps["groups"]
     js = probe_json(path, "--x", "/hidden", "--y", "/labels", "--groups",
