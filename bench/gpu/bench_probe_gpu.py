@@ -11,7 +11,10 @@ floor, in one run on one machine.
    strength varies by layer), then reads it once (page cache warm).
 2. Times, wall clock around the subprocess, `culeace probe FILE --x /hidden
    --y /labels --folds K --C C --tol T --max-iter M --json --quiet` with
-   `--device cuda` (--repeats times) and `--device cpu` (once, all cores).
+   `--device cuda` (--repeats times; the layers' probes fitted together, the
+   default on a GPU), once more with `--batch-layers 1` (one layer at a
+   time; its report must be the same), and `--device cpu` (once, all
+   cores).
 3. The peers on the first layers, with culeace's fold assignment:
    - scikit-learn as bench/bench_probe.py runs it (h5py + StandardScaler +
      LogisticRegression lbfgs, same C, tol, max_iter) on --sklearn-layers;
@@ -131,8 +134,11 @@ def render(r):
     L = p["layers"]
     gpu = r["culeace_cuda"]["median"]
     dev = p["device"]
-    rows = [(f"culeace `--device {dev}`", L, gpu),
-            ("culeace `--device cpu`", L, r["culeace_cpu"])]
+    rows = [(f"culeace `--device {dev}` (layers fitted together)", L, gpu)]
+    if r.get("one_at_a_time"):
+        rows.append((f"culeace `--device {dev} --batch-layers 1` (one layer "
+                     f"at a time)", L, r["one_at_a_time"]["s"]))
+    rows.append(("culeace `--device cpu`", L, r["culeace_cpu"]))
     if r.get("sklearn"):
         rows.append(("scikit-learn (lbfgs, CPU)", len(r["sklearn"]["layers"]),
                      r["sklearn"]["s"]))
@@ -163,6 +169,8 @@ def render(r):
            f"page cache, {fl['bytes'] / 1e9:.2f} GB): {fl['s']:.2f} s "
            f"({fl['gb_s']:.1f} GB/s); culeace on the GPU takes "
            f"{gpu / fl['s']:.1f}x that.",
+           f"One layer at a time and together give the same report (every "
+           f"fold's metrics): {'yes' if r['one_at_a_time']['same_report'] else 'NO'}.",
            f"Accuracy (mean over folds), most |difference| over layers: "
            f"culeace GPU vs CPU {r['acc_gpu_cpu']:.4f}"
            + (f", vs scikit-learn {r['acc_gpu_sklearn']:.4f}"
@@ -225,6 +233,11 @@ def main():
     for dev in (a.device, "cpu"):
         fixed[dev], _ = timed(probe_cmd(1) + ["--device", dev])
         log(f"culeace {dev} --max-iter 1: {fixed[dev]:.2f} s")
+    # the layers one at a time on the device (the default fits them together)
+    one_t, out = timed(base + ["--device", a.device, "--batch-layers", "1"])
+    one_same = json.loads(out) == gpu_j
+    log(f"culeace {a.device} --batch-layers 1: {one_t:.2f} s "
+        f"(same report as together: {one_same})")
     cpu_t, out = timed(base + ["--device", "cpu"])
     cpu_j = json.loads(out)
     log(f"culeace cpu {cpu_t:.2f} s")
@@ -237,6 +250,7 @@ def main():
     res = {"params": vars(a), "floor": floor,
            "culeace_cuda": {"all": gpu_t, "median": float(np.median(gpu_t))},
            "culeace_cpu": cpu_t,
+           "one_at_a_time": {"s": one_t, "same_report": one_same},
            "max_iter_1": {"device": fixed[a.device], "cpu": fixed["cpu"]},
            "acc_gpu_cpu": max(abs(acc_g[x] - acc_c[x]) for x in names),
            "culeace_cuda_json_layers": gpu_j["layers"]}
