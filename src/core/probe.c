@@ -208,15 +208,69 @@ static int64_t chunk_start(int64_t n, int64_t c, int64_t C) {
   return (int64_t)((__int128)n * c / C);
 }
 
+/* The sums train_moments accumulates: one per distinct training mask
+ * (control twins share their fold's), each over its training rows, or,
+ * when it trains on more than half of the rows, over the rows it leaves
+ * out, subtracted from the sums over all rows afterwards (a row of a 5-fold
+ * sweep then adds into the total and its own fold's sums: 2 accumulations
+ * instead of 4, or 8 with the control task). */
+typedef struct {
+  int64_t P, U;      /* problems, distinct masks */
+  int64_t *slot;     /* (P) each problem's mask */
+  const uint8_t **mask; /* (U) */
+  uint8_t *comp;     /* (U) 1: accumulated over the rows left out */
+  int total;         /* some mask is complemented: sums over all rows too */
+} moment_plan;
+
+static int moment_plan_make(const culeace__probe_rows *rows, int64_t P,
+                            const culeace__probe_problem *prs,
+                            moment_plan *mp) {
+  int64_t n = rows->n;
+  memset(mp, 0, sizeof *mp);
+  mp->P = P;
+  mp->slot = malloc((size_t)P * sizeof *mp->slot);
+  mp->mask = malloc((size_t)P * sizeof *mp->mask);
+  mp->comp = calloc((size_t)P, 1);
+  if (!mp->slot || !mp->mask || !mp->comp) return 1;
+  for (int64_t p = 0; p < P; p++) {
+    int64_t u = 0;
+    while (u < mp->U && mp->mask[u] != prs[p].train) u++;
+    if (u == mp->U) {
+      mp->mask[mp->U++] = prs[p].train;
+      int64_t t = 0;
+      for (int64_t i = 0; i < n; i++) t += prs[p].train[i] != 0;
+      mp->comp[u] = 2 * t > n;
+      mp->total |= mp->comp[u];
+    }
+    mp->slot[p] = u;
+  }
+  return 0;
+}
+
+static void moment_plan_free(moment_plan *mp) {
+  free(mp->slot);
+  free(mp->mask);
+  free(mp->comp);
+}
+
 culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
                                             const culeace__probe_rows *rows,
                                             int64_t P,
                                             const culeace__probe_problem *prs,
                                             double *mv) {
   int64_t n = rows->n, d = rows->d, C = n < MOMENT_CHUNKS ? 1 : MOMENT_CHUNKS;
-  size_t per = (size_t)P * 2 * (size_t)d; /* one chunk's sums */
+  moment_plan mp;
+  if (moment_plan_make(rows, P, prs, &mp)) {
+    moment_plan_free(&mp);
+    return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
+  }
+  int64_t U = mp.U, S = U + 1; /* sums: each mask's, then all rows' */
+  size_t per = (size_t)S * 2 * (size_t)d; /* one chunk's sums */
   double *part = culeace__alloc(ctx, (size_t)C * per, 8, "training moments");
-  if (!part) return CULEACE_ERR_OUT_OF_MEMORY;
+  if (!part) {
+    moment_plan_free(&mp);
+    return CULEACE_ERR_OUT_OF_MEMORY;
+  }
   memset(part, 0, (size_t)C * per * 8);
   int failed = 0;
 #pragma omp parallel
@@ -233,10 +287,11 @@ culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
       int64_t i1 = chunk_start(n, c + 1, C);
       for (int64_t i = chunk_start(n, c, C); i < i1; i++) {
         const float *row = NULL;
-        for (int64_t p = 0; p < P; p++) {
-          if (!prs[p].train[i]) continue;
+        for (int64_t u = 0; u <= U; u++) {
+          if (u == U ? !mp.total : (mp.mask[u][i] != 0) == mp.comp[u])
+            continue; /* not a row this sum adds */
           if (!row) row = culeace__probe_row(rows, i, buf);
-          double *m = acc + (size_t)p * 2 * d, *v = m + d;
+          double *m = acc + (size_t)u * 2 * d, *v = m + d;
 #pragma omp simd
           for (int64_t j = 0; j < d; j++) {
             double e = row[j];
@@ -250,12 +305,21 @@ culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
   }
   if (failed) {
     free(part);
+    moment_plan_free(&mp);
     return culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY, "out of memory");
   }
-  memcpy(mv, part, per * 8);
   for (int64_t c = 1; c < C; c++)
-    for (size_t e = 0; e < per; e++) mv[e] += part[(size_t)c * per + e];
+    for (size_t e = 0; e < per; e++) part[e] += part[(size_t)c * per + e];
+  const double *all = part + (size_t)U * 2 * d;
+  for (int64_t p = 0; p < P; p++) {
+    int64_t u = mp.slot[p];
+    const double *src = part + (size_t)u * 2 * d;
+    double *dst = mv + (size_t)p * 2 * d;
+    for (int64_t j = 0; j < 2 * d; j++)
+      dst[j] = mp.comp[u] ? all[j] - src[j] : src[j];
+  }
   free(part);
+  moment_plan_free(&mp);
   return CULEACE_OK;
 }
 

@@ -66,7 +66,9 @@ typedef struct culeace__probe_problem {
 /* mv (P, 2, d): for each problem, the column sums and sums of squares of
  * its training rows (centred), in float64, in one pass over the rows on
  * the OpenMP threads (fixed row chunks added in order: the same bits with
- * any thread count). */
+ * any thread count). Problems sharing a mask share its sums; a mask that
+ * trains on most rows is summed over the rows it leaves out and subtracted
+ * from the sums over all rows. */
 culeace_status culeace__probe_train_moments(culeace_ctx *ctx,
                                             const culeace__probe_rows *rows,
                                             int64_t P,
