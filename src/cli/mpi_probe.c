@@ -16,23 +16,18 @@
 
 /* ---- one layer's result as doubles --------------------------------------
  * rows, dropped, all_converged, max_n_iter, mdl (done, blocks,
- * uniform_blocks, online_bits, uniform_bits, compression), the 7 metrics'
- * fold values (7 F), then with a final probe: n_outputs, d, and its coef
- * (n_outputs d), intercept (n_outputs), mean (d), scale (d). */
+ * uniform_blocks, online_bits, uniform_bits, compression), the
+ * PROBE_N_METRICS metrics' fold values (PROBE_N_METRICS F), then with a
+ * final probe: n_outputs, d, and its coef (n_outputs d), intercept
+ * (n_outputs), mean (d), scale (d). */
 enum { HEAD = 10 };
-
-static probe_metric *metric(probe_layer_result *r, int i) {
-  probe_metric *ms[7] = {&r->acc, &r->bal, &r->auc, &r->ll,
-                         &r->maj, &r->ctrl, &r->erased};
-  return ms[i];
-}
 
 static double *pack(probe_layer_result *r, int64_t F, int *count) {
   culeace_probe_info pi;
   memset(&pi, 0, sizeof pi);
   if (r->final && culeace_probe_info_get(r->final, &pi)) return NULL;
   int64_t no = pi.n_outputs, d = pi.d;
-  size_t n = HEAD + 7 * (size_t)F + (r->final ? 2 + (size_t)(no * d + no + 2 * d)
+  size_t n = HEAD + PROBE_N_METRICS * (size_t)F + (r->final ? 2 + (size_t)(no * d + no + 2 * d)
                                                : 0);
   double *b = malloc(n * sizeof *b);
   if (!b) return NULL;
@@ -47,8 +42,8 @@ static double *pack(probe_layer_result *r, int64_t F, int *count) {
   *p++ = r->mdl.online_bits;
   *p++ = r->mdl.uniform_bits;
   *p++ = r->mdl.compression;
-  for (int i = 0; i < 7; i++) {
-    memcpy(p, metric(r, i)->v, (size_t)F * sizeof *p);
+  for (int i = 0; i < PROBE_N_METRICS; i++) {
+    memcpy(p, probe_result_metric(r, i)->v, (size_t)F * sizeof *p);
     p += F;
   }
   if (r->final) {
@@ -70,7 +65,7 @@ static double *pack(probe_layer_result *r, int64_t F, int *count) {
  * final probe is rebuilt on ctx with kind and k. 0 ok. */
 static int unpack(const double *b, int count, int64_t F, culeace_ctx *ctx,
                   culeace_probe_kind kind, int64_t k, probe_layer_result *r) {
-  if (count < HEAD + 7 * F) return 1;
+  if (count < HEAD + PROBE_N_METRICS * F) return 1;
   const double *p = b;
   r->rows = (int64_t)*p++;
   r->dropped = (int64_t)*p++;
@@ -82,8 +77,8 @@ static int unpack(const double *b, int count, int64_t F, culeace_ctx *ctx,
   r->mdl.online_bits = *p++;
   r->mdl.uniform_bits = *p++;
   r->mdl.compression = *p++;
-  for (int i = 0; i < 7; i++) {
-    memcpy(metric(r, i)->v, p, (size_t)F * sizeof *p);
+  for (int i = 0; i < PROBE_N_METRICS; i++) {
+    memcpy(probe_result_metric(r, i)->v, p, (size_t)F * sizeof *p);
     p += F;
   }
   if (p - b < count) {
@@ -158,8 +153,8 @@ int probe_mpi_run_layers(mpi_job *P, probe_job *J, const int64_t *layers,
         failed = cli_error(c, "layer %s: the result from rank %d could not "
                            "be read", res[i].name, owner);
       free(b);
-      for (int q = 0; q < 7 && !failed; q++)
-        probe_metric_summarise(metric(&res[i], q), F);
+      for (int q = 0; q < PROBE_N_METRICS && !failed; q++)
+        probe_metric_summarise(probe_result_metric(&res[i], q), F);
       if (J->s->control) res[i].selectivity = res[i].acc.mean - res[i].ctrl.mean;
     }
   }

@@ -49,6 +49,7 @@ typedef struct {
   const char *name;
   int64_t rows, dropped;
   probe_metric acc, bal, auc, ll, maj, ctrl, erased;
+  probe_metric erase_rows; /* rows each fold's --erase eraser was fitted on */
   double selectivity; /* acc.mean - ctrl.mean, NAN without --control */
   probe_mdl mdl;
   int all_converged; /* every fitted probe reached tol */
@@ -130,6 +131,10 @@ int probe_run_layers(probe_job *J, int64_t cnt, const int64_t *layers,
 int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res);
 
 int probe_result_alloc(probe_layer_result *r, int64_t folds);
+/* The per-fold metrics of a result, i < PROBE_N_METRICS: acc, bal, auc,
+ * ll, maj, ctrl, erased, erase_rows. */
+enum { PROBE_N_METRICS = 8 };
+probe_metric *probe_result_metric(probe_layer_result *r, int i);
 /* Adds r->final with its metadata to J->save. 0, or 1 (printed). */
 int probe_save_layer(probe_job *J, const probe_layer_result *r);
 void probe_result_free(probe_layer_result *r);
@@ -137,11 +142,33 @@ void probe_result_free(probe_layer_result *r);
 void probe_metric_summarise(probe_metric *m, int64_t folds);
 
 /* ---- probe_erase.c ------------------------------------------------------ */
-/* --erase for one fold: fits the --erase-method on the training rows of L
- * (train mask), writes the erased copy of all n rows into xe (n, d). idx
- * (n) and ysel (n): scratch. 0 ok, 1 error (printed). */
+/* The moments of each fold's own rows for a moment-based --erase-method
+ * (leace, orth, oracle, quadratic): state (F, count) holds F fitter states
+ * (culeace_fitter_export; under --split rows merged over the ranks), so a
+ * fold's training moments are the merge of the other folds'. state is NULL
+ * for inlp and rlace, and when the F states would take more than a quarter
+ * of --max-memory (each fold then sums its training rows itself). */
+typedef struct {
+  int64_t F;
+  size_t count;
+  double *state;
+} probe_fold_moments;
+/* Fills fm for layer L (this process's rows) from fold_train (F masks over
+ * all n_all rows of the layer, this process's from off). idx, ysel, xe:
+ * scratch of L->n rows. 0 ok, 1 error (printed). */
+int probe_erase_moments(probe_job *J, const layer_rows *L,
+                        const uint8_t *fold_train, int64_t n_all,
+                        int64_t off, int64_t *idx, int32_t *ysel, float *xe,
+                        probe_fold_moments *fm);
+void probe_fold_moments_free(probe_fold_moments *fm);
+/* --erase for fold f: fits the --erase-method on the training rows of L
+ * (train mask; from fm's other folds when fm->state is set, else from the
+ * rows), writes the erased copy of all n rows into xe (n, d); *fit_rows:
+ * the rows the eraser was fitted on (over all ranks). idx (n) and ysel
+ * (n): scratch. 0 ok, 1 error (printed). */
 int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
-                     int64_t *idx, int32_t *ysel, float *xe);
+                     const probe_fold_moments *fm, int64_t f, int64_t *idx,
+                     int32_t *ysel, float *xe, int64_t *fit_rows);
 
 /* ---- probe_mdl.c --------------------------------------------------------- */
 /* Online-code order of the used rows: key (N) = position of each flat row

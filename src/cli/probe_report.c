@@ -261,6 +261,16 @@ void probe_print_json(const probe_report *r) {
     printf(", \"selectivity\": ");
     jnum(L->selectivity);
     jmetric("erased_accuracy", &L->erased, F, s->erase);
+    printf(", \"erase_fit_rows\": ");
+    if (s->erase) { /* the rows each fold's eraser was fitted on */
+      printf("[");
+      for (int64_t f = 0; f < F; f++)
+        if (isnan(L->erase_rows.v[f])) printf(f ? ", null" : "null");
+        else printf(f ? ", %.0f" : "%.0f", L->erase_rows.v[f]);
+      printf("]");
+    } else {
+      printf("null");
+    }
     printf(", \"mdl\": ");
     if (L->mdl.done) {
       printf("{\"online_bits\": ");

@@ -20,15 +20,21 @@
 #include "core/ctx.h"
 #include "core/eval.h"
 
+probe_metric *probe_result_metric(probe_layer_result *r, int i) {
+  probe_metric *ms[PROBE_N_METRICS] = {&r->acc,  &r->bal,  &r->auc,
+                                       &r->ll,   &r->maj,  &r->ctrl,
+                                       &r->erased, &r->erase_rows};
+  return ms[i];
+}
+
 int probe_result_alloc(probe_layer_result *r, int64_t folds) {
   memset(r, 0, sizeof *r);
-  probe_metric *ms[7] = {&r->acc, &r->bal, &r->auc, &r->ll,
-                         &r->maj, &r->ctrl, &r->erased};
-  for (int i = 0; i < 7; i++) {
-    ms[i]->v = malloc((size_t)folds * sizeof(double));
-    if (!ms[i]->v) return 1;
-    for (int64_t f = 0; f < folds; f++) ms[i]->v[f] = NAN;
-    ms[i]->mean = ms[i]->std = NAN;
+  for (int i = 0; i < PROBE_N_METRICS; i++) {
+    probe_metric *m = probe_result_metric(r, i);
+    m->v = malloc((size_t)folds * sizeof(double));
+    if (!m->v) return 1;
+    for (int64_t f = 0; f < folds; f++) m->v[f] = NAN;
+    m->mean = m->std = NAN;
   }
   r->selectivity = NAN;
   r->mdl.online_bits = r->mdl.uniform_bits = r->mdl.compression = NAN;
@@ -37,11 +43,9 @@ int probe_result_alloc(probe_layer_result *r, int64_t folds) {
 }
 
 void probe_result_free(probe_layer_result *r) {
-  probe_metric *ms[7] = {&r->acc, &r->bal, &r->auc, &r->ll,
-                         &r->maj, &r->ctrl, &r->erased};
-  for (int i = 0; i < 7; i++) {
-    free(ms[i]->v);
-    ms[i]->v = NULL;
+  for (int i = 0; i < PROBE_N_METRICS; i++) {
+    free(probe_result_metric(r, i)->v);
+    probe_result_metric(r, i)->v = NULL;
   }
   culeace_probe_free(r->final);
   r->final = NULL;
@@ -200,12 +204,17 @@ static int is_root(const probe_job *J) {
  * process's rows (probe_erase.c); the probe is refitted on the erased
  * training rows and scored on the test rows. */
 static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
-                      double *acc_out) {
+                      const probe_fold_moments *fm, int64_t f,
+                      double *acc_out, double *rows_out) {
   layer_rows *L = &w->L;
   int64_t d = culeace__act_width(J->act), k = J->k, off = w->R.off;
   culeace_probe *pe = NULL;
   int rc = 1;
-  if (probe_erase_fold(J, L, train + off, w->idx, w->ysel, w->xe)) return 1;
+  int64_t fit_rows = 0;
+  if (probe_erase_fold(J, L, train + off, fm, f, w->idx, w->ysel, w->xe,
+                       &fit_rows))
+    return 1;
+  *rows_out = (double)fit_rows;
   const int32_t *lab[1] = {L->y};
   const uint8_t *tr[1] = {train + off};
   culeace_status st = culeace__probe_fit_batch_shared(
@@ -431,16 +440,23 @@ static int layer_end(probe_job *J, layer_ws *w) {
     res->final = w->probes[w->final_idx];
     w->probes[w->final_idx] = NULL;
   }
-  if (s->erase)
+  if (s->erase) {
+    probe_fold_moments fm;
+    if (probe_erase_moments(J, L, fold_train, n, R->off, w->idx, w->ysel,
+                            w->xe, &fm))
+      return 1;
     for (int64_t f = 0; f < F; f++) {
-      if (erase_fold(J, w, fold_train + (size_t)f * (size_t)n,
-                     &res->erased.v[f]))
+      if (erase_fold(J, w, fold_train + (size_t)f * (size_t)n, &fm, f,
+                     &res->erased.v[f], &res->erase_rows.v[f])) {
+        probe_fold_moments_free(&fm);
         return 1;
+      }
       cli_progress_add(J->prog, (double)n, lname);
     }
-  probe_metric *ms[7] = {&res->acc, &res->bal, &res->auc, &res->ll,
-                         &res->maj, &res->ctrl, &res->erased};
-  for (int i = 0; i < 7; i++) probe_metric_summarise(ms[i], F);
+    probe_fold_moments_free(&fm);
+  }
+  for (int i = 0; i < PROBE_N_METRICS; i++)
+    probe_metric_summarise(probe_result_metric(res, i), F);
   if (s->control) res->selectivity = res->acc.mean - res->ctrl.mean;
   return 0;
 }

@@ -333,6 +333,7 @@ def test_probe_layers_over_ranks_match_plain(plain, tmp_path, k):
         for key in ("accuracy", "balanced_accuracy", "majority",
                     "control_accuracy", "erased_accuracy"):
             assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
+        assert a["erase_fit_rows"] == b["erase_fit_rows"]
         assert np.allclose(a["log_loss"]["folds"], b["log_loss"]["folds"],
                            rtol=1e-4)
     with h5py.File(tmp_path / "p.h5") as f, h5py.File(tmp_path / "ref.h5") as g:
@@ -370,6 +371,8 @@ def assert_same_metrics(got, ref, exact=("accuracy", "balanced_accuracy",
         for key in exact:
             if b.get(key) is not None:
                 assert a[key]["folds"] == b[key]["folds"], (a["name"], key)
+        # the rows of every rank: each fold's eraser saw all its training rows
+        assert a["erase_fit_rows"] == b["erase_fit_rows"]
         assert np.allclose(a["log_loss"]["folds"], b["log_loss"]["folds"],
                            rtol=1e-4)
         if b.get("auroc") is not None:

@@ -406,6 +406,30 @@ def test_erase_methods(dumps, method, slack):
                      L["majority"]["mean"])
     assert acc > maj + 0.05
     assert abs(era - maj) <= slack, (method, era, maj)
+    # each fold's eraser was given exactly its training rows (INLP fits on
+    # four fifths of them and stops on the rest, all of them given)
+    train = [L["rows"] - size for size in js["folds"]["sizes"]]
+    assert L["erase_fit_rows"] == train, method
+
+
+def test_erase_fold_moments_merged_or_summed_per_fold(tmp_path, make_dump):
+    """The moment-based --erase methods take a fold's training moments as
+    the merge of the other folds' (each row summed once per layer). When
+    the folds' states would take more than a quarter of --max-memory
+    (5 x 2219 doubles for d = 64, 3 classes: 89 KB against 300K / 4), each
+    fold sums its own training rows instead. Both give every fold's eraser
+    its training rows and the same erased accuracies."""
+    path = make_dump(tmp_path / "m.h5", rows=400, dim=64, layers=2,
+                     classes=3, rank=2, signal=3.0, seed=31)
+    args = ["--x", "/hidden", "--y", "/labels", "--erase", "--control"]
+    merged = probe_json(path, *args)
+    per_fold = probe_json(path, *args, "--max-memory", "300K")
+    for a, b in zip(merged["layers"], per_fold["layers"]):
+        train = [a["rows"] - size for size in merged["folds"]["sizes"]]
+        assert a["erase_fit_rows"] == b["erase_fit_rows"] == train
+        assert a["erased_accuracy"]["folds"] == b["erased_accuracy"]["folds"]
+        assert abs(a["erased_accuracy"]["mean"] - a["majority"]["mean"]) \
+            <= 0.02
 
 
 def test_erase_method_rlace_and_refusals(dumps):
