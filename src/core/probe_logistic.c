@@ -12,6 +12,7 @@
  *   f = sum_i s_i logloss_i / S + |coef|^2 / (2 C S),  S = sum_i s_i. */
 #include <float.h>
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -250,7 +251,9 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, int64_t S,
   int64_t *set_of = malloc((size_t)P * sizeof *set_of);
   int64_t *base = malloc((size_t)S * sizeof *base);
   uint8_t *reported = calloc((size_t)S, 1);
-  double *abuf = malloc((size_t)h * sizeof *abuf);
+  /* (threads, h) the two-loop recursion's coefficients */
+  double *abuf = malloc((size_t)omp_get_max_threads() * (size_t)h *
+                        sizeof *abuf);
   eval_ws w;
   memset(&w, 0, sizeof w);
   w.S = S;
@@ -330,17 +333,25 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, int64_t S,
   for (int64_t p = 0; p < P; p++) lp[p].ls = -1;
   for (;;) {
     int64_t cnt = 0;
-    for (int64_t p = 0; p < P; p++) {
+    for (int64_t p = 0; p < P; p++) { /* the running problems */
       lbfgs_problem *L = &lp[p];
       if (L->state != 0) continue;
+      if (L->ls < 0 && L->dirs == o->max_iter) {
+        L->state = 3;
+        continue;
+      }
+      pend[cnt++] = p;
+    }
+    /* each one's next trial point: a new direction (the two-loop
+     * recursion, O(h D)) or the next step of its line search; problems
+     * are independent, so on the threads (the same bits with any count) */
+#pragma omp parallel for schedule(dynamic, 1) if (cnt > 1)
+    for (int64_t q = 0; q < cnt; q++) {
+      lbfgs_problem *L = &lp[pend[q]];
       if (L->ls < 0) { /* a new direction and its first step */
-        if (L->dirs == o->max_iter) {
-          L->state = 3;
-          continue;
-        }
         L->dirs++;
         L->ls = 0;
-        direction(L, h, abuf);
+        direction(L, h, abuf + (size_t)omp_get_thread_num() * (size_t)h);
         L->gtd = 0;
         for (int64_t i = 0; i < D; i++) L->gtd += L->grad[i] * L->dir[i];
         if (!(L->gtd < 0)) { /* not a descent direction: restart */
@@ -357,13 +368,13 @@ culeace_status culeace__probe_fit_logistic(culeace_ctx *ctx, int64_t S,
       }
       for (int64_t i = 0; i < D; i++)
         L->trial[i] = L->theta[i] + L->alpha * L->dir[i];
-      pend[cnt++] = p;
     }
     report_done(&w, lp, reported, done, done_arg);
     if (cnt == 0) break;
     st = evaluate(&w, d, o, lp, pend, cnt, 1);
     if (st) goto cleanup;
-    /* backtracking (Armijo) line search */
+    /* backtracking (Armijo) line search (problems on the threads) */
+#pragma omp parallel for schedule(dynamic, 1) if (cnt > 1)
     for (int64_t q = 0; q < cnt; q++) {
       lbfgs_problem *L = &lp[pend[q]];
       if (L->trial_f <= L->f + 1e-4 * L->alpha * L->gtd) {
