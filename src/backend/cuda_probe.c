@@ -35,6 +35,9 @@ typedef struct {
   dbuf loss;  /* (P) */
   void *host; /* (Mtot, ld) [G | rsum] copied back (page-locked) */
   double *hloss; /* (P) losses copied back (page-locked) */
+  char *hin;  /* page-locked staging of an evaluation's inputs: idx (P)
+                 int64, b (Mtot) double, W (Mtot, d) float, so that the
+                 copies up do not wait for the work queued before them */
 } cuda_probe;
 
 static void probe_free(cuda_probe *p) {
@@ -48,6 +51,8 @@ static void probe_free(cuda_probe *p) {
     cudaFreeHost(p->host);
   if (p->hloss)
     cudaFreeHost(p->hloss);
+  if (p->hin)
+    cudaFreeHost(p->hin);
   free(p);
 }
 
@@ -190,14 +195,18 @@ culeace_status cuda_probe_open(culeace_ctx *ctx,
       (st = dgrow_n(ctx, &p->g, Mt * ld, es, "the probe gradients")) ||
       (st = dgrow_n(ctx, &p->loss, (size_t)P, 8, "the probe losses")))
     goto fail;
-  void *hg = NULL, *hl = NULL;
+  void *hg = NULL, *hl = NULL, *hi = NULL;
   cudaError_t e = cudaHostAlloc(&hg, Mt * ld * es, 0);
   if (e == cudaSuccess) {
     p->host = hg;
     e = cudaHostAlloc(&hl, (size_t)P * 8, 0);
   }
-  if (e == cudaSuccess)
+  if (e == cudaSuccess) {
     p->hloss = hl;
+    e = cudaHostAlloc(&hi, (size_t)P * 8 + Mt * 8 + Mt * (size_t)p->d * 4, 0);
+  }
+  if (e == cudaSuccess)
+    p->hin = hi;
   else {
     cudaGetLastError(); /* not sticky: cleared for the calls after */
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
@@ -226,14 +235,21 @@ static culeace_status queue_eval(culeace_ctx *ctx, cuda_state *s,
   size_t es = p->f64 ? 8 : 4;
   const double one = 1, zero = 0;
   const float onef = 1, zerof = 0;
-  /* pageable sources: each call returns once its bytes are staged */
-  CU(cudaMemcpyAsync(p->idx.p, job->idx, (size_t)cnt * 8,
-                     cudaMemcpyHostToDevice, s->stream),
+  /* the inputs through page-locked staging (free: the previous use of
+   * this pass's staging was waited for), so that the copies up queue
+   * behind the work already on the stream instead of waiting for it */
+  char *hidx = p->hin, *hb = hidx + (size_t)p->P * 8,
+       *hW = hb + (size_t)(p->m * p->P) * 8;
+  memcpy(hidx, job->idx, (size_t)cnt * 8);
+  memcpy(hb, job->b, (size_t)M * 8);
+  memcpy(hW, job->W, (size_t)(M * d) * 4);
+  CU(cudaMemcpyAsync(p->idx.p, hidx, (size_t)cnt * 8, cudaMemcpyHostToDevice,
+                     s->stream),
      "copying to the GPU");
-  CU(cudaMemcpyAsync(p->W.p, job->W, (size_t)(M * d) * 4,
-                     cudaMemcpyHostToDevice, s->stream),
+  CU(cudaMemcpyAsync(p->W.p, hW, (size_t)(M * d) * 4, cudaMemcpyHostToDevice,
+                     s->stream),
      "copying probe weights to the GPU");
-  CU(cudaMemcpyAsync(p->b.p, job->b, (size_t)M * 8, cudaMemcpyHostToDevice,
+  CU(cudaMemcpyAsync(p->b.p, hb, (size_t)M * 8, cudaMemcpyHostToDevice,
                      s->stream),
      "copying probe intercepts to the GPU");
   /* Z (n, M) row-major = (M, n) column-major = W (M x d) xe[:, :d]^T */
