@@ -650,6 +650,29 @@ def _gpu_or_skip(tmp_path):
                     f"{p.stderr.strip().splitlines()[-1] if p.stderr else p.returncode})")
 
 
+def test_gpu_layers_together_equal_one_at_a_time(dumps, tmp_path):
+    """On a GPU the layers' probes are fitted together by default (each
+    L-BFGS step queues every layer's pass and waits once): the report and
+    the saved probes equal those of one layer at a time on the same GPU,
+    with float32 and with float64 sums, and the batch holds all 3 layers
+    with --control and --mdl problems of different counts per layer.
+    Skipped without a GPU."""
+    _gpu_or_skip(tmp_path)
+    for extra in ([], ["--tol", "1e-8", "--max-iter", "10000"]):
+        base = [dumps["five"], "--x", "/hidden", "--y", "/labels",
+                "--device", "cuda", "--control", "--mdl", *extra]
+        one = probe_json(*base, "--batch-layers", "1", "--save",
+                         tmp_path / "one.h5")
+        together = probe_json(*base, "--save", tmp_path / "all.h5")
+        assert together.pop("saved") == str(tmp_path / "all.h5")
+        assert together == {k: v for k, v in one.items() if k != "saved"}
+        with h5py.File(tmp_path / "one.h5") as f, \
+                h5py.File(tmp_path / "all.h5") as g:
+            for name in f["probes"]:
+                assert np.array_equal(f["probes"][name]["coef"][...],
+                                      g["probes"][name]["coef"][...]), name
+
+
 @pytest.mark.parametrize("which", ["bin", "five"])
 def test_gpu_probes_match_the_cpu(dumps, tmp_path, which):
     """On a GPU the L-BFGS passes run there (rows kept on the device, two
