@@ -199,40 +199,103 @@ static int is_root(const probe_job *J) {
   return !J->split || probe_split_is_root(J->split);
 }
 
-/* --erase for fold f (train: its mask over all R.n rows): the
- * --erase-method fitted on the fold's training rows erases a copy of this
- * process's rows (probe_erase.c); the probe is refitted on the erased
- * training rows and scored on the test rows. */
-static int erase_fold(probe_job *J, layer_ws *w, const uint8_t *train,
-                      const probe_fold_moments *fm, int64_t f,
-                      double *acc_out, double *rows_out) {
-  layer_rows *L = &w->L;
-  int64_t d = culeace__act_width(J->act), k = J->k, off = w->R.off;
-  culeace_probe *pe = NULL;
-  int rc = 1;
-  int64_t fit_rows = 0;
-  if (probe_erase_fold(J, L, train + off, fm, f, w->idx, w->ysel, w->xe,
-                       &fit_rows))
-    return 1;
-  *rows_out = (double)fit_rows;
-  const int32_t *lab[1] = {L->y};
-  const uint8_t *tr[1] = {train + off};
-  culeace_status st = culeace__probe_fit_batch_shared(
-      J->ctx, w->xe, CULEACE_F32, L->n, d, d, k, 1, lab, tr, &J->s->po,
-      J->split ? probe_split_reduce(J->split) : NULL, &pe);
-  if (st) {
-    fit_error(J, st, "fitting the probe on erased rows");
-    goto done;
-  }
+/* The erased fold's probe pe (rows xe of this process, float32) scored on
+ * the fold's test rows (train: the fold's mask over all R.n rows) into
+ * *acc (on the root). 0, or 1 (printed). */
+static int score_erased(probe_job *J, layer_ws *w, const float *xe,
+                        const culeace_probe *pe, const uint8_t *train,
+                        double *acc) {
   for (int64_t i = 0; i < w->R.n; i++) w->test[i] = !train[i];
   int64_t m;
-  if (evaluate(J, w, w->xe, CULEACE_F32, pe, w->test, w->R.y, &m))
-    goto done;
-  if (is_root(J)) *acc_out = culeace__accuracy(m, k, w->ysel, w->proba, NULL);
-  rc = 0;
-done:
-  culeace_probe_free(pe);
-  return rc;
+  if (evaluate(J, w, xe, CULEACE_F32, pe, w->test, w->R.y, &m)) return 1;
+  if (is_root(J)) *acc = culeace__accuracy(m, J->k, w->ysel, w->proba, NULL);
+  return 0;
+}
+
+/* --erase for every fold of the layer: the --erase-method fitted on each
+ * fold's training rows (probe_erase.c; the moment-based methods from the
+ * other folds' moments) erases a copy of this process's rows, and a probe
+ * refitted on the erased training rows is scored on the fold's test rows.
+ * With batches of layers (J->batch > 1, the default on a GPU) and room for
+ * F erased copies in a quarter of --max-memory, the F refits are fitted
+ * together, as the layers of a batch are; else fold by fold in w->xe. 0,
+ * or 1 (printed). */
+static int erase_folds(probe_job *J, layer_ws *w) {
+  const probe_settings *s = J->s;
+  probe_layer_result *res = w->res;
+  layer_rows *L = &w->L;
+  int64_t d = culeace__act_width(J->act), k = J->k, F = s->folds;
+  int64_t n = w->R.n, off = w->R.off, nl = L->n;
+  const uint8_t *fold_train = w->masks; /* (F, n) */
+  const culeace__probe_reduce *red =
+      J->split ? probe_split_reduce(J->split) : NULL;
+  probe_fold_moments fm;
+  if (probe_erase_moments(J, L, fold_train, n, off, w->idx, w->ysel, w->xe,
+                          &fm))
+    return 1;
+  /* the same choice on every rank: n is the layer's rows over all ranks */
+  double bytes = (double)F * (double)(n ? n : 1) * (double)d * 4;
+  int together = J->batch > 1 && F > 1 && bytes <= cli_memory_limit(J->c) / 4;
+  float *xes = NULL;
+  culeace_probe **pe = calloc((size_t)F, sizeof *pe);
+  culeace__probe_layer *ly = calloc((size_t)F, sizeof *ly);
+  const uint8_t **tr = calloc((size_t)F, sizeof *tr);
+  char *names = malloc((size_t)F * 700);
+  int failed = !pe || !ly || !tr || !names;
+  if (together && !failed) {
+    xes = malloc((size_t)F * (size_t)(nl ? nl : 1) * (size_t)d * sizeof *xes);
+    failed = !xes;
+  }
+  if (failed) cli_error(J->c, "out of memory for --erase of layer %s",
+                        w->lname);
+  if (J->split && probe_split_agree(J->split, failed)) failed = 1;
+  const int32_t *lab[1] = {L->y};
+  for (int64_t f = 0; !failed && f < F; f++) {
+    const uint8_t *train = fold_train + (size_t)f * (size_t)n;
+    float *xe = together ? xes + (size_t)f * (size_t)nl * (size_t)d : w->xe;
+    int64_t fit_rows = 0;
+    if (probe_erase_fold(J, L, train + off, &fm, f, w->idx, w->ysel, xe,
+                         &fit_rows)) {
+      failed = 1;
+      break;
+    }
+    res->erase_rows.v[f] = (double)fit_rows;
+    tr[f] = train + off;
+    char *name = names + (size_t)f * 700;
+    snprintf(name, 700, "%s, fold %lld erased", w->what, (long long)f);
+    ly[f] = (culeace__probe_layer){xe, CULEACE_F32, nl, d, 1, lab, &tr[f],
+                                   name, &pe[f]};
+    if (together) continue;
+    culeace_status st = culeace__probe_fit_layers_shared(
+        J->ctx, 1, &ly[f], d, k, &s->po, red, NULL, NULL);
+    if (st) {
+      failed = fit_error(J, st, "fitting the probe on erased rows");
+      break;
+    }
+    failed = score_erased(J, w, xe, pe[f], train, &res->erased.v[f]);
+    culeace_probe_free(pe[f]);
+    pe[f] = NULL;
+    if (!failed) cli_progress_add(J->prog, (double)n, w->lname);
+  }
+  if (together && !failed) {
+    culeace_status st = culeace__probe_fit_layers_shared(
+        J->ctx, F, ly, d, k, &s->po, red, NULL, NULL);
+    if (st) failed = fit_error(J, st, "fitting the probes on erased rows");
+    for (int64_t f = 0; !failed && f < F; f++) {
+      failed = score_erased(J, w, ly[f].x, pe[f],
+                            fold_train + (size_t)f * (size_t)n,
+                            &res->erased.v[f]);
+      if (!failed) cli_progress_add(J->prog, (double)n, w->lname);
+    }
+  }
+  for (int64_t f = 0; pe && f < F; f++) culeace_probe_free(pe[f]);
+  free(pe);
+  free(ly);
+  free(tr);
+  free(names);
+  free(xes);
+  probe_fold_moments_free(&fm);
+  return failed;
 }
 
 /* Reads this process's rows of layer l into w->L (or takes them from the
@@ -440,21 +503,7 @@ static int layer_end(probe_job *J, layer_ws *w) {
     res->final = w->probes[w->final_idx];
     w->probes[w->final_idx] = NULL;
   }
-  if (s->erase) {
-    probe_fold_moments fm;
-    if (probe_erase_moments(J, L, fold_train, n, R->off, w->idx, w->ysel,
-                            w->xe, &fm))
-      return 1;
-    for (int64_t f = 0; f < F; f++) {
-      if (erase_fold(J, w, fold_train + (size_t)f * (size_t)n, &fm, f,
-                     &res->erased.v[f], &res->erase_rows.v[f])) {
-        probe_fold_moments_free(&fm);
-        return 1;
-      }
-      cli_progress_add(J->prog, (double)n, lname);
-    }
-    probe_fold_moments_free(&fm);
-  }
+  if (s->erase && erase_folds(J, w)) return 1;
   for (int i = 0; i < PROBE_N_METRICS; i++)
     probe_metric_summarise(probe_result_metric(res, i), F);
   if (s->control) res->selectivity = res->acc.mean - res->ctrl.mean;

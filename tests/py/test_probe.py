@@ -275,11 +275,12 @@ def test_stacked_compressed_layers_read_together(tmp_path, make_dump):
 def test_layers_fitted_together_equal_layers_fitted_alone(tmp_path, dumps,
                                                          make_dump):
     """--batch-layers N fits N layers' probes together (their L-BFGS steps
-    at once): every number of the report and every saved probe is the same
-    as fitting one layer at a time (N = 1), for binary and 5-class probes
-    with the control task, MDL and --erase, in batches of 2 + 1 and of all
-    3, and with layers that keep different rows (a NaN row dropped from one
-    layer only)."""
+    at once; with N > 1 each layer's --erase refits on its F erased copies
+    are fitted together too): every number of the report and every saved
+    probe is the same as fitting one layer and one erased fold at a time
+    (N = 1), for binary and 5-class probes with the control task, MDL and
+    --erase, in batches of 2 + 1 and of all 3, and with layers that keep
+    different rows (a NaN row dropped from one layer only)."""
     def same(args, path, batches):
         ref_save = tmp_path / "ref.h5"
         ref = probe_json(path, *args, "--batch-layers", "1",
