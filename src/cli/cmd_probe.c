@@ -278,9 +278,8 @@ static int probe_run_all(const cli_common *c, probe_job *J,
   layer_rows *ready = ahead ? calloc((size_t)g, sizeof *ready) : NULL;
   int64_t *dropped = ahead ? calloc((size_t)g, sizeof *dropped) : NULL;
   probe_layer_result **rp = malloc((size_t)g * sizeof *rp);
-  if (!rp) return cli_error(c, "out of memory");
   if (ahead && (!ready || !dropped)) ahead = 0; /* read layer by layer */
-  int rc = 0;
+  int rc = !rp ? cli_error(c, "out of memory") : 0;
   for (int64_t i = 0; i < m && !rc; i += g) {
     int64_t cnt = m - i < g ? m - i : g;
     if (ahead) {

@@ -27,8 +27,8 @@ static double *pack(probe_layer_result *r, int64_t F, int *count) {
   memset(&pi, 0, sizeof pi);
   if (r->final && culeace_probe_info_get(r->final, &pi)) return NULL;
   int64_t no = pi.n_outputs, d = pi.d;
-  size_t n = HEAD + PROBE_N_METRICS * (size_t)F + (r->final ? 2 + (size_t)(no * d + no + 2 * d)
-                                               : 0);
+  size_t n = HEAD + PROBE_N_METRICS * (size_t)F +
+             (r->final ? 2 + (size_t)(no * d + no + 2 * d) : 0);
   double *b = malloc(n * sizeof *b);
   if (!b) return NULL;
   double *p = b;

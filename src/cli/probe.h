@@ -96,7 +96,7 @@ typedef struct {
                                  or layers split */
   layer_rows *ready;          /* (n_ready) layers read ahead together (a
                                  stacked dataset: one pass over the file),
-                                 taken by probe_run_layer, or NULL */
+                                 taken by probe_run_layers, or NULL */
   const int64_t *ready_layers;
   int64_t *ready_dropped;
   int64_t n_ready;
@@ -127,8 +127,6 @@ typedef struct {
  * every rank makes the same call. */
 int probe_run_layers(probe_job *J, int64_t cnt, const int64_t *layers,
                      probe_layer_result *const *res);
-/* probe_run_layers for one layer. */
-int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res);
 
 int probe_result_alloc(probe_layer_result *r, int64_t folds);
 /* The per-fold metrics of a result, i < PROBE_N_METRICS: acc, bal, auc,

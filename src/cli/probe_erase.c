@@ -3,8 +3,9 @@
  * oracle, quadratic, inlp, rlace), and applied to a copy of all of the
  * layer's rows. The moment-based methods take a fold's training moments as
  * the merge of the other folds' (probe_erase_moments: each row summed once
- * per layer, not once per fold it trains). Oracle and quadratic erasers edit each row with its own
- * label (the probe's labels are known for every row). INLP and R-LACE
+ * per layer, not once per fold it trains). Oracle and quadratic erasers
+ * edit each row with its own label (the probe's labels are known for every
+ * row). INLP and R-LACE
  * decide when to stop on a stratified, group-aware fifth of the fold's
  * training rows, never on its test rows. Under --split rows the ranks'
  * moments are merged (mpi_probe.h) and every rank finalises the same

@@ -387,7 +387,8 @@ static int layer_begin(probe_job *J, int64_t l, probe_layer_result *res,
     failed = mdl_positions(J, R, w->pos);
     uint8_t *mm[CULEACE_MDL_N_BOUNDS];
     for (int b = 0; b < n_mdl; b++) mm[b] = mdl_train + (size_t)b * (size_t)n;
-    if (!failed) probe_mdl_masks(n, k, R->y, w->pos, w->ends, nb, mm, w->usable);
+    if (!failed)
+      probe_mdl_masks(n, k, R->y, w->pos, w->ends, nb, mm, w->usable);
     for (int b = 0; !failed && b < n_mdl; b++)
       if (w->usable[b]) {
         w->labels[p] = R->y;
@@ -558,10 +559,6 @@ done:
   free(ws);
   free(fit);
   return rc;
-}
-
-int probe_run_layer(probe_job *J, int64_t l, probe_layer_result *res) {
-  return probe_run_layers(J, 1, &l, &res);
 }
 
 int probe_save_layer(probe_job *J, const probe_layer_result *r) {

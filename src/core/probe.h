@@ -182,8 +182,8 @@ culeace_status culeace__probe_pass_eval(culeace__probe_pass *p, int64_t cnt,
 /* The evaluations of count passes (each over its own rows, jobs[j].pass a
  * culeace__probe_pass): those on the device queued together with one wait
  * (backend probe_eval), the CPU ones one after another. */
-culeace_status culeace__probe_pass_eval_many(int64_t count,
-                                             const culeace__probe_eval_job *jobs);
+culeace_status culeace__probe_pass_eval_many(
+    int64_t count, const culeace__probe_eval_job *jobs);
 /* 1 when the pass runs on the device. */
 int culeace__probe_pass_on_device(const culeace__probe_pass *p);
 void culeace__probe_pass_close(culeace__probe_pass *p);
