@@ -356,7 +356,6 @@ def main():
     args = ap.parse_args()
     benchlib.use_build(args.build)
     if args.report_only:
-        import json
         with open(args.report_only) as f:
             res = json.load(f)
         p, fl = res["params"], res["floor"]
