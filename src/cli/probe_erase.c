@@ -86,6 +86,26 @@ static void moment_opts(culeace_method m, culeace_fit_opts *fo) {
   if (m == CULEACE_METHOD_ORACLE) fo->shrinkage = 0; /* as `fit` */
 }
 
+/* Under --split rows: replaces *fit (this rank's moments) by every rank's,
+ * merged (mpi_probe.h); failed: this rank's failure so far. 0, or 1 (the
+ * ranks agreed on a failure; printed; *fit freed and NULL). */
+static int merge_over_ranks(probe_job *J, const culeace_fit_opts *fo,
+                            int failed, culeace_fitter **fit) {
+  culeace_ctx *ctx = J->ctx;
+  culeace_fitter *total = NULL;
+  if (!failed && culeace_fitter_create(ctx, culeace__act_width(J->act), J->k,
+                                       CULEACE_Z_CLASSES, fo, &total))
+    failed = cli_error_ctx(J->c, ctx, "--erase");
+  failed = probe_split_merge(J->split, failed, ctx, *fit, total);
+  culeace_fitter_free(*fit);
+  *fit = total;
+  if (failed) {
+    culeace_fitter_free(*fit);
+    *fit = NULL;
+  }
+  return failed;
+}
+
 void probe_fold_moments_free(probe_fold_moments *fm) {
   free(fm->state);
   memset(fm, 0, sizeof *fm);
@@ -133,19 +153,13 @@ int probe_erase_moments(probe_job *J, const layer_rows *L,
         ysel[nf] = L->y[i];
         idx[nf++] = i;
       }
-    culeace_fitter *acc = NULL, *total = NULL;
+    culeace_fitter *acc = NULL;
     failed = culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo, &acc) ||
              (nf > 0 && culeace_fitter_update_classes(acc, xe, CULEACE_F32, nf,
                                                       d, ysel));
     if (failed) cli_error_ctx(J->c, ctx, "--erase: a fold's moments");
-    if (J->split) { /* every rank's rows of the fold, on every rank */
-      if (!failed && culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo,
-                                           &total))
-        failed = cli_error_ctx(J->c, ctx, "--erase");
-      failed = probe_split_merge(J->split, failed, ctx, acc, total);
-      culeace_fitter_free(acc);
-      acc = total;
-    }
+    if (J->split) /* every rank's rows of the fold, on every rank */
+      failed = merge_over_ranks(J, &fo, failed, &acc);
     if (!failed && culeace_fitter_export(acc, fm->state + (size_t)f * count))
       failed = cli_error_ctx(J->c, ctx, "--erase: a fold's moments");
     culeace_fitter_free(acc);
@@ -190,23 +204,13 @@ int probe_erase_fold(probe_job *J, const layer_rows *L, const uint8_t *train,
   } else {
     culeace_fit_opts fo;
     moment_opts(m, &fo);
-    culeace_fitter *fit = NULL, *total = NULL;
+    culeace_fitter *fit = NULL;
     st = culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo, &fit);
     if (!st && nt > 0)
       st = culeace_fitter_update_classes(fit, xe, CULEACE_F32, nt, d, ysel);
     if (J->split) { /* every rank's moments, on every rank */
-      int failed = st != CULEACE_OK;
-      if (failed) cli_error_ctx(J->c, ctx, "--erase: a fold's moments");
-      if (!failed && culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &fo,
-                                           &total))
-        failed = cli_error_ctx(J->c, ctx, "--erase");
-      failed = probe_split_merge(J->split, failed, ctx, fit, total);
-      culeace_fitter_free(fit);
-      fit = total;
-      if (failed) {
-        culeace_fitter_free(fit);
-        return 1;
-      }
+      if (st) cli_error_ctx(J->c, ctx, "--erase: a fold's moments");
+      if (merge_over_ranks(J, &fo, st != CULEACE_OK, &fit)) return 1;
     }
     if (!st) st = culeace_fitter_finalize(fit, &e);
     culeace_fitter_free(fit);

@@ -423,6 +423,24 @@ def test_probe_rows_over_ranks_match_plain(probe_refs, tmp_path, case, k):
     assert leftovers(tmp_path, "p.") == ["p.csv", "p.h5"]
 
 
+def test_probe_rows_erase_moments_both_paths(tmp_path, make_dump):
+    """--split rows with --erase: the folds' moments merged over the ranks
+    (default), and each fold's training rows summed and merged (when the
+    folds' states would exceed a quarter of --max-memory: 300K here), give
+    the plain run's erased accuracies, and every fold's eraser saw the
+    fold's training rows of all ranks."""
+    dump = make_dump(tmp_path / "m.h5", rows=400, dim=64, layers=2,
+                     classes=3, rank=2, signal=3.0, seed=31)
+    ref = probe_run(0, dump)
+    for extra in ([], ["--max-memory", "300K"]):
+        got = probe_run(2, dump, "--split", "rows", *extra)
+        for a, b in zip(got["layers"], ref["layers"]):
+            train = [b["rows"] - size for size in ref["folds"]["sizes"]]
+            assert a["erase_fit_rows"] == b["erase_fit_rows"] == train
+            assert a["erased_accuracy"]["folds"] == \
+                b["erased_accuracy"]["folds"], (extra, a["name"])
+
+
 @pytest.mark.parametrize("split,k", [("rows", 3), ("layers", 2)])
 def test_probe_batches_of_layers_over_ranks(probe_refs, tmp_path, split, k):
     """--batch-layers under MPI: with rows split, the ranks fit a batch of
