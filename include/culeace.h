@@ -141,10 +141,15 @@ typedef enum {
   CULEACE_PRECISION_F64 = 0, /* block moments in float64 (reference) */
   CULEACE_PRECISION_F32 = 1, /* block moments in float32 after centring on
                                 the block mean, merged into float64 */
-  CULEACE_PRECISION_TENSOR = 2 /* as F32, except that for float16/bfloat16
+  CULEACE_PRECISION_TENSOR = 2, /* as F32, except that for float16/bfloat16
                                 rows the centred values are rounded back to
                                 the row's 16-bit type before Xc^T Xc (float32
                                 accumulation): tensor-core GEMM on the GPU */
+  CULEACE_PRECISION_AUTO = 3 /* F32 for float16/bfloat16 rows (their 11 or 8
+                                significant bits: float32 products of the
+                                centred block change erased rows far below
+                                the type's rounding), F64 for float32 and
+                                float64 rows; chosen block by block */
 } culeace_precision;
 
 typedef struct {

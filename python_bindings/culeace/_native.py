@@ -135,7 +135,7 @@ DEVICE_AUTO, DEVICE_CPU, DEVICE_CUDA = 0, 1, 2
 METHOD = {"leace": 0, "orth": 1}  # the fitter's methods
 METHOD_NAMES = ("leace", "orth", "inlp", "rlace", "oracle", "quadratic")  # culeace_method
 METHOD_NAME = dict(enumerate(METHOD_NAMES))
-PRECISION = {"float64": 0, "float32": 1, "tensor": 2}
+PRECISION = {"float64": 0, "float32": 1, "tensor": 2, "auto": 3}
 Z_CLASSES, Z_CONTINUOUS = 0, 1
 PROBE_KIND = {"logistic": 0, "diffmeans": 1}
 

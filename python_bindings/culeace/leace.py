@@ -248,6 +248,9 @@ class LeaceFitter(_MomentFitter):
     are copied to the host), z (n,) or (n, z_dim) numbers, used as
     continuous columns exactly as concept-erasure does; integer class
     labels (n,) with z_dim >= 2 are one-hot encoded (z_dim classes).
+    `precision` is the block products' type: "float64", "float32",
+    "tensor", or "auto" (float32 for float16/bfloat16 rows, float64 for
+    wider ones: the command line's default).
     `device` picks where the moments are computed ("cpu", "cuda", "auto");
     `dtype` is accepted for compatibility: the moments are always float64.
     """

@@ -35,9 +35,12 @@ static const char *fit_help =
     "  --no-shrinkage      plain sample covariance (Bessel-corrected)\n"
     "  --svd-tol F         drop singular values of W Sigma_xz <= F (0.01)\n"
     "  --no-constrain-trace  allow the erased covariance trace to grow\n"
-    "  --precision P       block moments in f64 (default), f32, or tensor\n"
-    "                      (f32; 16-bit rows centred and rounded back to\n"
-    "                      16 bits for X^T X: tensor cores on a GPU)\n"
+    "  --precision P       block products: auto (default: f32 for float16\n"
+    "                      and bfloat16 rows, f64 for float32/float64),\n"
+    "                      f64, f32 (after centring on the block mean;\n"
+    "                      merged in float64 either way), or tensor (f32;\n"
+    "                      16-bit rows centred and rounded back to 16 bits\n"
+    "                      for X^T X: tensor cores on a GPU)\n"
     "  -o, --output FILE   eraser file to write\n"
     "\n"
     "INLP and R-LACE options (1/5 of the rows, stratified, held out to\n"
@@ -78,6 +81,7 @@ int cmd_fit(int argc, char **argv) {
   cli_common_init(&c, "culeace fit");
   culeace_fit_opts o;
   culeace_fit_opts_init(&o);
+  o.precision = CULEACE_PRECISION_AUTO;
   const char *z_path = NULL, *out = NULL;
   static struct option opts[] = {
       CLI_COMMON_LONG_OPTIONS,
@@ -163,12 +167,13 @@ int cmd_fit(int argc, char **argv) {
         return cli_error(&c, "--svd-tol must be a positive number (got '%s')",
                          optarg), EXIT_USAGE;
     } else if (!strcmp(name, "precision")) {
-      if (!strcmp(optarg, "f64")) o.precision = CULEACE_PRECISION_F64;
+      if (!strcmp(optarg, "auto")) o.precision = CULEACE_PRECISION_AUTO;
+      else if (!strcmp(optarg, "f64")) o.precision = CULEACE_PRECISION_F64;
       else if (!strcmp(optarg, "f32")) o.precision = CULEACE_PRECISION_F32;
       else if (!strcmp(optarg, "tensor"))
         o.precision = CULEACE_PRECISION_TENSOR;
-      else return cli_error(&c, "--precision must be f64, f32 or tensor (got "
-                            "'%s')",
+      else return cli_error(&c, "--precision must be auto, f64, f32 or "
+                            "tensor (got '%s')",
                             optarg), EXIT_USAGE;
     }
   }

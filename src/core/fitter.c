@@ -63,7 +63,8 @@ culeace_status culeace_fitter_create(culeace_ctx *ctx, int64_t d, int64_t k,
                           opts->svd_tol);
   if (opts->precision != CULEACE_PRECISION_F64 &&
       opts->precision != CULEACE_PRECISION_F32 &&
-      opts->precision != CULEACE_PRECISION_TENSOR)
+      opts->precision != CULEACE_PRECISION_TENSOR &&
+      opts->precision != CULEACE_PRECISION_AUTO)
     return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
                           "unknown precision %d", (int)opts->precision);
 
@@ -234,7 +235,8 @@ static culeace_status update_dense(culeace_fitter *f, const void *x,
   if (ctx->backend->acc_update && (f->dev_acc || f->n == 0)) {
     culeace_status st = ctx->backend->acc_update(
         ctx, &f->dev_acc, x, t, n, f->d, ldx, z, f->z_dim, ldz,
-        f->opts.precision, f->cxx != NULL, f->n, f->mean_x, f->mean_z,
+        culeace__block_precision(f->opts.precision, t), f->cxx != NULL, f->n,
+        f->mean_x, f->mean_z,
         f->b_mean_x, f->b_mean_z);
     if (st) return st;
     add_czz(f);
@@ -243,7 +245,8 @@ static culeace_status update_dense(culeace_fitter *f, const void *x,
     return CULEACE_OK;
   }
   culeace_status st = ctx->backend->block_moments(
-      ctx, x, t, n, f->d, ldx, z, f->z_dim, ldz, f->opts.precision,
+      ctx, x, t, n, f->d, ldx, z, f->z_dim, ldz,
+      culeace__block_precision(f->opts.precision, t),
       f->b_mean_x, f->b_mean_z, f->cxx ? f->b_cxx : NULL, f->b_cxz);
   if (st) return st;
   add_czz(f);

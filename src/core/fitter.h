@@ -38,6 +38,15 @@ struct culeace_fitter {
 
 /* Brings cxx/cxz up to date from the backend's running co-moments (a no-op
  * when the fitter merges on the host). */
+/* The precision a block of type t is multiplied in: AUTO resolved by the
+ * row type (include/culeace.h), the others as they are. */
+static inline culeace_precision culeace__block_precision(culeace_precision p,
+                                                         culeace_dtype t) {
+  if (p != CULEACE_PRECISION_AUTO) return p;
+  return t == CULEACE_F16 || t == CULEACE_BF16 ? CULEACE_PRECISION_F32
+                                               : CULEACE_PRECISION_F64;
+}
+
 culeace_status culeace__fitter_sync(culeace_fitter *f);
 
 struct culeace_eraser {

@@ -70,7 +70,8 @@ culeace_status culeace__quadratic_update(culeace_fitter *f, const void *x,
                (const char *)x + (size_t)i * (size_t)ldx * es, row);
     if (nc == 0) continue;
     culeace_status st = ctx->backend->block_moments(
-        ctx, f->q_rows, t, nc, f->d, f->d, NULL, 0, 0, f->opts.precision,
+        ctx, f->q_rows, t, nc, f->d, f->d, NULL, 0, 0,
+        culeace__block_precision(f->opts.precision, t),
         f->b_mean_x, f->b_mean_z, f->b_cxx, NULL);
     if (st) { /* the overall moments already took this block */
       f->q_broken = 1;

@@ -1,6 +1,7 @@
 /* test_moments.c — streaming moments equal the two-pass float64 result for
  * random block splits, for every input dtype, class and continuous z, and
- * the float32 block precision stays within its error bound. */
+ * the float32 block precision stays within its error bound; the automatic
+ * precision is float32 products for 16-bit rows and float64 otherwise. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,51 @@ static void one_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t,
   free(mx); free(sxx); free(sxz); free(gmx); free(gsxx); free(gsxz);
 }
 
+/* CULEACE_PRECISION_AUTO gives, bit for bit, the moments of the precision
+ * it stands for: F32 for float16/bfloat16 rows, F64 for float32/float64,
+ * fed the same rows in the same blocks. */
+static void auto_case(culeace_ctx *ctx, tu_rng *rng, culeace_dtype t) {
+  const int64_t n = 300, d = 13, k = 3;
+  size_t es = culeace_dtype_size(t);
+  char *xt = malloc((size_t)(n * d) * es);
+  double *row = malloc((size_t)d * 8);
+  int32_t *cls = malloc((size_t)n * 4);
+  for (int64_t i = 0; i < n; i++) {
+    for (int64_t j = 0; j < d; j++) row[j] = 5 + tu_normal(rng) * (1 + j);
+    culeace__from_f64(row, d, t, xt + (size_t)(i * d) * es);
+    cls[i] = (int32_t)tu_randint(rng, 0, k - 1);
+  }
+  int half = t == CULEACE_F16 || t == CULEACE_BF16;
+  culeace_precision want = half ? CULEACE_PRECISION_F32 : CULEACE_PRECISION_F64;
+  double *m[2], *xx[2], *xz[2];
+  tu_rng blocks = *rng; /* both fitters get the same block split */
+  for (int v = 0; v < 2; v++) {
+    culeace_fit_opts o;
+    culeace_fit_opts_init(&o);
+    o.precision = v ? want : CULEACE_PRECISION_AUTO;
+    culeace_fitter *f = NULL;
+    m[v] = malloc((size_t)d * 8);
+    xx[v] = malloc((size_t)(d * d) * 8);
+    xz[v] = malloc((size_t)(d * k) * 8);
+    tu_rng r = blocks;
+    CHECK_OK(ctx, culeace_fitter_create(ctx, d, k, CULEACE_Z_CLASSES, &o, &f));
+    if (f) {
+      feed(ctx, f, xt, t, n, d, cls, NULL, k, &r);
+      CHECK_OK(ctx, culeace_fitter_moments(f, m[v], NULL, xz[v], xx[v]));
+      culeace_fitter_free(f);
+    }
+  }
+  CHECK(!memcmp(m[0], m[1], (size_t)d * 8) &&
+            !memcmp(xx[0], xx[1], (size_t)(d * d) * 8) &&
+            !memcmp(xz[0], xz[1], (size_t)(d * k) * 8),
+        "auto precision on %s rows differs from precision %d",
+        culeace_dtype_name(t), (int)want);
+  for (int v = 0; v < 2; v++) {
+    free(m[v]); free(xx[v]); free(xz[v]);
+  }
+  free(xt); free(row); free(cls);
+}
+
 /* Blocks larger than the CUDA backend's pipeline chunk (16384 rows: a
  * block of more than 32768 rows is reduced in chunks, copy and compute
  * overlapped) still give the two-pass moments, fed as one block, after a
@@ -222,6 +268,7 @@ int main(int argc, char **argv) {
       one_case(ctx, &rng, types[ti], 1, 3, CULEACE_PRECISION_F32);
       one_case(ctx, &rng, types[ti], 1, 2, CULEACE_PRECISION_TENSOR);
     }
+  for (int ti = 0; ti < 4; ti++) auto_case(ctx, &rng, types[ti]);
   large_block_case(ctx, &rng, CULEACE_F16, CULEACE_PRECISION_F32);
   large_block_case(ctx, &rng, CULEACE_F32, CULEACE_PRECISION_F64);
   large_block_case(ctx, &rng, CULEACE_BF16, CULEACE_PRECISION_TENSOR);
@@ -243,6 +290,13 @@ int main(int argc, char **argv) {
   culeace_fitter_free(f);
   CHECK(culeace_fitter_create(ctx, 3, 1, CULEACE_Z_CLASSES, NULL, &f) ==
             CULEACE_ERR_DEGENERATE, "one class accepted");
+  culeace_fit_opts bad;
+  culeace_fit_opts_init(&bad);
+  bad.precision = (culeace_precision)7;
+  CHECK(culeace_fitter_create(ctx, 3, 2, CULEACE_Z_CLASSES, &bad, &f) ==
+            CULEACE_ERR_INVALID_ARG, "precision 7 accepted");
+  CHECK(strstr(culeace_ctx_last_error(ctx), "unknown precision 7") != NULL,
+        "msg: %s", culeace_ctx_last_error(ctx));
   culeace_ctx_free(ctx);
   return tu_finish("test_moments");
 }

@@ -131,14 +131,16 @@ def test_odd_dataset_path(tmp_path):
 
 def test_max_memory_shrinks_blocks(catalogue):
     """A limit that forces small blocks still gives the same erasers (to
-    float64 round-off: only the block split changes)."""
+    float64 round-off with float64 block products: only the block split
+    changes)."""
     d, _ = catalogue
     good = Path(d) / "good.h5"
     a, b = Path(d) / "mm-a.h5", Path(d) / "mm-b.h5"
     # 2 MiB: blocks of 682 rows instead of one 4000-row block
     for out, extra in ((a, []), (b, ["--max-memory", "2M"])):
         subprocess.run([BIN, "fit", good, "--x", "/hidden", "--z", "/labels",
-                        "-o", out, "--quiet", *extra], check=True,
+                        "-o", out, "--quiet", "--precision", "f64", *extra],
+                       check=True,
                        capture_output=True)
     with h5py.File(a) as fa, h5py.File(b) as fb:
         for name in fa["erasers"]:

@@ -101,11 +101,15 @@ def test_bindings_fit_equals_cli_fit(cli_erasers, repo_root):
     assert from_cli.meta["3"]["source_dataset"].endswith("hidden/3")
     for name in SAMPLE_LAYERS:
         x, y = sample_layer(repo_root, name)
-        ours = culeace.LeaceEraser.fit(x, y)  # float16 rows, 0/1 labels
+        # float16 rows, 0/1 labels; the command line's default precision
+        # (float32 products for 16-bit rows) is the bindings' "auto"
+        ours = culeace.LeaceEraser.fit(x, y, precision="auto")
         theirs = from_cli[name]
         assert ours.rank == theirs.rank == 1
         assert np.abs(ours.P - theirs.P).max() <= 1e-10 * np.abs(theirs.P).max()
         np.testing.assert_allclose(ours.bias, theirs.bias, rtol=1e-12)
+        f64 = culeace.LeaceEraser.fit(x, y)  # the bindings' default: float64
+        assert np.abs(f64.P - theirs.P).max() <= 1e-4 * np.abs(theirs.P).max()
 
 
 def test_apply_in_place_equals_cli_bit_for_bit(cli_erasers, repo_root, run_culeace, tmp_path):

@@ -125,12 +125,65 @@ def test_fit_apply_check_layouts(tmp_path, dtype, layout):
         assert ratio < limit, (dtype, layer)
 
 
+@pytest.mark.parametrize("dtype,means", [("float16", "f32"),
+                                         ("bfloat16", "f32"),
+                                         ("float32", "f64"),
+                                         ("float64", "f64")])
+def test_fit_precision_auto(tmp_path, dtype, means):
+    """--precision auto, the default, multiplies float16/bfloat16 blocks in
+    float32 and float32/float64 blocks in float64: its erasers equal those
+    of the precision it stands for, bit for bit. On 16-bit rows, erasing
+    with them instead of float64-product erasers moves the erased rows by
+    at most 1e-5 of max |x| (half an ulp of the type is 4.9e-4 of it for
+    float16, 3.9e-3 for bfloat16), and the erased rows' covariance with z
+    stays at float32's rounding level next to its size before erasure
+    (1e-5; float64 products reach 1e-15)."""
+    dump = make_dump(tmp_path / "d.h5", rows=3000, dim=48, layers=2,
+                     dtype=dtype, seed=5)
+    er = {}
+    for prec in ("default", means, "f64"):
+        out = tmp_path / f"e_{prec}.h5"
+        extra = [] if prec == "default" else ["--precision", prec]
+        run("fit", dump, "--x", "/hidden", "--z", "/labels", "-o", out,
+            "--quiet", *extra)
+        er[prec] = load_erasers(out)
+    for name, got in er["default"].items():
+        for a, b in zip(got[:3], er[means][name][:3]):
+            assert np.array_equal(a, b), (dtype, name)
+    if means == "f64":
+        return
+    with h5py.File(dump) as f:
+        z = f["labels"][...].astype(np.float64)
+        for name, got in er["default"].items():
+            x = read_x(f["hidden"][name])
+            a = numpy_apply(x, *got)
+            b = numpy_apply(x, *er["f64"][name])
+            moved = np.abs(a - b).max() / np.abs(x).max()
+            assert moved <= 1e-5, (dtype, name, moved)
+            zc = z - z.mean()
+            before = np.abs((x - x.mean(0)).T @ zc).max()
+            after = np.abs((a - a.mean(0)).T @ zc).max()
+            assert after <= 1e-5 * before, (dtype, name, after / before)
+
+
+def test_fit_precision_bad_value(tmp_path):
+    p = run("fit", tmp_path / "absent.h5", "--x", "/hidden", "--z", "/labels",
+            "-o", tmp_path / "e.h5", "--precision", "f16", check=False)
+    assert p.returncode == 2
+    assert "--precision must be auto, f64, f32 or tensor (got 'f16')" in \
+        p.stderr
+    assert not (tmp_path / "e.h5").exists()
+
+
 def test_fit_stacked_compressed_layers_in_groups(tmp_path, make_dump):
     """The layers of one compressed stacked dataset are fitted in groups,
     block by block with every layer of the group (each chunk read once):
     the erasers equal those fitted from the same values stored one dataset
     per layer (1e-10 relative), with all layers in one group and in groups
-    of two (--max-memory), and with a NaN row dropped in one layer only."""
+    of two (--max-memory), and with a NaN row dropped in one layer only.
+    Block products in float64: the two reads split the rows into different
+    blocks, and float32 products (the default for float16 rows) would differ
+    by their rounding."""
     kw = dict(rows=3000, dim=32, layers=3, dtype="float16", chunks=256,
               compress=4, seed=21)
     st = make_dump(tmp_path / "st.h5", layout="stacked1", **kw)
@@ -152,14 +205,15 @@ def test_fit_stacked_compressed_layers_in_groups(tmp_path, make_dump):
                                                g[k]["bias"][...]) for k in g}
 
     run("fit", gr, "--x", "/hidden", "--z", "/labels", "--drop-nonfinite",
-        "-o", tmp_path / "ref.h5")
+        "--precision", "f64", "-o", tmp_path / "ref.h5")
     ref = projections(tmp_path / "ref.h5")
     # 175K: room for two fitters beside a finalisation (d = 32: 603-double
     # states), so the layers go in groups of 2 and 1
     for i, extra in enumerate(([], ["--max-memory", "175K"])):
         out = tmp_path / f"st{i}.h5"
         p = run("fit", st, "--x", "/hidden", "--layer-axis", "1", "--z",
-                "/labels", "--drop-nonfinite", "-o", out, "--json", *extra)
+                "/labels", "--drop-nonfinite", "--precision", "f64", "-o", out,
+                "--json", *extra)
         rows = [L["rows"] for L in json.loads(p.stdout)["layers"]]
         assert rows == [3000, 3000, 2999]
         got = projections(out)
