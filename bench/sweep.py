@@ -156,8 +156,8 @@ class Runner:
             "culeace_apply_inplace", "peer_apply_inplace")}
         peer_import, peer_whole = [], {"fit": [], "apply_out": [],
                                        "apply_inplace": []}
-        floor = {"dsyrk_s": [], "dsyevd_s": [], "read_s": [], "copy_s": [],
-                 "in_place_s": []}
+        floor = {"dsyrk_s": [], "ssyrk_s": [], "dsyevd_s": [],
+                 "dpotrf_s": [], "read_s": [], "copy_s": [], "in_place_s": []}
         syrk_meta = None
         fresh_copy(dump, None)  # warm the page cache
 
@@ -182,8 +182,8 @@ class Runner:
                               ",".join(names), er_ce if r == 0 else "-"])
             fl = sweep_floor.syrk_eigh(self.floor_bin, p["rows"], p["dim"],
                                        env=self.env)
-            floor["dsyrk_s"].append(fl["dsyrk_s"] * p["layers"])
-            floor["dsyevd_s"].append(fl["dsyevd_s"] * p["layers"])
+            for k in ("dsyrk_s", "ssyrk_s", "dsyevd_s", "dpotrf_s"):
+                floor[k].append(fl[k] * p["layers"])
             floor["read_s"].append(sweep_floor.read(dump))
             syrk_meta = fl
             # apply to a new file
@@ -223,6 +223,7 @@ class Runner:
                 "floor": {k: benchlib.summary(v) for k, v in floor.items()},
                 "syrk_rows": syrk_meta["syrk_rows"],
                 "dsyrk_gflops": syrk_meta["gflops"],
+                "ssyrk_gflops": syrk_meta["sgflops"],
                 "bytes": sum(e[1] for e in extents),
                 "file_bytes": os.path.getsize(dump),
                 "agreement": agree}

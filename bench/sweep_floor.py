@@ -3,7 +3,9 @@ eigendecomposition (culeace_bench_floor, the OpenBLAS/LAPACKE the library
 links) and the raw read + write of a dump's bytes, durable (fsync), the
 way culeace's outputs are.
 
-- syrk_eigh: dsyrk over `rows` rows and one d x d dsyevd. Above
+- syrk_eigh: dsyrk and ssyrk over `rows` rows, one d x d dsyevd and one
+  d x d dpotrf (the Cholesky factorisation culeace's fit whitens with when
+  the covariance is well conditioned). Above
   SYRK_ROWS_MAX rows the SYRK is timed on SYRK_ROWS_MAX rows and scaled by
   rows / SYRK_ROWS_MAX (SYRK's work is exactly linear in rows; the whole
   (n, d) float64 matrix would not fit in memory at the largest sizes).
@@ -26,13 +28,16 @@ PIECE = 8 << 20
 
 
 def syrk_eigh(floor_bin, rows, dim, env=None):
-    """{'dsyrk_s', 'dsyevd_s', 'syrk_rows', 'gflops'} for (rows, dim), f64."""
+    """{'dsyrk_s', 'ssyrk_s', 'dsyevd_s', 'dpotrf_s', 'syrk_rows',
+    'gflops' (dsyrk's), 'sgflops'} for (rows, dim)."""
     m = min(rows, SYRK_ROWS_MAX)
-    out = subprocess.run([floor_bin, str(m), str(dim), "1", "f64"],
+    out = subprocess.run([floor_bin, str(m), str(dim), "1", "fit"],
                          capture_output=True, text=True, check=True, env=env)
     j = json.loads(out.stdout)
-    return {"dsyrk_s": j["dsyrk_s"] * rows / m, "dsyevd_s": j["dsyevd_s"],
-            "syrk_rows": m, "gflops": j["dsyrk_gflops"]}
+    return {"dsyrk_s": j["dsyrk_s"] * rows / m,
+            "ssyrk_s": j["ssyrk_s"] * rows / m, "dsyevd_s": j["dsyevd_s"],
+            "dpotrf_s": j["dpotrf_s"], "syrk_rows": m,
+            "gflops": j["dsyrk_gflops"], "sgflops": j["ssyrk_gflops"]}
 
 
 def read(path):

@@ -5,10 +5,18 @@
  *   values > svd_tol; L = W+ U, R = U^T W; bias = mean_x when affine.
  *   With constrain_cov_trace, if tr(P S P^T) > tr(S) for P = I - L R, P is
  *   mixed with Q = I - U U^T so the trace is kept, and I - P is refactored.
- * All of it in float64; the d x d products and the eigendecomposition go
- * through the backend, or, when the running moments live on a device that
- * can (backend leace_whiten/leace_factors), stay there entirely. */
+ * All of it in float64. On the host, a well-conditioned S is whitened by its
+ * Cholesky factor instead (W = C^-1, W+ = C for S = C C^T): the eraser
+ * I - W+ U U^T W is the same for every whitening (any two differ by an
+ * orthogonal factor Q, C^-1 = Q S^-1/2, which U absorbs), the eigenvalue
+ * cut removes nothing there, and a factorisation of d^3/3 flops replaces
+ * the eigendecomposition. The eigendecomposition (through the backend)
+ * serves the rest: S singular or near it, and the rare case where rounding
+ * makes the trace constraint fire, whose mixing with I - U U^T depends on
+ * the symmetric whitening's U. When the running moments live on a device
+ * that can (backend leace_whiten/leace_factors), all of it stays there. */
 #include <float.h>
+#include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -18,28 +26,26 @@
 
 typedef struct {
   double *S;    /* (d, d) covariance estimate (shrunk or Bessel) */
-  double *V;    /* (d, d) eigenvectors, row j = vector j */
+  double *V;    /* (d, d) eigenvectors, row j = vector j; or the Cholesky
+                   factor C (row-major lower, S = C C^T) when chol */
   double *w;    /* (d) eigenvalues */
-  double *W;    /* (d, d) whitening */
-  double *Winv; /* (d, d) unwhitening */
+  double *T;    /* (d, zd) scratch for V X (zd >= the rank r) */
   double *M;    /* (d, zd) W Sigma_xz */
   double *U;    /* (d, min(d, zd)) left singular vectors */
   double *s;    /* singular values */
   double *VT;   /* right singular vectors (unused) */
-  double *tmp;  /* (d, d) scratch */
+  int chol;     /* 1: whitened by C, 0: by the eigendecomposition */
 } work;
 
 static void work_free(work *w) {
   free(w->S);
   free(w->V);
   free(w->w);
-  free(w->W);
-  free(w->Winv);
+  free(w->T);
   free(w->M);
   free(w->U);
   free(w->s);
   free(w->VT);
-  free(w->tmp);
 }
 
 /* Covariance estimate S (d, d) from the co-moment (upper triangle). */
@@ -53,24 +59,75 @@ static void covariance(const culeace_fitter *f, double *S) {
   if (f->opts.shrinkage) culeace__optimal_linear_shrinkage(S, d, n);
 }
 
-/* W and W+ from the eigendecomposition of S. */
-static culeace_status whitening(culeace_ctx *ctx, int64_t d, work *k) {
+/* The Cholesky whitening is taken only when LAPACK's estimate of S's
+ * reciprocal condition number (1-norm, which bounds the 2-norm one from
+ * below) is this many times above the eigenvalue cut's d * eps: no
+ * eigenvalue is then anywhere near the cut. */
+#define CHOLESKY_RCOND_MARGIN 1e4
+
+/* 1 and C (d, d) the factor of S (row-major lower: S = C C^T), when S is
+ * positive definite and well conditioned (CHOLESKY_RCOND_MARGIN); 0 else.
+ * CULEACE_WHITEN=eigh in the environment always answers 0 (for
+ * comparisons). */
+static int cholesky(int64_t d, const double *S, double *C) {
+  const char *force = getenv("CULEACE_WHITEN");
+  if (force && !strcmp(force, "eigh")) return 0;
+  double anorm = 0; /* 1-norm = largest row sum (S symmetric) */
+  for (int64_t i = 0; i < d; i++) {
+    double sum = 0;
+    for (int64_t j = 0; j < d; j++) sum += fabs(S[i * d + j]);
+    if (sum > anorm) anorm = sum;
+  }
+  memcpy(C, S, (size_t)d * (size_t)d * 8);
+  /* column-major upper of a row-major symmetric matrix: row-major lower */
+  if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)d, C, (lapack_int)d))
+    return 0;
+  double rcond = 0;
+  if (LAPACKE_dpocon(LAPACK_COL_MAJOR, 'U', (lapack_int)d, C, (lapack_int)d,
+                     anorm, &rcond))
+    return 0;
+  return rcond > CHOLESKY_RCOND_MARGIN * (double)d * DBL_EPSILON;
+}
+
+/* V and w: the eigendecomposition of S, through the backend. */
+static culeace_status eigen(culeace_ctx *ctx, int64_t d, work *k) {
   memcpy(k->V, k->S, (size_t)d * (size_t)d * 8);
-  culeace_status st = ctx->backend->eigh(ctx, k->V, k->w, d);
+  return ctx->backend->eigh(ctx, k->V, k->w, d);
+}
+
+/* Y (d, m) = alpha * W X (power -1/2), W+ X (power +1/2) or, for the
+ * Cholesky whitening, W^T X (power -1/2 with transpose set); X (d, m) with
+ * row stride ldx, Y with row stride m. The symmetric whitening is
+ * V^T diag(g) V X with concept-erasure's cut (g = 0 for eigenvalues <=
+ * lambda_max * d * eps): two d x d x m products, never W itself. */
+static culeace_status whiten_apply(culeace_ctx *ctx, const work *k, int64_t d,
+                                   double power, int transpose,
+                                   const double *X, int64_t ldx, int64_t m,
+                                   double alpha, double *Y) {
+  if (k->chol) {
+    for (int64_t i = 0; i < d; i++)
+      for (int64_t j = 0; j < m; j++) Y[i * m + j] = alpha * X[i * ldx + j];
+    if (power > 0) /* W+ X = C X */
+      cblas_dtrmm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans,
+                  CblasNonUnit, (int)d, (int)m, 1.0, k->V, (int)d, Y, (int)m);
+    else /* W X = C^-1 X; W^T X = C^-T X */
+      cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower,
+                  transpose ? CblasTrans : CblasNoTrans, CblasNonUnit, (int)d,
+                  (int)m, 1.0, k->V, (int)d, Y, (int)m);
+    return CULEACE_OK;
+  }
+  culeace_status st = ctx->backend->gemm(ctx, 0, 0, d, m, d, 1.0, k->V, d, X,
+                                         ldx, 0.0, k->T, m);
   if (st) return st;
   double cut = k->w[d - 1] * (double)d * DBL_EPSILON;
-  /* tmp = diag(f(w)) V^T rows scaled; W = V diag V^T = Vt^T (diag Vt) */
-  for (int pass = 0; pass < 2; pass++) {
-    for (int64_t j = 0; j < d; j++) {
-      double lam = k->w[j] > 0 ? k->w[j] : 0.0;
-      double g = k->w[j] > cut ? (pass == 0 ? 1.0 / sqrt(lam) : sqrt(lam)) : 0;
-      for (int64_t i = 0; i < d; i++) k->tmp[j * d + i] = g * k->V[j * d + i];
-    }
-    st = ctx->backend->gemm(ctx, 1, 0, d, d, d, 1.0, k->V, d, k->tmp, d, 0.0,
-                            pass == 0 ? k->W : k->Winv, d);
-    if (st) return st;
+  for (int64_t j = 0; j < d; j++) {
+    double g = k->w[j] > cut && k->w[j] > 0
+                   ? (power > 0 ? sqrt(k->w[j]) : 1 / sqrt(k->w[j]))
+                   : 0.0;
+    for (int64_t c = 0; c < m; c++) k->T[j * m + c] *= g;
   }
-  return CULEACE_OK;
+  return ctx->backend->gemm(ctx, 1, 0, d, m, d, alpha, k->V, d, k->T, m, 0.0,
+                            Y, m);
 }
 
 /* tr(A B) for A (m, p), B (p, m). */
@@ -214,6 +271,35 @@ static int device_path(const culeace_fitter *f) {
          b->leace_whiten && b->leace_factors && !getenv("CULEACE_HOST_WHITEN");
 }
 
+/* tr(P S P^T) for P = I - L R (e's factors), and tr(S). */
+static culeace_status erased_trace(culeace_ctx *ctx, const double *S,
+                                   int64_t d, const culeace_eraser *e,
+                                   double *tr_s, double *tr_after) {
+  int64_t r = e->info.rank;
+  double *RS = malloc((size_t)r * d * 8), *G = malloc((size_t)r * r * 8),
+         *H = malloc((size_t)r * r * 8);
+  culeace_status st = CULEACE_OK;
+  if (!RS || !G || !H) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory in the covariance-trace check");
+    goto cleanup;
+  }
+  *tr_s = 0;
+  for (int64_t i = 0; i < d; i++) *tr_s += S[i * d + i];
+  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, d, d, 1, e->R, d, S, d, 0, RS,
+                                 d));
+  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 1, r, r, d, 1, RS, d, e->R, d, 0, G,
+                                 r));
+  CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, e->L, r, e->L, r, 0,
+                                 H, r));
+  *tr_after = *tr_s - 2 * trace_ab(RS, e->L, r, d) + trace_ab(G, H, r, r);
+cleanup:
+  free(RS);
+  free(G);
+  free(H);
+  return st;
+}
+
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   culeace_ctx *ctx = f->ctx;
   int64_t d = f->d, zd = f->z_dim, mn = d < zd ? d : zd;
@@ -240,68 +326,79 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   double scale = 1.0 / (double)(f->n - 1);
   const int on_device = device_path(f);
   double trS = 0;
-  if (on_device) { /* S, W, W+ stay on the device; M comes back */
-    double n = (double)f->n;
-    CULEACE_TRY(ctx->backend->leace_whiten(ctx, f->dev_acc, n,
-                                           f->opts.shrinkage ? n : n - 1.0,
-                                           f->opts.shrinkage, scale, k.M,
-                                           &trS));
-  } else if (leace) {
+  if (!on_device && leace) {
     k.S = culeace__alloc(ctx, dd, 8, "covariance");
     k.V = culeace__alloc(ctx, dd, 8, "eigenvectors");
     k.w = culeace__alloc(ctx, (size_t)d, 8, "eigenvalues");
-    k.W = culeace__alloc(ctx, dd, 8, "whitening matrix");
-    k.Winv = culeace__alloc(ctx, dd, 8, "whitening matrix");
-    k.tmp = culeace__alloc(ctx, dd, 8, "scratch");
-    if (!k.S || !k.V || !k.w || !k.W || !k.Winv || !k.tmp) {
+    k.T = culeace__alloc(ctx, (size_t)d * (size_t)zd, 8, "scratch");
+    if (!k.S || !k.V || !k.w || !k.T) {
       st = CULEACE_ERR_OUT_OF_MEMORY;
       goto cleanup;
     }
     covariance(f, k.S);
-    CULEACE_TRY(whitening(ctx, d, &k));
-    /* M = W Sigma_xz */
-    CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, zd, d, scale, k.W, d, f->cxz,
-                                   zd, 0.0, k.M, zd));
-  } else {
-    for (size_t i = 0; i < (size_t)d * zd; i++) k.M[i] = f->cxz[i] * scale;
+    k.chol = cholesky(d, k.S, k.V);
   }
-  lapack_int info =
-      LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)d, (lapack_int)zd, k.M,
-                     (lapack_int)zd, k.s, k.U, (lapack_int)mn, k.VT,
-                     (lapack_int)zd);
-  if (info != 0) {
-    st = culeace__error(ctx, CULEACE_ERR_LAPACK,
-                        "dgesdd failed on W Sigma_xz (%lldx%lld, info = %d)",
-                        (long long)d, (long long)zd, (int)info);
-    goto cleanup;
-  }
-  int64_t r = 0;
-  while (r < mn && k.s[r] > f->opts.svd_tol) r++;
-  CULEACE_TRY(culeace__eraser_alloc(ctx, d, r, &e));
-  if (r > 0 && on_device) {
-    int trace = f->opts.constrain_cov_trace;
-    if (trace) {
-      RS = culeace__alloc(ctx, (size_t)r * (size_t)d, 8, "R S");
-      SU = culeace__alloc(ctx, (size_t)d * (size_t)r, 8, "S U");
-      if (!RS || !SU) {
-        st = CULEACE_ERR_OUT_OF_MEMORY;
-        goto cleanup;
-      }
-    }
-    CULEACE_TRY(ctx->backend->leace_factors(ctx, f->dev_acc, k.U, mn, r, e->L,
-                                            e->R, RS, SU));
-  } else if (r > 0) {
-    if (leace) {
-      /* L = W+ U_r (d, r); R = U_r^T W = (W U_r)^T (r, d) */
-      CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, r, d, 1.0, k.Winv, d, k.U,
-                                     mn, 0.0, e->L, r));
-      CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, d, d, 1.0, k.U, mn, k.W, d,
-                                     0.0, e->R, d));
+  for (;;) { /* once, or twice when the Cholesky whitening hands over */
+    if (on_device) { /* S, W, W+ stay on the device; M comes back */
+      double n = (double)f->n;
+      CULEACE_TRY(ctx->backend->leace_whiten(ctx, f->dev_acc, n,
+                                             f->opts.shrinkage ? n : n - 1.0,
+                                             f->opts.shrinkage, scale, k.M,
+                                             &trS));
+    } else if (leace) {
+      if (!k.chol) CULEACE_TRY(eigen(ctx, d, &k));
+      /* M = W Sigma_xz */
+      CULEACE_TRY(whiten_apply(ctx, &k, d, -0.5, 0, f->cxz, zd, zd, scale,
+                               k.M));
     } else {
+      for (size_t i = 0; i < (size_t)d * zd; i++) k.M[i] = f->cxz[i] * scale;
+    }
+    lapack_int info =
+        LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', (lapack_int)d, (lapack_int)zd,
+                       k.M, (lapack_int)zd, k.s, k.U, (lapack_int)mn, k.VT,
+                       (lapack_int)zd);
+    if (info != 0) {
+      st = culeace__error(ctx, CULEACE_ERR_LAPACK,
+                          "dgesdd failed on W Sigma_xz (%lldx%lld, info = %d)",
+                          (long long)d, (long long)zd, (int)info);
+      goto cleanup;
+    }
+    int64_t r = 0;
+    while (r < mn && k.s[r] > f->opts.svd_tol) r++;
+    CULEACE_TRY(culeace__eraser_alloc(ctx, d, r, &e));
+    if (r > 0 && on_device) {
+      if (f->opts.constrain_cov_trace) {
+        RS = culeace__alloc(ctx, (size_t)r * (size_t)d, 8, "R S");
+        SU = culeace__alloc(ctx, (size_t)d * (size_t)r, 8, "S U");
+        if (!RS || !SU) {
+          st = CULEACE_ERR_OUT_OF_MEMORY;
+          goto cleanup;
+        }
+      }
+      CULEACE_TRY(ctx->backend->leace_factors(ctx, f->dev_acc, k.U, mn, r,
+                                              e->L, e->R, RS, SU));
+    } else if (r > 0 && leace) {
+      /* L = W+ U_r (d, r); R = U_r^T W = (W^T U_r)^T (r, d) */
+      CULEACE_TRY(whiten_apply(ctx, &k, d, 0.5, 0, k.U, mn, r, 1.0, e->L));
+      double *Rt = k.M; /* (d, zd) holds (d, r), r <= zd: M is spent */
+      CULEACE_TRY(whiten_apply(ctx, &k, d, -0.5, 1, k.U, mn, r, 1.0, Rt));
+      for (int64_t i = 0; i < d; i++)
+        for (int64_t j = 0; j < r; j++) e->R[j * d + i] = Rt[i * r + j];
+    } else if (r > 0) {
       for (int64_t i = 0; i < d; i++)
         for (int64_t j = 0; j < r; j++)
           e->L[i * r + j] = e->R[j * d + i] = k.U[i * mn + j];
     }
+    if (!(k.chol && f->opts.constrain_cov_trace && r > 0)) break;
+    /* With S positive definite the erased trace is tr(S) - |S^1/2 u|^2 <
+     * tr(S), so the constraint cannot fire; should rounding make it, the
+     * mixing needs the symmetric whitening's U: start over with it. */
+    double tr_s = 0, tr_after = 0;
+    CULEACE_TRY(erased_trace(ctx, k.S, d, e, &tr_s, &tr_after));
+    if (!(tr_after > tr_s)) break;
+    culeace_eraser_free(e);
+    e = NULL;
+    k.chol = 0;
   }
   memcpy(e->bias, f->mean_x, (size_t)d * 8);
   e->info.z_dim = zd;
@@ -314,7 +411,7 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
   e->info.svd_tol = f->opts.svd_tol;
   if (leace && f->opts.constrain_cov_trace && on_device)
     CULEACE_TRY(culeace__constrain_trace_with(ctx, trS, RS, SU, d, k.U, mn, &e));
-  else if (leace && f->opts.constrain_cov_trace)
+  else if (leace && f->opts.constrain_cov_trace && !k.chol)
     CULEACE_TRY(culeace__constrain_trace(ctx, k.S, d, k.U, mn, &e));
   if (!f->opts.affine) memset(e->bias, 0, (size_t)d * 8);
   culeace__eraser_sync(e);

@@ -2,7 +2,10 @@
  * can be built from the same rows:
  *
  *   test_finalize          CPU backend: the same rows fed in two different
- *                          block splits give the same eraser
+ *                          block splits give the same eraser; the Cholesky
+ *                          whitening (well-conditioned S) gives the eraser
+ *                          of the eigendecomposition's (CULEACE_WHITEN=eigh)
+ *                          and a singular S takes the eigendecomposition
  *   test_finalize --cuda   a CUDA context, whose LEACE whitening is built on
  *                          the device (backend leace_whiten/leace_factors),
  *                          vs the same context with CULEACE_HOST_WHITEN set
@@ -27,6 +30,7 @@ typedef struct {
   int classes; /* 1: class labels, k classes; 0: k continuous columns */
   culeace_dtype dtype;
   int affine, shrinkage, constrain;
+  int singular; /* n < d without shrinkage: S is singular */
 } fcase;
 
 /* Rows (n, d) of dtype with per-column scales, a shared low-rank part and a
@@ -148,6 +152,21 @@ static void compare(const fcase *c, const char *what, culeace_eraser *a,
   free(bb);
 }
 
+/* 1 when a and b have bit-identical edits and biases. */
+static int same_bits(const fcase *c, culeace_eraser *a, culeace_eraser *b) {
+  int64_t d = c->d;
+  double *ea = malloc((size_t)(d * d) * 8), *eb = malloc((size_t)(d * d) * 8);
+  double *ba = malloc((size_t)d * 8), *bb = malloc((size_t)d * 8);
+  int same = edit_of(a, d, ea, ba) == edit_of(b, d, eb, bb) &&
+             !memcmp(ea, eb, (size_t)(d * d) * 8) &&
+             !memcmp(ba, bb, (size_t)d * 8);
+  free(ea);
+  free(eb);
+  free(ba);
+  free(bb);
+  return same;
+}
+
 static void run_case(culeace_ctx *main_ctx, culeace_ctx *cpu, int cuda,
                      tu_rng *rng, const fcase *c) {
   size_t es = culeace_dtype_size(c->dtype);
@@ -160,6 +179,18 @@ static void run_case(culeace_ctx *main_ctx, culeace_ctx *cpu, int cuda,
     culeace_eraser *a = fit(main_ctx, c, x, cls, z, c->n);
     culeace_eraser *b = fit(main_ctx, c, x, cls, z, block);
     compare(c, "cpu: one block vs split", b, a, 1e-9);
+    setenv("CULEACE_WHITEN", "eigh", 1);
+    culeace_eraser *eig = fit(main_ctx, c, x, cls, z, c->n);
+    unsetenv("CULEACE_WHITEN");
+    compare(c, "cpu: Cholesky vs eigh", a, eig, 1e-9);
+    if (a && eig && c->singular) /* both took the eigendecomposition */
+      CHECK(same_bits(c, a, eig), "singular S, d %lld: the default path "
+            "differs from the eigendecomposition's", (long long)c->d);
+    else if (a && eig && c->d >= 7) /* two algorithms: other roundings */
+      CHECK(!same_bits(c, a, eig), "d %lld: the Cholesky whitening was not "
+            "taken (bit-identical to the eigendecomposition's)",
+            (long long)c->d);
+    culeace_eraser_free(eig);
     culeace_eraser_free(a);
     culeace_eraser_free(b);
   } else {
@@ -205,15 +236,19 @@ int main(int argc, char **argv) {
                                  CULEACE_BF16};
   int ci = 0;
   for (size_t di = 0; di < sizeof dims / sizeof dims[0]; di++)
-    for (int variant = 0; variant < 4; variant++, ci++) {
+    for (int variant = 0; variant < 5; variant++, ci++) {
+      /* variant 4: fewer rows than features, no shrinkage: S singular
+       * (the CPU's whitening choice; d >= 33 so that n < d) */
+      if (variant == 4 && (cuda || dims[di] < 33)) continue;
       fcase c = {0};
       c.d = dims[di];
       c.dtype = types[ci % 4];
       c.classes = variant != 2;
       c.k = variant == 0 ? 2 : variant == 1 ? 5 : variant == 2 ? 2 : 3;
       /* variant 3: fewer rows than features (needs shrinkage to whiten) */
-      c.n = variant == 3 ? c.d / 2 + 8 : 3 * c.d + 40;
-      c.shrinkage = variant == 3 ? 1 : (int)(ci % 3 != 0);
+      c.n = variant >= 3 ? c.d / 2 + 8 : 3 * c.d + 40;
+      c.shrinkage = variant == 3 ? 1 : variant == 4 ? 0 : (int)(ci % 3 != 0);
+      c.singular = variant == 4;
       c.affine = ci % 5 != 1;
       c.constrain = ci % 4 != 2;
       run_case(cuda ? gpu : cpu, cpu, cuda, &rng, &c);
