@@ -11,6 +11,8 @@ typedef struct {
   char *ckpt_path;    /* FILE.culeace-apply */
   char *journal_path; /* FILE.culeace-journal */
   char *identity;     /* the arguments the checkpoint belongs to */
+  int journal_open;   /* 1 once journal_fd holds the journal, for writing */
+  int journal_fd;
 } apply_journal;
 
 /* Position of the next block to edit. */
@@ -29,7 +31,8 @@ int apply_journal_resume(apply_journal *j, apply_pos *pos, char *msg,
                          size_t msglen);
 /* Writes the checkpoint atomically (tmp + rename + fsync). 0 ok. */
 int apply_journal_checkpoint(apply_journal *j, apply_pos pos);
-/* Saves the original bytes of the block at pos (fsynced). 0 ok. */
+/* Saves the original bytes of the block at pos (durable on return),
+ * overwriting the journal's previous block in place. 0 ok. */
 int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
                        size_t len);
 /* If the journal holds a complete, intact block starting at pos (of at most

@@ -815,7 +815,9 @@ culeace_status culeace__act_flush(culeace_act *a) {
   if (H5Fget_vfd_handle(a->fid, H5P_DEFAULT, &handle) < 0 || !handle)
     return culeace__h5_error(a->ctx, CULEACE_ERR_IO,
                              "cannot get the file descriptor of %s", a->file);
-  if (fsync(*(int *)handle) != 0)
+  /* fdatasync: the data and what reading it back needs (the size), not
+   * the inode's times */
+  if (fdatasync(*(int *)handle) != 0)
     return culeace__error(a->ctx, CULEACE_ERR_IO, "fsync of %s failed: %s",
                           a->file, strerror(errno));
   return CULEACE_OK;

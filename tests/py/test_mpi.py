@@ -897,6 +897,28 @@ def test_apply_in_place_resumes_a_first_format_journal(in_place, tmp_path):
         assert journal_files(ip) == []
 
 
+def test_apply_in_place_journal_with_a_longer_tail(in_place, tmp_path):
+    """The journal is overwritten from its start block after block, not
+    truncated, so a block's record can be followed by the tail of a longer
+    earlier one: its header's length decides, and the rerun restores the
+    block from it."""
+    case = in_place["f16"]
+    b = case["block"]
+    ip = tmp_path / "ip.h5"
+    shutil.copyfile(case["dump"], ip)
+    args = in_place_args(case, ip)
+    stall_and_kill(args, 1, tmp_path / "s.pid", 2)
+    jpath = Path(f"{ip}.culeace-journal")
+    jpath.write_bytes(jpath.read_bytes() + bytes(range(256)) * 64)
+    p = subprocess.run([BIN, *map(str, args)], capture_output=True,
+                       text=True, env=ENV)
+    assert p.returncode == 0, p.stderr
+    assert f"resuming an interrupted in-place apply at layer 0, example " \
+        f"{b}" in p.stderr, p.stderr
+    assert ip.read_bytes() == case["ref"].read_bytes()
+    assert journal_files(ip) == []
+
+
 @pytest.mark.parametrize("bad_example,written", [(150, 0), (750, 600)])
 def test_apply_in_place_bad_row_on_one_rank(in_place, tmp_path, bad_example,
                                             written):
