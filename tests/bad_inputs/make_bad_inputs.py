@@ -188,6 +188,12 @@ def make(d, culeace):
     cases.append(("metadata that crashes libhdf5 (fit)",
                   fit(p("crashes-libhdf5.h5")),
                   ["crashes-libhdf5.h5", "crashed libhdf5"], None))
+    # apply checks its two files in check processes running side by side:
+    # the crash in the second is reported, the good first one is not blamed
+    cases.append(("metadata that crashes libhdf5 (apply, second file)",
+                  ["apply", er, p("crashes-libhdf5.h5"), "--x", "/hidden",
+                   "-o", out],
+                  ["crashes-libhdf5.h5", "crashed libhdf5"], None))
 
     cases.append(("job larger than --max-memory (fit)",
                   fit(good, "--max-memory", "100K"),

@@ -54,6 +54,7 @@ def case_names():
         "eraser file with a non-finite matrix",
         "metadata that crashes libhdf5 (inspect)",
         "metadata that crashes libhdf5 (fit)",
+        "metadata that crashes libhdf5 (apply, second file)",
         "job larger than --max-memory (fit)",
         "job larger than --max-memory (probe)",
         "job larger than --max-memory (apply)",
