@@ -11,7 +11,8 @@ One command, one file, one run (see bench/README.md for the columns):
    its root attributes say it was made with the same parameters.
 2. Times, interleaved repeat by repeat so drifting load hits all alike:
    - `culeace fit FILE --x /hidden --z /labels -o E.h5 --quiet` with
-     --precision f64 (the default) and f32: wall time of the subprocess and
+     --precision f64 and f32 (the default, auto, is f32 for float16/bfloat16
+     rows and f64 for wider ones): wall time of the subprocess and
      its peak RSS (os.wait4's rusage of that child);
    - the peer, h5py + concept-erasure as a user writes it: read /hidden/0 in
      blocks of 8192 rows, torch.from_numpy(block.astype(np.float32)),
@@ -20,7 +21,9 @@ One command, one file, one run (see bench/README.md for the columns):
      interpreter; its fit is timed from after the imports, and the import
      time is reported on its own;
    - the floor: culeace_bench_floor N D 1 once per repeat (SYRK +
-     eigendecomposition with the same OpenBLAS kernel the CLI picks), and
+     eigendecomposition, and the Cholesky factorisation culeace whitens a
+     well-conditioned covariance with, with the same OpenBLAS kernel the
+     CLI picks), and
      after the repeats the raw read of the dataset's bytes (warm page cache)
      with h5py and with plain file reads.
    One untimed warm-up run of each variant goes first; it warms the page
@@ -147,16 +150,23 @@ def render(res):
         f"Fit of one layer, {p['rows']} x {p['dim']} {p['dtype']} (binary "
         f"concept), {p['repeats']} repeats: median and min..max; run "
         f"{m['date']}, commit {m['commit']}.", "",
-        "| what | time s | spread s | peer / culeace | x floor | peak RSS MiB "
-        "| dP vs peer, same precision | dP vs peer f64 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        "| what | time s | spread s | peer / culeace | peer f64 / culeace | "
+        "x floor | x own floor | peak RSS MiB | dP vs peer, same precision | "
+        "dP vs peer f64 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    own = res["own_floor_s"]
+    auto = "f32" if p["dtype"] in ("float16", "bfloat16") else "f64"
     for prec in ("f64", "f32"):
         s = t[f"culeace_{prec}"]
         med, spr = fmt_s(s["wall"])
         peer = t[f"ce_{prec}"]["fit"]["median"] / s["wall"]["median"]
+        p64 = t["ce_f64"]["fit"]["median"] / s["wall"]["median"]
+        note = " (= the default, auto, here)" if prec == auto else ""
         lines.append(
-            f"| culeace fit --precision {prec} | {med} | {spr} | {peer:.2f} | "
+            f"| culeace fit --precision {prec}{note} | {med} | {spr} | "
+            f"{peer:.2f} | {p64:.2f} | "
             f"{s['wall']['median'] / floor[prec]:.2f} | "
+            f"{s['wall']['median'] / own[prec]:.2f} | "
             f"{s['rss_mib']['max']:.0f} | "
             f"{ag[f'culeace_{prec}_vs_ce_{prec}']['P']:.1e} | "
             f"{ag[f'culeace_{prec}_vs_ce_f64']['P']:.1e} |")
@@ -166,12 +176,16 @@ def render(res):
         vs64 = "0" if prec == "f64" else f"{ag['ce_f32_vs_ce_f64']['P']:.1e}"
         lines.append(
             f"| h5py + concept-erasure {tname} (after imports) | {med} | {spr} "
-            f"| | {s['fit']['median'] / floor[prec]:.2f} | "
+            f"| | | {s['fit']['median'] / floor[prec]:.2f} | | "
             f"{s['rss_mib']['max']:.0f} | | {vs64} |")
     for prec, syrk in (("f64", "dsyrk"), ("f32", "ssyrk")):
         lines.append(
             f"| floor {prec}: max(read, {syrk}) + dsyevd | {floor[prec]:.3f} | "
-            f"| | 1.00 | | | |")
+            f"| | | 1.00 | | | | |")
+    for prec, syrk in (("f64", "dsyrk"), ("f32", "ssyrk")):
+        lines.append(
+            f"| own floor {prec}: max(read, {syrk}) + dpotrf | {own[prec]:.3f} "
+            f"| | | | | 1.00 | | | |")
     lines.append("")
     ci = t["ce_f32"]["import_s"]
     lines.append(
@@ -188,9 +202,12 @@ def render(res):
         f"repeat, OPENBLAS_CORETYPE={fl['coretype']}): dsyrk {part('dsyrk_s')}"
         f" = {fl['dsyrk_gflops']:.0f} GFLOP/s, ssyrk {part('ssyrk_s')} = "
         f"{fl['ssyrk_gflops']:.0f} GFLOP/s (n d^2 flops), dsyevd({p['dim']}) "
-        f"{part('dsyevd_s')}, ssyevd({p['dim']}) {part('ssyevd_s')}. culeace "
-        f"eigendecomposes in float64 at both precisions, so both floors use "
-        f"dsyevd.")
+        f"{part('dsyevd_s')}, ssyevd({p['dim']}) {part('ssyevd_s')}, "
+        f"dpotrf({p['dim']}) {part('dpotrf_s')}. \"x floor\" is against "
+        f"SYRK + dsyevd (an eigendecomposition in float64, as concept-erasure "
+        f"runs); culeace whitens a well-conditioned covariance by its "
+        f"float64 Cholesky factor instead, so \"x own floor\" is against SYRK "
+        f"+ dpotrf, the kernels it runs.")
     rl = (f"- Read of the dataset's {rd['bytes'] / 2**20:.0f} MiB, page cache "
           f"warm: h5py with the file's own 2-byte type (no conversion) into a "
           f"preallocated uint16 array, 8192-row blocks, "
@@ -292,7 +309,8 @@ def main():
     # machine's drift (this is a VM) hits them alike.
     times = {f"{w}_{p}": {"wall": [], "rss_mib": [], "fit": [], "import_s": []}
              for w in ("culeace", "ce") for p in ("f64", "f32")}
-    floor_runs = {k: [] for k in ("ssyrk_s", "dsyrk_s", "dsyevd_s", "ssyevd_s")}
+    floor_runs = {k: [] for k in ("ssyrk_s", "dsyrk_s", "dsyevd_s", "ssyevd_s",
+                                  "dpotrf_s")}
     floor_rss = 0.0
     for r in range(args.repeats):
         for prec in ("f64", "f32"):
@@ -333,6 +351,9 @@ def main():
                + fl["dsyevd_s"]["median"],
                "f32": max(read_s, fl["ssyrk_s"]["median"])
                + fl["dsyevd_s"]["median"]}
+    # the kernels culeace runs: the SYRK, then a Cholesky factorisation
+    own_s = {p: floor_s[p] - fl["dsyevd_s"]["median"]
+             + fl["dpotrf_s"]["median"] for p in ("f64", "f32")}
 
     er = {f"culeace_{p}": load_culeace(os.path.join(args.out, f"erasers_{p}.h5"))
           for p in ("f64", "f32")}
@@ -352,6 +373,7 @@ def main():
                     "others_cpu_s": others_cpu, "steal_s": steal,
                     "timed_wall_s": clock},
            "times": times, "floor": fl, "read": rd, "floor_s": floor_s,
+           "own_floor_s": own_s,
            "agreement": agreement}
     benchlib.save_report(args.out, "bench_fit", res, render(res),
                          None if args.no_doc else args.doc, BEGIN, END, PROG)

@@ -8,7 +8,9 @@ Python process the way a user writes it in a notebook today:
 
 DUMP holds /hidden/<name> (n, d) per layer and /labels (n,); LAYERS is a
 comma-separated list of layer names. fit: concept_erasure.LeaceFitter in
-float64 (the precision culeace's default matches) with its defaults
+float64 (culeace's moments and eraser are float64; its default block
+products for float16 rows are float32, which the sweep's dP shows) with its
+defaults
 (LEACE, affine, shrinkage), one .update per 8192-row block read by h5py,
 then .eraser; SAVE (or "-") receives every layer's proj_left, proj_right
 and bias (torch.save). apply: those erasers, cast to float32, applied to
