@@ -29,7 +29,7 @@ RSS = [("culeace_fit_rss", "culeace fit, peak RSS"),
        ("culeace_apply_inplace_rss", "culeace apply --in-place, peak RSS"),
        ("peer_fit_rss", "h5py + concept-erasure fit, peak RSS")]
 EXPECTED = {
-    "fit": ("1", "2 to 3", "n d^2 moments + d^3 eigendecomposition"),
+    "fit": ("1", "2 to 3", "n d^2 moments + d^3 factorisation"),
     "apply": ("1", "1", "one read and write of n d values (rank-1 edit)"),
     "probe": ("1", "1", "per iteration one pass over n d values; "
                         "iteration counts vary"),
