@@ -188,8 +188,8 @@ static int pwrite_all(int fd, const void *p, size_t n, off_t off) {
  * behind is harmless: the header gives the length and the checksum covers
  * the bytes, so a torn overwrite reads as no journal, which is right, since
  * the block itself is only written once this one is durable. */
-int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
-                       size_t len) {
+int apply_journal_write(apply_journal *j, apply_pos pos, const void *bytes,
+                        size_t len) {
   if (!j->journal_open) {
     int fd = open(j->journal_path, O_WRONLY | O_CREAT, 0644);
     if (fd < 0) return -1;
@@ -199,8 +199,14 @@ int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
   journal_header h = {JOURNAL_MAGIC, pos.item, pos.ex, len,
                       word_hash(bytes, len)};
   return pwrite_all(j->journal_fd, &h, sizeof h, 0) ||
-                 pwrite_all(j->journal_fd, bytes, len, (off_t)sizeof h) ||
-                 fdatasync(j->journal_fd)
+                 pwrite_all(j->journal_fd, bytes, len, (off_t)sizeof h)
+             ? -1
+             : 0;
+}
+
+int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
+                       size_t len) {
+  return apply_journal_write(j, pos, bytes, len) || fdatasync(j->journal_fd)
              ? -1
              : 0;
 }

@@ -35,6 +35,11 @@ int apply_journal_checkpoint(apply_journal *j, apply_pos pos);
  * overwriting the journal's previous block in place. 0 ok. */
 int apply_journal_save(apply_journal *j, apply_pos pos, const void *bytes,
                        size_t len);
+/* apply_journal_save in two steps: the bytes written (not yet durable:
+ * the caller makes them so with fdatasync(journal_fd) before it writes the
+ * block), 0 ok. */
+int apply_journal_write(apply_journal *j, apply_pos pos, const void *bytes,
+                        size_t len);
 /* If the journal holds a complete, intact block starting at pos (of at most
  * cap bytes), copies its bytes into buf, sets *len and returns 1; else 0. */
 int apply_journal_pending(apply_journal *j, apply_pos pos, void *buf,

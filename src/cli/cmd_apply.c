@@ -17,6 +17,7 @@
 
 #include "cli/apply_edit.h"
 #include "cli/apply_journal.h"
+#include "cli/async_sync.h"
 #include "cli/cli.h"
 #include "cli/mpi_apply.h"
 #include "cli/mpi_apply_inplace.h"
@@ -116,26 +117,82 @@ done:
   return rc;
 }
 
-/* Block [ex, ex + nex) of item i: read, journaled (jr, at pos), edited in
- * memory and written back. 0, or 1 (printed). */
+/* Block [ex, ex + nex) of item i: read, edited in memory and written back
+ * (to a new file: the in-place edit is edit_journaled). 0, or 1 (printed). */
 static int edit_block(editor *ed, cli_layer_eraser *items, int64_t i,
-                      int64_t ex, int64_t nex, apply_journal *jr,
-                      apply_pos pos) {
+                      int64_t ex, int64_t nex) {
   culeace_act *a = ed->act;
   cli_layer_eraser *it = &items[i];
   if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
     return apply_io_fail(ed, it->layer);
-  size_t bytes = (size_t)nex * (size_t)culeace__act_tokens(a) *
-                 (size_t)culeace__act_width(a) *
-                 culeace_dtype_size(culeace__act_dtype(a));
-  if (jr && apply_journal_save(jr, pos, ed->raw, bytes))
-    return cli_error(ed->c, "cannot write the journal %s: %s",
-                     jr->journal_path, strerror(errno));
   const oracle_zmap *zm = ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
   if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
   if (culeace__act_write(a, it->layer, ex, nex, ed->raw))
     return apply_io_fail(ed, it->layer);
   ed->written++;
+  return 0;
+}
+
+/* The in-place protocol's order, with the disk's waits overlapped:
+ *   read block b (while block b-1's data sync runs)
+ *   wait for that sync, then the checkpoint moves to b
+ *   journal b's original bytes; edit b in memory while they sync
+ *   wait for the journal's sync, write b, start b's data sync
+ * so a block is written only once its journal is durable, and a journal
+ * record is overwritten only once the checkpoint has passed its block, as
+ * before; the checkpoint after the last block waits for its sync. */
+typedef struct {
+  async_sync data;  /* the previous block's data sync */
+  int due;          /* 1: that block's checkpoint is still to write */
+  apply_pos next;   /* what it will say */
+} inplace_state;
+
+/* Waits for the previous block's data sync and writes its checkpoint.
+ * 0, or 1 (printed). */
+static int settle(editor *ed, apply_journal *jr, inplace_state *ip) {
+  if (async_sync_wait(&ip->data))
+    return cli_error(ed->c, "fsync of %s failed: %s",
+                     culeace__act_file(ed->act), strerror(errno));
+  if (ip->due && apply_journal_checkpoint(jr, ip->next))
+    return cli_error(ed->c, "cannot write the checkpoint %s: %s",
+                     jr->ckpt_path, strerror(errno));
+  ip->due = 0;
+  return 0;
+}
+
+/* Block [ex, ex + nex) of item i edited in place under the journal (pos:
+ * its position). 0, or 1 (printed); either way no sync is left running
+ * but the one this block started. */
+static int edit_journaled(editor *ed, cli_layer_eraser *items, int64_t i,
+                          int64_t ex, int64_t nex, apply_journal *jr,
+                          apply_pos pos, inplace_state *ip) {
+  culeace_act *a = ed->act;
+  cli_layer_eraser *it = &items[i];
+  if (culeace__act_read(a, it->layer, ex, nex, ed->raw)) {
+    (void)async_sync_wait(&ip->data);
+    return apply_io_fail(ed, it->layer);
+  }
+  if (settle(ed, jr, ip)) return 1;
+  size_t bytes = (size_t)nex * (size_t)culeace__act_tokens(a) *
+                 (size_t)culeace__act_width(a) *
+                 culeace_dtype_size(culeace__act_dtype(a));
+  if (apply_journal_write(jr, pos, ed->raw, bytes))
+    return cli_error(ed->c, "cannot write the journal %s: %s",
+                     jr->journal_path, strerror(errno));
+  async_sync journal;
+  async_sync_start(&journal, jr->journal_fd);
+  const oracle_zmap *zm = ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
+  int bad = apply_edit_block(ed, it, zm, ex, nex);
+  if (async_sync_wait(&journal))
+    return cli_error(ed->c, "cannot write the journal %s: %s",
+                     jr->journal_path, strerror(errno));
+  if (bad) return 1;
+  int fd = -1;
+  if (culeace__act_write(a, it->layer, ex, nex, ed->raw) ||
+      culeace__act_flush_fd(a, &fd))
+    return apply_io_fail(ed, it->layer);
+  ed->written++;
+  async_sync_start(&ip->data, fd);
   return 0;
 }
 
@@ -154,8 +211,7 @@ static int edit_by_block(editor *ed, cli_layer_eraser *items, int64_t m,
   for (int64_t ex = 0; ex < n;) {
     int64_t nex = n - ex < step ? n - ex : step;
     for (int64_t i = 0; i < m; i++) {
-      if (edit_block(ed, items, i, ex, nex, NULL, (apply_pos){i, ex}))
-        return 1;
+      if (edit_block(ed, items, i, ex, nex)) return 1;
       cli_progress_add(prog, (double)(nex * t), items[i].name);
     }
     ex += nex;
@@ -186,12 +242,21 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
   int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a);
   size_t row_bytes = (size_t)culeace__act_width(a) *
                      culeace_dtype_size(culeace__act_dtype(a));
+  inplace_state ip;
+  memset(&ip, 0, sizeof ip);
   for (int64_t i = start.item; i < m; i++) {
     cli_layer_eraser *it = &items[i];
     for (int64_t ex = i == start.item ? start.ex : 0; ex < n;) {
       apply_pos pos = {i, ex};
       int64_t nex = n - ex < ed->ex_per_block ? n - ex : ed->ex_per_block;
-      if (jr) { /* undo a block a killed run may have half-written */
+      if (!jr) {
+        if (edit_block(ed, items, i, ex, nex)) return 1;
+        ex += nex;
+        cli_progress_add(prog, (double)(nex * t), it->name);
+        continue;
+      }
+      if (i == start.item && ex == start.ex) {
+        /* undo a block a killed run may have half-written */
         size_t len = 0, cap = (size_t)ed->ex_per_block * (size_t)t * row_bytes;
         if (apply_journal_pending(jr, pos, ed->raw, cap, &len) == 1 &&
             len % ((size_t)t * row_bytes) == 0) {
@@ -201,19 +266,17 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
             return apply_io_fail(ed, it->layer);
         }
       }
-      if (edit_block(ed, items, i, ex, nex, jr, pos)) return 1;
-      ex += nex;
-      if (jr) {
-        if (culeace__act_flush(a)) return apply_io_fail(ed, it->layer);
-        apply_pos next = {ex < n ? i : i + 1, ex < n ? ex : 0};
-        if (apply_journal_checkpoint(jr, next))
-          return cli_error(ed->c, "cannot write the checkpoint %s: %s",
-                           jr->ckpt_path, strerror(errno));
+      if (edit_journaled(ed, items, i, ex, nex, jr, pos, &ip)) {
+        (void)async_sync_wait(&ip.data);
+        return 1;
       }
+      ex += nex;
+      ip.next = (apply_pos){ex < n ? i : i + 1, ex < n ? ex : 0};
+      ip.due = 1;
       cli_progress_add(prog, (double)(nex * t), it->name);
     }
   }
-  return 0;
+  return jr ? settle(ed, jr, &ip) : 0;
 }
 
 /* The attribute a completed apply leaves on each edited dataset: the

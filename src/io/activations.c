@@ -689,6 +689,7 @@ culeace_status culeace__act_reopen(culeace_act *a, int writable) {
   return st;
 }
 
+const char *culeace__act_file(const culeace_act *a) { return a->file; }
 int64_t culeace__act_layers(const culeace_act *a) { return a->L; }
 int64_t culeace__act_examples(const culeace_act *a) { return a->n; }
 int64_t culeace__act_tokens(const culeace_act *a) { return a->t; }
@@ -795,12 +796,13 @@ culeace_status culeace__act_write(culeace_act *a, int64_t l, int64_t ex0,
   return xfer(a, l, ex0, nex, (void *)buf, 1);
 }
 
-culeace_status culeace__act_flush(culeace_act *a) {
+culeace_status culeace__act_flush_fd(culeace_act *a, int *fd) {
+  *fd = -1;
   if (!a->writable) return CULEACE_OK;
   if (H5Fflush(a->fid, H5F_SCOPE_GLOBAL) < 0)
     return culeace__h5_error(a->ctx, CULEACE_ERR_IO, "cannot flush %s",
                              a->file);
-  /* fsync the file descriptor under the sec2 driver. */
+  /* the file descriptor under the sec2 driver */
   hid_t fapl = H5Fget_access_plist(a->fid);
   if (fapl < 0)
     return culeace__h5_error(a->ctx, CULEACE_ERR_HDF5,
@@ -815,12 +817,19 @@ culeace_status culeace__act_flush(culeace_act *a) {
   if (H5Fget_vfd_handle(a->fid, H5P_DEFAULT, &handle) < 0 || !handle)
     return culeace__h5_error(a->ctx, CULEACE_ERR_IO,
                              "cannot get the file descriptor of %s", a->file);
+  *fd = *(int *)handle;
+  return CULEACE_OK;
+}
+
+culeace_status culeace__act_flush(culeace_act *a) {
+  int fd;
+  culeace_status st = culeace__act_flush_fd(a, &fd);
   /* fdatasync: the data and what reading it back needs (the size), not
    * the inode's times */
-  if (fdatasync(*(int *)handle) != 0)
+  if (!st && fd >= 0 && fdatasync(fd) != 0)
     return culeace__error(a->ctx, CULEACE_ERR_IO, "fsync of %s failed: %s",
                           a->file, strerror(errno));
-  return CULEACE_OK;
+  return st;
 }
 
 /* ---- completion markers ------------------------------------------------------ */

@@ -71,6 +71,8 @@ culeace_dtype culeace__act_dtype(const culeace_act *a);
 const char *culeace__act_layer_name(const culeace_act *a, int64_t l);
 /* Full dataset path of layer l (the one dataset for a stacked layout). */
 const char *culeace__act_dataset_path(const culeace_act *a, int64_t l);
+/* The file's path as opened. */
+const char *culeace__act_file(const culeace_act *a);
 /* Mask (n * t bytes, 1 = keep) or NULL when no mask was given. */
 const uint8_t *culeace__act_mask(const culeace_act *a);
 /* Whether the layer's dataset uses filters (compression/checksums); such
@@ -86,6 +88,9 @@ culeace_status culeace__act_write(culeace_act *a, int64_t l, int64_t ex0,
                                   int64_t nex, const void *buf);
 /* Flushes HDF5 buffers and fsyncs the file (writable only). */
 culeace_status culeace__act_flush(culeace_act *a);
+/* The flush of culeace__act_flush without its sync: *fd is the file's
+ * descriptor for the caller to fdatasync (-1: nothing to sync). */
+culeace_status culeace__act_flush_fd(culeace_act *a, int *fd);
 
 /* A string attribute `name` = value on the dataset holding layer l (the
  * in-place apply marks what it completed); set needs a writable file.
