@@ -89,15 +89,17 @@ void apply_journal_free(apply_journal *j) {
   free(j->identity);
 }
 
-static int write_all(int fd, const void *p, size_t n) {
+/* n bytes at offset off, resuming short writes. 0 ok. */
+static int pwrite_all(int fd, const void *p, size_t n, off_t off) {
   const char *c = p;
   while (n > 0) {
-    ssize_t w = write(fd, c, n);
+    ssize_t w = pwrite(fd, c, n, off);
     if (w < 0) {
       if (errno == EINTR) continue;
       return -1;
     }
     c += w;
+    off += w;
     n -= (size_t)w;
   }
   return 0;
@@ -154,8 +156,10 @@ int apply_journal_checkpoint(apply_journal *j, apply_pos pos) {
     char tail[64];
     int n = snprintf(tail, sizeof tail, "next %lld %lld\n", (long long)pos.item,
                      (long long)pos.ex);
-    rc = write_all(fd, j->identity, strlen(j->identity)) ||
-         write_all(fd, "\n", 1) || write_all(fd, tail, (size_t)n) || fsync(fd)
+    size_t id = strlen(j->identity);
+    rc = pwrite_all(fd, j->identity, id, 0) ||
+                 pwrite_all(fd, "\n", 1, (off_t)id) ||
+                 pwrite_all(fd, tail, (size_t)n, (off_t)id + 1) || fsync(fd)
              ? -1
              : 0;
     close(fd);
@@ -164,22 +168,6 @@ int apply_journal_checkpoint(apply_journal *j, apply_pos pos) {
   if (rc != 0) unlink(tmp);
   free(tmp);
   return rc;
-}
-
-/* n bytes at offset off, resuming short writes. 0 ok. */
-static int pwrite_all(int fd, const void *p, size_t n, off_t off) {
-  const char *c = p;
-  while (n > 0) {
-    ssize_t w = pwrite(fd, c, n, off);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    c += w;
-    off += w;
-    n -= (size_t)w;
-  }
-  return 0;
 }
 
 /* The journal stays open and each block overwrites the last from offset 0:

@@ -233,6 +233,25 @@ static int by_block(const editor *ed, const cli_layer_eraser *items,
   return yes;
 }
 
+/* The block at pos, if the journal holds its original bytes (a killed run
+ * may have half-written it), put back and made durable. 0, or 1 (printed). */
+static int restore_journaled(editor *ed, const cli_layer_eraser *it,
+                             apply_journal *jr, apply_pos pos) {
+  culeace_act *a = ed->act;
+  size_t ex_bytes = (size_t)culeace__act_tokens(a) *
+                    (size_t)culeace__act_width(a) *
+                    culeace_dtype_size(culeace__act_dtype(a));
+  size_t len = 0, cap = (size_t)ed->ex_per_block * ex_bytes;
+  if (apply_journal_pending(jr, pos, ed->raw, cap, &len) != 1 ||
+      len % ex_bytes != 0)
+    return 0;
+  if (culeace__act_write(a, it->layer, pos.ex, (int64_t)(len / ex_bytes),
+                         ed->raw) ||
+      culeace__act_flush(a))
+    return apply_io_fail(ed, it->layer);
+  return 0;
+}
+
 /* Edits every item's layer, block by block; with a journal the file is
  * edited crash-safely from the checkpoint position on. */
 static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
@@ -240,8 +259,6 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
   if (by_block(ed, items, m, jr)) return edit_by_block(ed, items, m, prog);
   culeace_act *a = ed->act;
   int64_t n = culeace__act_examples(a), t = culeace__act_tokens(a);
-  size_t row_bytes = (size_t)culeace__act_width(a) *
-                     culeace_dtype_size(culeace__act_dtype(a));
   inplace_state ip;
   memset(&ip, 0, sizeof ip);
   for (int64_t i = start.item; i < m; i++) {
@@ -251,28 +268,19 @@ static int edit_all(editor *ed, cli_layer_eraser *items, int64_t m,
       int64_t nex = n - ex < ed->ex_per_block ? n - ex : ed->ex_per_block;
       if (!jr) {
         if (edit_block(ed, items, i, ex, nex)) return 1;
-        ex += nex;
-        cli_progress_add(prog, (double)(nex * t), it->name);
-        continue;
-      }
-      if (i == start.item && ex == start.ex) {
-        /* undo a block a killed run may have half-written */
-        size_t len = 0, cap = (size_t)ed->ex_per_block * (size_t)t * row_bytes;
-        if (apply_journal_pending(jr, pos, ed->raw, cap, &len) == 1 &&
-            len % ((size_t)t * row_bytes) == 0) {
-          int64_t jn = (int64_t)(len / ((size_t)t * row_bytes));
-          if (culeace__act_write(a, it->layer, ex, jn, ed->raw) ||
-              culeace__act_flush(a))
-            return apply_io_fail(ed, it->layer);
+      } else {
+        if (i == start.item && ex == start.ex &&
+            restore_journaled(ed, it, jr, pos))
+          return 1;
+        if (edit_journaled(ed, items, i, ex, nex, jr, pos, &ip)) {
+          (void)async_sync_wait(&ip.data);
+          return 1;
         }
-      }
-      if (edit_journaled(ed, items, i, ex, nex, jr, pos, &ip)) {
-        (void)async_sync_wait(&ip.data);
-        return 1;
+        int64_t after = ex + nex;
+        ip.next = (apply_pos){after < n ? i : i + 1, after < n ? after : 0};
+        ip.due = 1;
       }
       ex += nex;
-      ip.next = (apply_pos){ex < n ? i : i + 1, ex < n ? ex : 0};
-      ip.due = 1;
       cli_progress_add(prog, (double)(nex * t), it->name);
     }
   }

@@ -138,6 +138,43 @@ static double trace_ab(const double *A, const double *B, int64_t m, int64_t p) {
   return t;
 }
 
+/* tr(P S P^T) for P = I - L R (e's factors, rank r), from RS = R S (r, d)
+ * and tr(S): tr(S) - 2 tr(R S L) + tr((R S R^T)(L^T L)); *t_rsl gets
+ * tr(R S L), which the constraint's mixing reuses. */
+static culeace_status erased_trace(culeace_ctx *ctx, double trS,
+                                   const double *RS, const culeace_eraser *e,
+                                   int64_t d, double *t_rsl,
+                                   double *tr_after) {
+  int64_t r = e->info.rank;
+  double *G = malloc((size_t)r * r * 8), *H = malloc((size_t)r * r * 8);
+  culeace_status st = CULEACE_OK;
+  if (!G || !H) {
+    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
+                        "out of memory in the covariance-trace constraint");
+    goto cleanup;
+  }
+  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 1, r, r, d, 1, RS, d, e->R, d, 0, G,
+                                 r));
+  CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, e->L, r, e->L, r, 0,
+                                 H, r));
+  *t_rsl = trace_ab(RS, e->L, r, d);
+  *tr_after = trS - 2 * *t_rsl + trace_ab(G, H, r, r);
+cleanup:
+  free(G);
+  free(H);
+  return st;
+}
+
+/* tr(S) (d, d) and R S (r, d) for e's R. */
+static culeace_status trace_and_rs(culeace_ctx *ctx, const double *S,
+                                   int64_t d, const culeace_eraser *e,
+                                   double *trS, double *RS) {
+  *trS = 0;
+  for (int64_t i = 0; i < d; i++) *trS += S[i * d + i];
+  return ctx->backend->gemm(ctx, 0, 0, e->info.rank, d, d, 1, e->R, d, S, d,
+                            0, RS, d);
+}
+
 culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
                                       int64_t d, const double *U, int64_t ldu,
                                       culeace_eraser **e) {
@@ -154,9 +191,7 @@ culeace_status culeace__constrain_trace(culeace_ctx *ctx, const double *S,
   for (int64_t i = 0; i < d; i++)
     for (int64_t j = 0; j < r; j++) Ur[i * r + j] = U[i * ldu + j];
   double trS = 0;
-  for (int64_t i = 0; i < d; i++) trS += S[i * d + i];
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, d, d, 1, (*e)->R, d, S, d, 0,
-                                 RS, d));
+  CULEACE_TRY(trace_and_rs(ctx, S, d, *e, &trS, RS));
   CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, d, r, d, 1, S, d, Ur, r, 0, SU, r));
   st = culeace__constrain_trace_with(ctx, trS, RS, SU, d, U, ldu, e);
 cleanup:
@@ -174,12 +209,11 @@ culeace_status culeace__constrain_trace_with(culeace_ctx *ctx, double trS,
   int64_t r = er->info.rank;
   if (r == 0) return CULEACE_OK;
   culeace_status st = CULEACE_OK;
-  double *G = malloc((size_t)r * r * 8), *H = malloc((size_t)r * r * 8);
   double *Ur = malloc((size_t)d * r * 8), *UL = malloc((size_t)r * r * 8);
   double *RSU = malloc((size_t)r * r * 8), *E = NULL, *sv = NULL, *u = NULL,
          *vt = NULL;
   culeace_eraser *mixed = NULL;
-  if (!G || !H || !Ur || !UL || !RSU) {
+  if (!Ur || !UL || !RSU) {
     st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                         "out of memory in the covariance-trace constraint");
     goto cleanup;
@@ -187,10 +221,8 @@ culeace_status culeace__constrain_trace_with(culeace_ctx *ctx, double trS,
   for (int64_t i = 0; i < d; i++)
     for (int64_t j = 0; j < r; j++) Ur[i * r + j] = U[i * ldu + j];
   const double *L = er->L, *R = er->R;
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 1, r, r, d, 1, RS, d, R, d, 0, G, r));
-  CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, L, r, L, r, 0, H, r));
-  double t_rsl = trace_ab(RS, L, r, d);
-  double new_tr = trS - 2 * t_rsl + trace_ab(G, H, r, r);
+  double t_rsl = 0, new_tr = 0;
+  CULEACE_TRY(erased_trace(ctx, trS, RS, er, d, &t_rsl, &new_tr));
   if (!(new_tr > trS)) goto cleanup;
 
   /* Mix P with Q = I - U U^T so that tr(P' S P'^T) = tr(S). */
@@ -249,8 +281,6 @@ culeace_status culeace__constrain_trace_with(culeace_ctx *ctx, double trS,
   *e = mixed;
   mixed = NULL;
 cleanup:
-  free(G);
-  free(H);
   free(Ur);
   free(UL);
   free(RSU);
@@ -269,35 +299,6 @@ static int device_path(const culeace_fitter *f) {
   const culeace_backend *b = f->ctx->backend;
   return f->opts.method == CULEACE_METHOD_LEACE && f->dev_acc && f->cxx &&
          b->leace_whiten && b->leace_factors && !getenv("CULEACE_HOST_WHITEN");
-}
-
-/* tr(P S P^T) for P = I - L R (e's factors), and tr(S). */
-static culeace_status erased_trace(culeace_ctx *ctx, const double *S,
-                                   int64_t d, const culeace_eraser *e,
-                                   double *tr_s, double *tr_after) {
-  int64_t r = e->info.rank;
-  double *RS = malloc((size_t)r * d * 8), *G = malloc((size_t)r * r * 8),
-         *H = malloc((size_t)r * r * 8);
-  culeace_status st = CULEACE_OK;
-  if (!RS || !G || !H) {
-    st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
-                        "out of memory in the covariance-trace check");
-    goto cleanup;
-  }
-  *tr_s = 0;
-  for (int64_t i = 0; i < d; i++) *tr_s += S[i * d + i];
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 0, r, d, d, 1, e->R, d, S, d, 0, RS,
-                                 d));
-  CULEACE_TRY(ctx->backend->gemm(ctx, 0, 1, r, r, d, 1, RS, d, e->R, d, 0, G,
-                                 r));
-  CULEACE_TRY(ctx->backend->gemm(ctx, 1, 0, r, r, d, 1, e->L, r, e->L, r, 0,
-                                 H, r));
-  *tr_after = *tr_s - 2 * trace_ab(RS, e->L, r, d) + trace_ab(G, H, r, r);
-cleanup:
-  free(RS);
-  free(G);
-  free(H);
-  return st;
 }
 
 culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
@@ -393,8 +394,16 @@ culeace_status culeace__leace_build(culeace_fitter *f, culeace_eraser **out) {
     /* With S positive definite the erased trace is tr(S) - |S^1/2 u|^2 <
      * tr(S), so the constraint cannot fire; should rounding make it, the
      * mixing needs the symmetric whitening's U: start over with it. */
-    double tr_s = 0, tr_after = 0;
-    CULEACE_TRY(erased_trace(ctx, k.S, d, e, &tr_s, &tr_after));
+    double tr_s = 0, t_rsl = 0, tr_after = 0;
+    double *RSc = culeace__alloc(ctx, (size_t)r * (size_t)d, 8, "R S");
+    if (!RSc) {
+      st = CULEACE_ERR_OUT_OF_MEMORY;
+      goto cleanup;
+    }
+    st = trace_and_rs(ctx, k.S, d, e, &tr_s, RSc);
+    if (!st) st = erased_trace(ctx, tr_s, RSc, e, d, &t_rsl, &tr_after);
+    free(RSc);
+    if (st) goto cleanup;
     if (!(tr_after > tr_s)) break;
     culeace_eraser_free(e);
     e = NULL;
