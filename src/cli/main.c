@@ -41,9 +41,15 @@ int main(int argc, char **argv) {
     return argc < 2 ? EXIT_USAGE : 0;
   }
   if (!strcmp(argv[1], "--version")) {
-    printf("culeace %s (backends: %s; BLAS kernel: %s; MPI: %s)\n",
+    /* openblas_get_parallel: 0 sequential, 1 pthreads, 2 OpenMP. */
+    static const char *const blas_threads[] = {"sequential", "pthreads",
+                                               "OpenMP"};
+    int par = openblas_get_parallel();
+    printf("culeace %s (backends: %s; BLAS kernel: %s, %s threads; MPI: %s)\n",
            culeace_version(), culeace_backends_compiled(),
-           openblas_get_corename(), mpi_build_name());
+           openblas_get_corename(),
+           par >= 0 && par <= 2 ? blas_threads[par] : "unknown",
+           mpi_build_name());
     return 0;
   }
   const char *cmd = argv[1];

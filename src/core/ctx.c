@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cblas.h>
+#include <omp.h>
 
 culeace_status culeace__error(culeace_ctx *ctx, culeace_status status,
                               const char *fmt, ...) {
@@ -93,7 +94,12 @@ culeace_status culeace_ctx_create(const culeace_ctx_opts *opts,
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   ctx->n_threads = opts->n_threads;
   ctx->device_index = opts->device_index;
-  if (opts->n_threads > 0) openblas_set_num_threads(opts->n_threads);
+  /* Both pools: OpenBLAS's, and the OpenMP loops of the row passes (one
+   * pool when OpenBLAS is its OpenMP build, as CMake links by default). */
+  if (opts->n_threads > 0) {
+    openblas_set_num_threads(opts->n_threads);
+    omp_set_num_threads(opts->n_threads);
+  }
 
   const culeace_backend *cuda = NULL;
   char why[2560] = "";

@@ -3,10 +3,14 @@
  * the F16C ones, against the scalar reference and the compiler's _Float16),
  * the covariance-trace constraint's mixing branch, the binary probes'
  * vectorised loss and residual against libm and a long double reference,
- * and the probes' AVX-512 register-tiled block kernels against float64. */
+ * the probes' AVX-512 register-tiled block kernels against float64, and
+ * the context's thread count reaching both OpenBLAS and OpenMP. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
 
 #include "core/convert.h"
 #include "core/fitter.h"
@@ -238,7 +242,26 @@ static void test_tiled_kernels(void) {
 #endif
 }
 
+/* n_threads = 1 sets OpenBLAS's and OpenMP's thread counts (the row
+ * loops'), and a later context asking for 2 raises both again. */
+static void test_thread_count(void) {
+  for (int want = 1; want <= 2; want++) {
+    culeace_ctx *c = NULL;
+    culeace_ctx_opts o;
+    culeace_ctx_opts_init(&o);
+    o.device = CULEACE_DEVICE_CPU;
+    o.n_threads = want;
+    CHECK_OK(c, culeace_ctx_create(&o, &c, NULL, 0));
+    CHECK(openblas_get_num_threads() == want, "n_threads %d: OpenBLAS has %d",
+          want, openblas_get_num_threads());
+    CHECK(omp_get_max_threads() == want, "n_threads %d: OpenMP has %d", want,
+          omp_get_max_threads());
+    culeace_ctx_free(c);
+  }
+}
+
 int main(void) {
+  test_thread_count();
   culeace_ctx *ctx = NULL;
   culeace_ctx_opts o;
   culeace_ctx_opts_init(&o);
