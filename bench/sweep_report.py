@@ -391,9 +391,10 @@ def notes(res, er):
             + "; read = the file's bytes from the page cache; copy = read + "
             "write to a new file + fsync; in place = read + write back at the "
             "same offsets + fsync (bench/sweep_floor.py). culeace's -o copies "
-            "the file and edits the copy, its in-place edit journals each "
-            "block's old bytes before writing it: both move more bytes than "
-            "their floor.")
+            "the file but for the activation datasets, which its edit reads "
+            "from the input and writes into the copy; its in-place edit "
+            "journals each block's old bytes before writing it: it moves "
+            "more bytes than its floor.")
     busy = [f"{size(p)} {p['others_cores']:.2f}" for p in res["points"]
             if p["others_cores"] > 0.05]
     if busy:

@@ -12,7 +12,8 @@
 typedef struct {
   const cli_common *c;
   culeace_ctx *ctx;
-  culeace_act *act;
+  culeace_act *act; /* the file written (temporary or FILE) */
+  culeace_act *src; /* -o alone: FILE, the blocks' source (NULL: act) */
   const char *file; /* the file being edited (temporary or FILE) */
   void *raw;        /* (ex_per_block * t, d) */
   void *compact;    /* kept rows */

@@ -1,11 +1,10 @@
 /* cmd_apply.c — `culeace apply`: edits the activations of FILE with the
  * erasers of an eraser file, either into a complete new file (copy to a
- * temporary, edit, rename: OUT is never half-written) or in place with a
+ * temporary, apply_copy.c, edit, rename: OUT is never half-written) or in place with a
  * checkpoint and a journal so that a killed run resumes exactly. Oracle
  * and quadratic erasers take each row's label from --z (mapped by
  * oracle_z.c). Under mpirun/srun the ranks share the rows: mpi_apply.c
  * (-o) and mpi_apply_inplace.c (--in-place). */
-#define _GNU_SOURCE /* copy_file_range */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -15,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli/apply_copy.h"
 #include "cli/apply_edit.h"
 #include "cli/apply_journal.h"
 #include "cli/async_sync.h"
@@ -44,86 +44,14 @@ static const char *apply_help =
     "                      with its own label\n"
     "\n";
 
-/* The message for a failed write of the output's temporary copy. */
-static int write_error(const cli_common *c, const char *dst) {
-  int e = errno;
-  return cli_error(c, "writing the temporary copy %s: %s%s (nothing was "
-                   "written to the output)", dst, strerror(e),
-                   e == ENOSPC || e == EFBIG || e == EDQUOT
-                       ? " (disk full or file-size limit)"
-                       : "");
-}
-
-/* Copies src to dst (created exclusively). Not fsynced: dst is a temporary
- * name no one sees until the edit is done, and the fsync before its rename
- * then writes each page once (an fsync here would write the activations
- * twice, once as copied and once as edited). The kernel copies
- * (copy_file_range) where it can, else read/write. 0 ok. */
-static int copy_file(const cli_common *c, const char *src, const char *dst) {
-  int in = open(src, O_RDONLY), out = -1, rc = 1;
-  char *buf = NULL;
-  if (in < 0) {
-    cli_error(c, "cannot open %s: %s", src, strerror(errno));
-    goto done;
-  }
-  out = open(dst, O_WRONLY | O_CREAT | O_EXCL, 0644);
-  if (out < 0) {
-    cli_error(c, "cannot create %s: %s", dst, strerror(errno));
-    goto done;
-  }
-  for (;;) { /* in-kernel copy; falls back on the first refusal */
-    ssize_t r = copy_file_range(in, NULL, out, NULL, (size_t)1 << 30, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r == 0) {
-      rc = 0;
-      goto done;
-    }
-    if (r > 0) continue;
-    if (errno == ENOSPC || errno == EFBIG || errno == EDQUOT || errno == EIO) {
-      write_error(c, dst);
-      goto done;
-    }
-    break; /* EXDEV, ENOSYS, EINVAL, EOPNOTSUPP...: copy by hand from here */
-  }
-  buf = malloc(1 << 20);
-  if (!buf) {
-    cli_error(c, "out of memory");
-    goto done;
-  }
-  for (;;) {
-    ssize_t r = read(in, buf, 1 << 20);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) {
-      cli_error(c, "reading %s: %s", src, strerror(errno));
-      goto done;
-    }
-    if (r == 0) break;
-    for (ssize_t off = 0; off < r;) {
-      ssize_t w = write(out, buf + off, (size_t)(r - off));
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) {
-        write_error(c, dst);
-        goto done;
-      }
-      off += w;
-    }
-  }
-  rc = 0;
-done:
-  if (in >= 0) close(in);
-  if (out >= 0 && close(out) != 0 && rc == 0)
-    rc = write_error(c, dst);
-  free(buf);
-  return rc;
-}
-
-/* Block [ex, ex + nex) of item i: read, edited in memory and written back
- * (to a new file: the in-place edit is edit_journaled). 0, or 1 (printed). */
+/* Block [ex, ex + nex) of item i: read (from FILE when ed->src is open),
+ * edited in memory and written back (to a new file: the in-place edit is
+ * edit_journaled). 0, or 1 (printed). */
 static int edit_block(editor *ed, cli_layer_eraser *items, int64_t i,
                       int64_t ex, int64_t nex) {
   culeace_act *a = ed->act;
   cli_layer_eraser *it = &items[i];
-  if (culeace__act_read(a, it->layer, ex, nex, ed->raw))
+  if (culeace__act_read(ed->src ? ed->src : a, it->layer, ex, nex, ed->raw))
     return apply_io_fail(ed, it->layer);
   const oracle_zmap *zm = ed->zmaps && ed->zmaps[i].zd ? &ed->zmaps[i] : NULL;
   if (apply_edit_block(ed, it, zm, ex, nex)) return 1;
@@ -458,7 +386,9 @@ int cmd_apply(int argc, char **argv) {
   int root = !P || mpi_job_rank(P) == 0; /* copies, renames, reports */
   char shared_tmp[4096] = ""; /* rank 0's temporary copy, on every rank */
   culeace_ctx *ctx = P ? mpi_job_ctx(P, &c) : cli_open_ctx(&c);
-  culeace_act *act = NULL;
+  culeace_act *act = NULL, *src = NULL; /* src: -o's input, read alone */
+  apply_range *skip = NULL; /* -o: the bytes the copy leaves to the edit */
+  int64_t nskip = 0;
   cli_layer_eraser *items = NULL;
   int64_t m = 0;
   char *tmp = NULL, *identity = NULL;
@@ -524,8 +454,18 @@ int cmd_apply(int argc, char **argv) {
     goto done;
   }
   if (P && mpi_job_agree(P, &c, 0)) goto done; /* validated everywhere */
-  if (!P) { /* under MPI every rank reads its rows from the input */
-    culeace__act_close(act);
+  /* -o copies FILE but for the activation datasets the edit rewrites whole
+   * (apply_copy.c), which the edit then reads from FILE: under MPI every
+   * rank does so through act; alone, through src. */
+  if (out && root) {
+    nskip = apply_rewritten_ranges(act, items, m, &skip);
+    if (nskip < 0) nskip = 0; /* no memory for the list: copy everything */
+  }
+  if (!P) {
+    if (out)
+      src = act;
+    else
+      culeace__act_close(act);
     act = NULL;
   }
 
@@ -534,9 +474,9 @@ int cmd_apply(int argc, char **argv) {
     size_t len = strlen(out) + 32;
     tmp = malloc(len);
     int failed = !tmp ? cli_error(&c, "out of memory") : 0;
-    if (!failed) {
+    if (tmp) {
       snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
-      failed = copy_file(&c, file, tmp);
+      failed = apply_copy_file(&c, file, tmp, skip, nskip);
       if (failed) { /* a partial copy goes now: tmp marks success below */
         unlink(tmp);
         free(tmp);
@@ -590,6 +530,7 @@ int cmd_apply(int argc, char **argv) {
   ed.c = &c;
   ed.ctx = ctx;
   ed.act = act;
+  ed.src = src;
   ed.file = out ? out : file;
   ed.in_place = out == NULL;
   ed.ex_per_block = setup[3];
@@ -666,7 +607,7 @@ int cmd_apply(int argc, char **argv) {
   if (out) { /* the copy and the edit reach the disk here, once */
     int fd = open(tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0) {
-      write_error(&c, tmp);
+      apply_copy_write_error(&c, tmp);
       if (fd >= 0) close(fd);
       goto done;
     }
@@ -686,6 +627,8 @@ int cmd_apply(int argc, char **argv) {
 done:
   if (P) rc = mpi_job_end(P, &c, rc); /* the same rc on every rank */
   if (act) culeace__act_close(act);
+  if (src) culeace__act_close(src);
+  free(skip);
   if (tmp && rc) unlink(tmp);
   free(tmp);
   free(identity);

@@ -700,6 +700,33 @@ culeace_dtype culeace__act_dtype(const culeace_act *a) { return a->dtype; }
 const uint8_t *culeace__act_mask(const culeace_act *a) { return a->mask; }
 int culeace__act_filtered(const culeace_act *a) { return a->filtered; }
 
+int culeace__act_contiguous_extent(const culeace_act *a, int64_t l,
+                                   uint64_t *off, uint64_t *len) {
+  if (l < 0 || l >= a->L || a->fid < 0) return 0;
+  hid_t ds = a->dsets[a->layout == LAYOUT_GROUP ? l : 0];
+  hid_t dcpl = H5Dget_create_plist(ds);
+  if (dcpl < 0) {
+    H5Eclear2(H5E_DEFAULT);
+    return 0;
+  }
+  int plain = H5Pget_layout(dcpl) == H5D_CONTIGUOUS &&
+              H5Pget_nfilters(dcpl) == 0 && H5Pget_external_count(dcpl) == 0;
+  H5Pclose(dcpl);
+  haddr_t at = plain ? H5Dget_offset(ds) : HADDR_UNDEF;
+  hsize_t size = at != HADDR_UNDEF ? H5Dget_storage_size(ds) : 0;
+  /* Every element stored: the dataset's shape times its element size. */
+  hid_t sp = H5Dget_space(ds);
+  hssize_t npoints = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+  if (sp >= 0) H5Sclose(sp);
+  H5Eclear2(H5E_DEFAULT);
+  if (at == HADDR_UNDEF || npoints <= 0 ||
+      size != (hsize_t)npoints * (hsize_t)a->elsize)
+    return 0;
+  *off = (uint64_t)at;
+  *len = (uint64_t)size;
+  return 1;
+}
+
 const char *culeace__act_layer_name(const culeace_act *a, int64_t l) {
   return (l >= 0 && l < a->L) ? a->names[l] : NULL;
 }

@@ -78,6 +78,12 @@ const uint8_t *culeace__act_mask(const culeace_act *a);
 /* Whether the layer's dataset uses filters (compression/checksums); such
  * datasets cannot be rewritten in place crash-safely. */
 int culeace__act_filtered(const culeace_act *a);
+/* The bytes [*off, *off + *len) of the file that hold the dataset of layer
+ * l (all of it: every layer it stores), when it is stored contiguously in
+ * the file, unfiltered and allocated: 1; else 0 (chunked, compact, filtered,
+ * external or not yet written). */
+int culeace__act_contiguous_extent(const culeace_act *a, int64_t l,
+                                   uint64_t *off, uint64_t *len);
 
 /* Reads examples [ex0, ex0 + nex) of layer l into buf as (nex * t, d) raw
  * elements of culeace__act_dtype (contiguous, row stride d). */

@@ -151,3 +151,39 @@ def test_max_memory_shrinks_blocks(catalogue):
             assert np.linalg.norm(pa - pb) <= 1e-10 * np.linalg.norm(pa)
     a.unlink()
     b.unlink()
+
+
+def test_apply_out_disk_full_while_editing(tmp_path):
+    """apply -o leaves the activation datasets it rewrites out of its copy,
+    so a full disk can first show while the edit fills them: a real full
+    filesystem (a 6 MiB tmpfs, mounted where the test may) gives a non-zero
+    exit naming the temporary copy and the disk's error, no output or
+    temporary file, and the input unchanged."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6M", "tmpfs",
+                       str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        src = mnt / "d.h5"
+        rng = np.random.default_rng(4)
+        with h5py.File(src, "w") as f:  # 3.3 MB of rows: two copies do not fit
+            f["hidden"] = rng.standard_normal((3200, 256)).astype(np.float32)
+            f["labels"] = (np.arange(3200) % 2).astype(np.int64)
+        er = tmp_path / "e.h5"
+        subprocess.run([BIN, "fit", src, "--x", "/hidden", "--z", "/labels",
+                        "-o", er, "--quiet"], check=True, capture_output=True)
+        before = hashlib.sha256(src.read_bytes()).hexdigest()
+        out = mnt / "out.h5"
+        r = subprocess.run([BIN, "apply", er, src, "--x", "/hidden", "-o",
+                            out, "--quiet"], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 1, r.stderr
+        assert "No space left on device" in r.stderr, r.stderr
+        assert "out.h5.tmp" in r.stderr and "/hidden" in r.stderr, r.stderr
+        assert sorted(p.name for p in mnt.iterdir()) == ["d.h5"]
+        assert hashlib.sha256(src.read_bytes()).hexdigest() == before
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

@@ -125,6 +125,48 @@ def test_fit_apply_check_layouts(tmp_path, dtype, layout):
         assert ratio < limit, (dtype, layer)
 
 
+@pytest.mark.parametrize("layout", ["group", "stacked0", "stacked1"])
+def test_apply_out_some_layers_keeps_the_rest(tmp_path, layout):
+    """apply -o copies FILE without the contiguous activation datasets whose
+    every layer it edits, and the edit fills them from FILE. With --layers
+    0,2: in the group layout datasets 0 and 2 are left to the edit and 1 is
+    copied; a stacked dataset also holds layer 1, so it is copied whole.
+    Edited layers equal the numpy edit, layer 1 and everything else (labels,
+    an extra dataset written after the activations, attributes) equal FILE,
+    and the output has no zero rows (a hole left unfilled)."""
+    name = "hidden" if layout == "group" else "acts"
+    dump = make_dump(tmp_path / "d.h5", rows=700, dim=20, layers=3,
+                     dtype="float32", layout=layout, name=name)
+    with h5py.File(dump, "a") as f:
+        f.attrs["model"] = "tiny"
+        f.create_dataset("after/tokens", data=np.arange(5000, dtype=np.int32))
+    xopt = ["--x", f"/{name}"]
+    if layout != "group":
+        xopt += ["--layer-axis", layout[-1]]
+    er = tmp_path / "e.h5"
+    run("fit", dump, *xopt, "--z", "/labels", "-o", er, "--quiet")
+    ers = load_erasers(er)
+    erased = tmp_path / "out.h5"
+    run("apply", er, dump, *xopt, "--layers", "0,2", "-o", erased, "--quiet")
+
+    def layer(f, l):
+        if layout == "group":
+            return f[name][str(l)][...]
+        return f[name][l] if layout == "stacked0" else f[name][:, l]
+
+    with h5py.File(dump, "r") as f0, h5py.File(erased, "r") as f1:
+        assert f1.attrs["model"] == f0.attrs["model"]
+        np.testing.assert_array_equal(f1["after/tokens"][...],
+                                      f0["after/tokens"][...])
+        np.testing.assert_array_equal(f1["labels"][...], f0["labels"][...])
+        np.testing.assert_array_equal(layer(f1, 1), layer(f0, 1))
+        for l in (0, 2):
+            x1 = layer(f1, l)
+            assert not np.any(np.all(x1 == 0, axis=-1)), l
+            want = numpy_apply(layer(f0, l).astype(np.float64), *ers[str(l)])
+            assert np.abs(x1 - want).max() <= 1e-5 * np.abs(want).max(), l
+
+
 @pytest.mark.parametrize("dtype,means", [("float16", "f32"),
                                          ("bfloat16", "f32"),
                                          ("float32", "f64"),
