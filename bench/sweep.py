@@ -120,6 +120,7 @@ class Runner:
             self.env["OPENBLAS_CORETYPE"] = self.kernel
 
     def timed(self, cmd):
+        os.sync()  # the previous step's dirty pages are not this one's cost
         wall, rss, out, ru = benchlib.run_timed_big(cmd, env=self.env, prog=PROG)
         return wall, rss, out, ru.ru_utime + ru.ru_stime
 
@@ -195,6 +196,7 @@ class Runner:
             rec("culeace_apply_out", *w[:2], w[3])
             peer("peer_apply_out", [sys.executable, self.peers, "apply", dump,
                                     ",".join(names), er_ce, out_ce])
+            os.sync()  # the peer's output is not fsynced: flush it first
             floor["copy_s"].append(sweep_floor.copy(dump, floor_out))
             # apply in place, each on a fresh copy (durable and cached)
             fresh_copy(dump, copy_cu)
@@ -205,6 +207,7 @@ class Runner:
             peer("peer_apply_inplace", [sys.executable, self.peers, "apply",
                                         copy_ce, ",".join(names), er_ce, "-"])
             fresh_copy(dump, copy_fl)
+            os.sync()
             floor["in_place_s"].append(sweep_floor.in_place(copy_fl, extents))
             print(f"{PROG}: {label(p)} repeat {r + 1}/{reps}: fit "
                   f"{series['culeace_fit']['wall'][-1]:.2f} s (peer "

@@ -1,10 +1,10 @@
 /* cmd_apply.c — `culeace apply`: edits the activations of FILE with the
  * erasers of an eraser file, either into a complete new file (copy to a
- * temporary, apply_copy.c, edit, rename: OUT is never half-written) or in place with a
- * checkpoint and a journal so that a killed run resumes exactly. Oracle
- * and quadratic erasers take each row's label from --z (mapped by
- * oracle_z.c). Under mpirun/srun the ranks share the rows: mpi_apply.c
- * (-o) and mpi_apply_inplace.c (--in-place). */
+ * temporary, apply_copy.c, edit, rename: OUT is never half-written) or in
+ * place with a checkpoint and a journal so that a killed run resumes
+ * exactly. Oracle and quadratic erasers take each row's label from --z
+ * (mapped by oracle_z.c). Under mpirun/srun the ranks share the rows:
+ * mpi_apply.c (-o) and mpi_apply_inplace.c (--in-place). */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
