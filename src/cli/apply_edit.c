@@ -90,6 +90,11 @@ int apply_edit_block(editor *ed, cli_layer_eraser *it, const oracle_zmap *zm,
 }
 
 int apply_io_fail(editor *ed, int64_t layer) {
-  return cli_error_ctx(ed->c, ed->ctx, culeace__act_dataset_path(ed->act, layer));
+  const char *path = culeace__act_dataset_path(ed->act, layer);
+  if (ed->in_place)
+    return cli_error_ctx(ed->c, ed->ctx, path);
+  /* -o: the temporary copy goes, OUT is not touched. */
+  return cli_error(ed->c, "%s: %s (nothing was written to the output)", path,
+                   culeace_ctx_last_error(ed->ctx));
 }
 

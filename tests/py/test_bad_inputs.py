@@ -183,6 +183,7 @@ def test_apply_out_disk_full_while_editing(tmp_path):
         assert r.returncode == 1, r.stderr
         assert "No space left on device" in r.stderr, r.stderr
         assert "out.h5.tmp" in r.stderr and "/hidden" in r.stderr, r.stderr
+        assert "nothing was written to the output" in r.stderr, r.stderr
         assert sorted(p.name for p in mnt.iterdir()) == ["d.h5"]
         assert hashlib.sha256(src.read_bytes()).hexdigest() == before
     finally:
