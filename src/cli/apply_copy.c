@@ -50,12 +50,11 @@ int64_t apply_rewritten_ranges(const culeace_act *act,
   for (int64_t i = 0; i < m; i++) {
     int64_t l = items[i].layer;
     uint64_t off, len;
-    if (!culeace__act_contiguous_extent(act, l, &off, &len) ||
-        !all_layers_edited(act, l, items, m))
-      continue;
+    if (!culeace__act_contiguous_extent(act, l, &off, &len)) continue;
     int dup = 0; /* the layers of one stacked dataset share its range */
     for (int64_t j = 0; j < n && !dup; j++) dup = r[j].off == off;
-    if (!dup) r[n++] = (apply_range){off, len};
+    if (!dup && all_layers_edited(act, l, items, m))
+      r[n++] = (apply_range){off, len};
   }
   qsort(r, (size_t)n, sizeof *r, by_offset);
   /* Overlapping ranges cannot come from a well-formed file: copy all. */

@@ -387,8 +387,6 @@ int cmd_apply(int argc, char **argv) {
   char shared_tmp[4096] = ""; /* rank 0's temporary copy, on every rank */
   culeace_ctx *ctx = P ? mpi_job_ctx(P, &c) : cli_open_ctx(&c);
   culeace_act *act = NULL, *src = NULL; /* src: -o's input, read alone */
-  apply_range *skip = NULL; /* -o: the bytes the copy leaves to the edit */
-  int64_t nskip = 0;
   cli_layer_eraser *items = NULL;
   int64_t m = 0;
   char *tmp = NULL, *identity = NULL;
@@ -457,9 +455,27 @@ int cmd_apply(int argc, char **argv) {
   /* -o copies FILE but for the activation datasets the edit rewrites whole
    * (apply_copy.c), which the edit then reads from FILE: under MPI every
    * rank does so through act; alone, through src. */
+  const char *target = file;
   if (out && root) {
-    nskip = apply_rewritten_ranges(act, items, m, &skip);
-    if (nskip < 0) nskip = 0; /* no memory for the list: copy everything */
+    apply_range *skip = NULL;
+    int64_t nskip = apply_rewritten_ranges(act, items, m, &skip);
+    size_t len = strlen(out) + 32;
+    tmp = malloc(len);
+    int failed = !tmp ? cli_error(&c, "out of memory") : 0;
+    if (tmp) {
+      snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
+      /* nskip < 0 (no memory for the list): copy everything */
+      failed = apply_copy_file(&c, file, tmp, skip, nskip > 0 ? nskip : 0);
+      if (failed) { /* a partial copy goes now: tmp marks success below */
+        unlink(tmp);
+        free(tmp);
+        tmp = NULL;
+      }
+    }
+    free(skip);
+    if (!P && failed) goto done;
+    if (tmp) snprintf(shared_tmp, sizeof shared_tmp, "%s", tmp);
+    target = tmp;
   }
   if (!P) {
     if (out)
@@ -467,25 +483,6 @@ int cmd_apply(int argc, char **argv) {
     else
       culeace__act_close(act);
     act = NULL;
-  }
-
-  const char *target = file;
-  if (out && root) {
-    size_t len = strlen(out) + 32;
-    tmp = malloc(len);
-    int failed = !tmp ? cli_error(&c, "out of memory") : 0;
-    if (tmp) {
-      snprintf(tmp, len, "%s.tmp%ld", out, (long)getpid());
-      failed = apply_copy_file(&c, file, tmp, skip, nskip);
-      if (failed) { /* a partial copy goes now: tmp marks success below */
-        unlink(tmp);
-        free(tmp);
-        tmp = NULL;
-      }
-    }
-    if (!P && failed) goto done;
-    if (tmp) snprintf(shared_tmp, sizeof shared_tmp, "%s", tmp);
-    target = tmp;
   }
   if (!P && culeace__act_open(ctx, target, &c.spec, 1, &act)) {
     cli_error_ctx(&c, ctx, "");
@@ -628,7 +625,6 @@ done:
   if (P) rc = mpi_job_end(P, &c, rc); /* the same rc on every rank */
   if (act) culeace__act_close(act);
   if (src) culeace__act_close(src);
-  free(skip);
   if (tmp && rc) unlink(tmp);
   free(tmp);
   free(identity);
