@@ -493,8 +493,9 @@ int cmd_probe(int argc, char **argv) {
   }
   int64_t used = 0;
   for (int64_t i = 0; i < J.N; i++) used += lab.classes[i] >= 0;
-  /* one layer at a time: its rows as float32, standardised copy, and the
-     erased copy with --erase; under --split rows a rank's share of them */
+  /* one layer at a time: its rows (float32 at most) and the centred
+     float32 copy the fit makes of float32 rows, and the erased copy with
+     --erase; under --split rows a rank's share of them */
   double need = (double)used * (double)culeace__act_width(act) * 4.0 *
                 (2.0 + (s.erase ? 1.0 : 0.0));
   int split_rows = P ? choose_split(&c, &s, m, mpi_job_size(P), need) : 0;

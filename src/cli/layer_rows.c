@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli/layer_rows.h"
+#include "core/bigmem.h"
 #include "core/convert.h"
 #include "core/ctx.h"
 
@@ -49,7 +50,7 @@ static int rows_alloc(const cli_common *c, culeace_act *act, int64_t l,
     return cli_error(c, "%s: %lld rows x %lld is too large to hold in memory",
                      culeace__act_dataset_path(act, l), (long long)L->cap,
                      (long long)d);
-  L->x = malloc(bytes ? bytes : 1);
+  L->x = culeace__big_alloc(bytes);
   L->row = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->row);
   L->y = malloc((size_t)(L->cap ? L->cap : 1) * sizeof *L->y);
   if (!L->x || !L->row || !L->y) {
@@ -63,7 +64,8 @@ static int rows_alloc(const cli_common *c, culeace_act *act, int64_t l,
   return 0;
 }
 
-/* Appends the current block of rs (its labelled, kept rows) to L. 0, or 1
+/* Appends the current block of rs (its labelled, kept rows) to L; the
+ * block may already sit at L's end (cli_rows_next_into). 0, or 1
  * (printed: a non-finite row without --drop-nonfinite). */
 static int rows_absorb(const cli_common *c, culeace_act *act, cli_rows *rs,
                        layer_rows *L) {
@@ -82,8 +84,8 @@ static int rows_absorb(const cli_common *c, culeace_act *act, cli_rows *rs,
     const char *src = (const char *)rs->rows +
                       (size_t)i * (size_t)d * culeace_dtype_size(dt);
     char *dst = (char *)L->x + (size_t)L->n * (size_t)d * es;
-    if (L->xt == dt) memcpy(dst, src, (size_t)d * es);
-    else culeace__to_f32(src, dt, d, (float *)dst);
+    if (L->xt != dt) culeace__to_f32(src, dt, d, (float *)dst);
+    else if (dst != src) memmove(dst, src, (size_t)d * es); /* in place */
     L->row[L->n] = rs->row_ids[i];
     L->y[L->n] = rs->classes[i];
     L->n++;
@@ -108,12 +110,23 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
     layer_rows_free(L);
     return 1;
   }
-  int more;
-  while ((more = cli_rows_next(&rs)) == 1)
+  /* blocks go straight to L's end while the next one fits there and needs
+   * no conversion */
+  int64_t t = culeace__act_tokens(act);
+  size_t rb = (size_t)culeace__act_width(act) * culeace_dtype_size(L->xt);
+  int same = L->xt == culeace__act_dtype(act), more;
+  for (;;) {
+    int64_t left = rs.end_ex - rs.next_ex;
+    int64_t next = (left < rs.ex_per_block ? left : rs.ex_per_block) * t;
+    char *end = (char *)L->x + (size_t)L->n * rb;
+    more = same && L->n + next <= L->cap ? cli_rows_next_into(&rs, end)
+                                         : cli_rows_next(&rs);
+    if (more != 1) break;
     if (rows_absorb(c, act, &rs, L)) {
       more = -1;
       break;
     }
+  }
   *dropped = rs.dropped;
   cli_rows_close(&rs);
   if (more < 0) {

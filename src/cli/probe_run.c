@@ -18,6 +18,7 @@
 #include "cli/probe.h"
 #include "core/convert.h"
 #include "core/ctx.h"
+#include "core/probe.h"
 #include "core/eval.h"
 
 probe_metric *probe_result_metric(probe_layer_result *r, int i) {
@@ -69,15 +70,6 @@ void probe_metric_summarise(probe_metric *m, int64_t folds) {
   m->std = sqrt(q / (double)cnt);
 }
 
-/* Copies rows idx (cnt) of x (.., d, type t) into out (cnt, d) float32. */
-static void gather(const void *x, culeace_dtype t, int64_t d,
-                   const int64_t *idx, int64_t cnt, float *out) {
-  size_t es = culeace_dtype_size(t);
-  for (int64_t i = 0; i < cnt; i++)
-    culeace__to_f32((const char *)x + (size_t)idx[i] * (size_t)d * es, t, d,
-                    out + (size_t)i * (size_t)d);
-}
-
 /* Indices of the rows with mask set; returns the count. */
 static int64_t select_rows(int64_t n, const uint8_t *mask, int64_t *idx) {
   int64_t m = 0;
@@ -108,7 +100,6 @@ typedef struct {
   int64_t *idx;       /* (L.n) */
   int32_t *ctrl;      /* (R.n) control labels of the kept rows */
   int32_t *ysel;      /* (R.n) labels of evaluated rows */
-  float *xs;          /* (L.n, d) gathered rows */
   float *xe;          /* (L.n, d) erased copy (--erase) */
   double *proba;      /* (R.n, k) */
   int64_t *pos;       /* (R.n) MDL positions */
@@ -135,7 +126,6 @@ static void ws_free(layer_ws *w) {
   free(w->idx);
   free(w->ctrl);
   free(w->ysel);
-  free(w->xs);
   free(w->xe);
   free(w->proba);
   free(w->pos);
@@ -166,8 +156,8 @@ static int mdl_positions(const probe_job *J, const probe_rows *R,
   return 0;
 }
 
-/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)): gathers
- * this process's of them from x (its rows, type xt), predicts, and under
+/* Evaluates probe p on the rows of mask (R.n, labels y (R.n)): predicts
+ * this process's of them straight from x (its rows, type xt), and under
  * --split rows gathers every rank's predictions on rank 0. *cnt: the rows
  * of mask; on rank 0 (or in a plain run) w->proba/ysel hold their
  * predictions and labels, in row order. */
@@ -176,10 +166,10 @@ static int evaluate(probe_job *J, layer_ws *w, const void *x, culeace_dtype xt,
                     const int32_t *y, int64_t *cnt) {
   int64_t d = culeace__act_width(J->act), off = w->R.off;
   int64_t m = select_rows(w->L.n, mask + off, w->idx);
-  gather(x, xt, d, w->idx, m, w->xs);
   for (int64_t i = 0; i < m; i++) w->ysel[i] = y[off + w->idx[i]];
   int failed = 0;
-  if (m > 0 && culeace_probe_predict_proba(J->ctx, p, w->xs, m, d, w->proba))
+  if (m > 0 && culeace__probe_predict_rows(J->ctx, p, x, xt, d, w->idx, m,
+                                           w->proba))
     failed = cli_error_ctx(J->c, J->ctx, "predicting held-out rows");
   if (J->split)
     return probe_split_gather(J->split, failed, m, J->k, w->proba, w->ysel,
@@ -429,11 +419,10 @@ static int layer_end(probe_job *J, layer_ws *w) {
   w->test = malloc(n1);
   w->idx = malloc(nl1 * sizeof *w->idx);
   w->ysel = malloc(n1 * sizeof *w->ysel);
-  w->xs = malloc(xbytes);
   w->xe = s->erase ? malloc(xbytes) : NULL;
   w->proba = malloc(n1 * (size_t)k * sizeof *w->proba);
   int failed = 0;
-  if (!w->test || !w->idx || !w->ysel || !w->xs || (s->erase && !w->xe) ||
+  if (!w->test || !w->idx || !w->ysel || (s->erase && !w->xe) ||
       !w->proba)
     failed = cli_error(c, "out of memory evaluating the probes of layer %s "
                        "(%lld rows x %lld)", lname, (long long)n,

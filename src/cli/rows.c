@@ -30,13 +30,13 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
                      (long long)d);
   s->raw = malloc(bytes ? bytes : 1);
   /* The block handed to the library: page-locked on a GPU context. */
-  s->rows = culeace_host_alloc(ctx, bytes ? bytes : 1);
+  s->rows = s->rows_buf = culeace_host_alloc(ctx, bytes ? bytes : 1);
   s->row_ids = malloc(rows * sizeof *s->row_ids);
   if (labels && !labels->continuous)
     s->classes = malloc(rows * sizeof *s->classes);
   if (labels && labels->continuous)
     s->z = malloc(rows * (size_t)labels->k * sizeof *s->z);
-  if (!s->raw || !s->rows || !s->row_ids ||
+  if (!s->raw || !s->rows_buf || !s->row_ids ||
       (labels && !s->classes && !s->z)) {
     cli_rows_close(s);
     return cli_error(c, "out of memory for a block of %zu rows (lower "
@@ -47,11 +47,11 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
 
 void cli_rows_close(cli_rows *s) {
   free(s->raw);
-  culeace_host_free(s->ctx, s->rows);
+  culeace_host_free(s->ctx, s->rows_buf);
   free(s->row_ids);
   free(s->classes);
   free(s->z);
-  s->raw = s->rows = NULL;
+  s->raw = s->rows = s->rows_buf = NULL;
   s->row_ids = NULL;
   s->classes = NULL;
   s->z = NULL;
@@ -92,7 +92,9 @@ int cli_rows_range(cli_rows *s, int64_t ex0, int64_t ex1) {
   return 0;
 }
 
-int cli_rows_next(cli_rows *s) {
+/* The next block read into buf, its kept rows compacted into out (out may
+ * be buf: rows only move towards its start). */
+static int next_block(cli_rows *s, void *buf, void *out) {
   culeace_act *a = s->act;
   int64_t n = s->end_ex, t = culeace__act_tokens(a),
           d = culeace__act_width(a);
@@ -103,7 +105,8 @@ int cli_rows_next(cli_rows *s) {
   if (s->next_ex >= n) return 0;
   int64_t nex = n - s->next_ex < s->ex_per_block ? n - s->next_ex
                                                   : s->ex_per_block;
-  if (culeace__act_read(a, s->layer, s->next_ex, nex, s->raw) != CULEACE_OK) {
+  s->rows = out;
+  if (culeace__act_read(a, s->layer, s->next_ex, nex, buf) != CULEACE_OK) {
     cli_error_ctx(s->c, s->ctx, "");
     return -1;
   }
@@ -115,7 +118,7 @@ int cli_rows_next(cli_rows *s) {
       s->masked++;
       continue;
     }
-    const char *src = (const char *)s->raw + (size_t)i * rb;
+    const char *src = (const char *)buf + (size_t)i * rb;
     /* Without --drop-nonfinite the fitter's own pass finds bad rows (see
      * cli_rows_nonfinite_error); with it, bad rows are skipped here. */
     if (s->c->drop_nonfinite &&
@@ -124,7 +127,8 @@ int cli_rows_next(cli_rows *s) {
       continue;
     }
     int64_t k = s->n_rows++;
-    memcpy((char *)s->rows + (size_t)k * rb, src, rb);
+    char *dst = (char *)out + (size_t)k * rb;
+    if (dst != src) memmove(dst, src, rb);
     s->row_ids[k] = row;
     if (s->classes) s->classes[k] = s->labels->classes[row];
     if (s->z)
@@ -133,4 +137,10 @@ int cli_rows_next(cli_rows *s) {
   }
   s->next_ex += nex;
   return 1;
+}
+
+int cli_rows_next(cli_rows *s) { return next_block(s, s->raw, s->rows_buf); }
+
+int cli_rows_next_into(cli_rows *s, void *dst) {
+  return next_block(s, dst, dst);
 }

@@ -4,6 +4,7 @@
  * block boundaries of the MDL online code. See eval.h. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/ctx.h"
 #include "core/eval.h"
@@ -55,13 +56,36 @@ double culeace__balanced_accuracy(int64_t n, int64_t k, const int32_t *labels,
 }
 
 typedef struct {
-  double s;
-  int32_t pos;
+  uint64_t key; /* the score, ordered as an unsigned integer */
+  int32_t pos;  /* a positive row */
 } score_lab;
 
-static int cmp_score(const void *a, const void *b) {
-  double x = ((const score_lab *)a)->s, y = ((const score_lab *)b)->s;
-  return x < y ? -1 : x > y;
+/* An unsigned integer that orders as the double s does (-0 as +0, every
+ * NaN after +Inf, as one value). */
+static uint64_t order_key(double s) {
+  if (isnan(s)) return UINT64_MAX;
+  if (s == 0) s = 0.0;
+  uint64_t u;
+  memcpy(&u, &s, sizeof u);
+  return u >> 63 ? ~u : u | (UINT64_C(1) << 63);
+}
+
+/* Sorts v (m) by key: least significant byte first, one stable counting
+ * pass per byte in which the keys differ; tmp (m) is scratch. Returns the
+ * array that holds the result. */
+static score_lab *radix_sort(score_lab *v, score_lab *tmp, int64_t m) {
+  for (int shift = 0; shift < 64; shift += 8) {
+    int64_t count[257] = {0};
+    for (int64_t i = 0; i < m; i++) count[((v[i].key >> shift) & 255) + 1]++;
+    if (count[((v[0].key >> shift) & 255) + 1] == m) continue; /* one byte */
+    for (int b = 0; b < 256; b++) count[b + 1] += count[b];
+    for (int64_t i = 0; i < m; i++)
+      tmp[count[(v[i].key >> shift) & 255]++] = v[i];
+    score_lab *t = v;
+    v = tmp;
+    tmp = t;
+  }
+  return v;
 }
 
 double culeace__auroc(culeace_ctx *ctx, int64_t n, const int32_t *labels,
@@ -70,28 +94,28 @@ double culeace__auroc(culeace_ctx *ctx, int64_t n, const int32_t *labels,
   if (status) *status = CULEACE_OK;
   int64_t m = 0;
   for (int64_t i = 0; i < n; i++) m += takes_part(labels, mask, i);
-  score_lab *v = culeace__alloc(ctx, (size_t)(m ? m : 1), sizeof *v,
-                                "AUROC ranks");
-  if (!v) {
+  score_lab *buf = culeace__alloc(ctx, (size_t)(m ? m : 1) * 2, sizeof *buf,
+                                  "AUROC ranks");
+  if (!buf) {
     if (status) *status = CULEACE_ERR_OUT_OF_MEMORY;
     return NAN;
   }
   m = 0;
   for (int64_t i = 0; i < n; i++)
     if (takes_part(labels, mask, i))
-      v[m++] = (score_lab){score[i * ldscore], labels[i] == 1};
-  qsort(v, (size_t)m, sizeof *v, cmp_score);
+      buf[m++] = (score_lab){order_key(score[i * ldscore]), labels[i] == 1};
+  score_lab *v = m ? radix_sort(buf, buf + m, m) : buf;
   /* rank sum of positives, ties sharing their average rank (1-based) */
   double rank_sum = 0;
   int64_t n_pos = 0;
   for (int64_t a = 0; a < m;) {
     int64_t b = a, pos = 0;
-    while (b < m && v[b].s == v[a].s) pos += v[b++].pos;
+    while (b < m && v[b].key == v[a].key) pos += v[b++].pos;
     rank_sum += (double)pos * 0.5 * (double)(a + 1 + b); /* mean of a+1..b */
     n_pos += pos;
     a = b;
   }
-  free(v);
+  free(buf);
   int64_t n_neg = m - n_pos;
   if (n_pos == 0 || n_neg == 0) return NAN;
   return (rank_sum - 0.5 * (double)n_pos * (double)(n_pos + 1)) /

@@ -124,26 +124,57 @@ culeace_status culeace_probe_from_params(culeace_ctx *ctx,
   return CULEACE_OK;
 }
 
-culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
+/* Logit of one row under the raw-feature weights w (d) and intercept b: 8
+ * partial sums (one AVX-512 register of doubles), added in a fixed order,
+ * so a row's logit does not depend on which thread computes it. */
+static double row_logit(const double *w, double b, const float *x,
+                        int64_t d) {
+  double a[8] = {0};
+  int64_t j = 0;
+  for (; j + 8 <= d; j += 8)
+#pragma omp simd
+    for (int l = 0; l < 8; l++) a[l] += w[j + l] * (double)x[j + l];
+  for (; j < d; j++) a[j & 7] += w[j] * (double)x[j];
+  double lo = (a[0] + a[4]) + (a[1] + a[5]), hi = (a[2] + a[6]) + (a[3] + a[7]);
+  return b + (lo + hi);
+}
+
+/* Class probabilities pr (k) from the logits z (m outputs). */
+static void row_proba(const double *z, int64_t m, double *pr) {
+  if (m == 1) {
+    double p1 = z[0] >= 0 ? 1.0 / (1.0 + exp(-z[0]))
+                          : exp(z[0]) / (1.0 + exp(z[0]));
+    pr[0] = 1.0 - p1;
+    pr[1] = p1;
+    return;
+  }
+  double mx = z[0], sum = 0;
+  for (int64_t o = 1; o < m; o++) mx = z[o] > mx ? z[o] : mx;
+  for (int64_t o = 0; o < m; o++) sum += (pr[o] = exp(z[o] - mx));
+  for (int64_t o = 0; o < m; o++) pr[o] /= sum;
+}
+
+culeace_status culeace__probe_predict_rows(culeace_ctx *ctx,
                                            const culeace_probe *p,
-                                           const float *x, int64_t n,
-                                           int64_t ldx, double *proba) {
-  if (!ctx || !p || (n > 0 && (!x || !proba)))
-    return CULEACE_ERR_INVALID_ARG;
+                                           const void *x, culeace_dtype t,
+                                           int64_t ldx, const int64_t *idx,
+                                           int64_t n, double *proba) {
   int64_t d = p->info.d, k = p->info.n_classes, m = p->info.n_outputs;
-  if (ldx < d)
-    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
-                          "predict: row stride %lld < d = %lld",
-                          (long long)ldx, (long long)d);
+  size_t es = culeace_dtype_size(t);
   /* logits = W x + b with W = coef / scale, b = intercept - W mean */
   int T = omp_get_max_threads();
   double *W = culeace__alloc(ctx, (size_t)m * (size_t)d, 8, "probe weights");
   double *b = culeace__alloc(ctx, (size_t)m, 8, "probe intercepts");
   double *zall = culeace__alloc(ctx, (size_t)T * (size_t)m, 8, "logits");
-  if (!W || !b || !zall) {
+  float *rows = t == CULEACE_F32
+                    ? NULL
+                    : culeace__alloc(ctx, (size_t)T * (size_t)d, 4,
+                                     "rows as float32");
+  if (!W || !b || !zall || (t != CULEACE_F32 && !rows)) {
     free(W);
     free(b);
     free(zall);
+    free(rows);
     return CULEACE_ERR_OUT_OF_MEMORY;
   }
   for (int64_t o = 0; o < m; o++) {
@@ -153,33 +184,43 @@ culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
       b[o] -= W[o * d + j] * p->mean[j];
     }
   }
-  /* rows over the threads; each row's sums in the same order as alone */
+  /* rows over the threads; a row's probabilities do not depend on them */
 #pragma omp parallel for schedule(static) num_threads(T) \
     if (n * d * m > (1 << 16))
   for (int64_t i = 0; i < n; i++) {
-    const float *row = x + i * ldx;
-    double *pr = proba + i * k, *z = zall + (size_t)omp_get_thread_num() * m;
-    for (int64_t o = 0; o < m; o++) {
-      double s = b[o];
-      for (int64_t j = 0; j < d; j++) s += W[o * d + j] * row[j];
-      z[o] = s;
+    int th = omp_get_thread_num();
+    const char *src = (const char *)x +
+                      (size_t)(idx ? idx[i] : i) * (size_t)ldx * es;
+    const float *row = (const float *)src;
+    if (rows) {
+      float *buf = rows + (size_t)th * (size_t)d;
+      culeace__to_f32(src, t, d, buf);
+      row = buf;
     }
-    if (m == 1) {
-      double p1 = z[0] >= 0 ? 1.0 / (1.0 + exp(-z[0]))
-                            : exp(z[0]) / (1.0 + exp(z[0]));
-      pr[0] = 1.0 - p1;
-      pr[1] = p1;
-    } else {
-      double mx = z[0], sum = 0;
-      for (int64_t o = 1; o < m; o++) mx = z[o] > mx ? z[o] : mx;
-      for (int64_t o = 0; o < m; o++) sum += (pr[o] = exp(z[o] - mx));
-      for (int64_t o = 0; o < m; o++) pr[o] /= sum;
-    }
+    double *z = zall + (size_t)th * m;
+    for (int64_t o = 0; o < m; o++) z[o] = row_logit(W + o * d, b[o], row, d);
+    row_proba(z, m, proba + i * k);
   }
   free(W);
   free(b);
   free(zall);
+  free(rows);
   return CULEACE_OK;
+}
+
+culeace_status culeace_probe_predict_proba(culeace_ctx *ctx,
+                                           const culeace_probe *p,
+                                           const float *x, int64_t n,
+                                           int64_t ldx, double *proba) {
+  if (!ctx || !p || (n > 0 && (!x || !proba)))
+    return CULEACE_ERR_INVALID_ARG;
+  int64_t d = p->info.d;
+  if (ldx < d)
+    return culeace__error(ctx, CULEACE_ERR_INVALID_ARG,
+                          "predict: row stride %lld < d = %lld",
+                          (long long)ldx, (long long)d);
+  return culeace__probe_predict_rows(ctx, p, x, CULEACE_F32, ldx, NULL, n,
+                                     proba);
 }
 
 int culeace__probe_sum(const culeace__probe_reduce *red, double *buf,

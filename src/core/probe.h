@@ -19,6 +19,16 @@ culeace_status culeace__probe_alloc(culeace_ctx *ctx, culeace_probe_kind kind,
                                     int64_t d, int64_t k, int64_t m,
                                     culeace_probe **out);
 
+/* Class probabilities proba (n, k) of rows idx[0..n-1] (or 0..n-1 when
+ * idx is NULL) of x (type t, stride ldx elements; 2-byte rows widened to
+ * float32 one at a time): culeace_probe_predict_proba on rows that are not
+ * float32 or not contiguous, without a gathered float32 copy. */
+culeace_status culeace__probe_predict_rows(culeace_ctx *ctx,
+                                           const culeace_probe *p,
+                                           const void *x, culeace_dtype t,
+                                           int64_t ldx, const int64_t *idx,
+                                           int64_t n, double *proba);
+
 /* Fitting over rows shared out among cooperating processes (the CLI's
  * data-parallel probes under MPI): each process passes its own rows, and
  * every sum over rows the fit needs (column sums, class counts,

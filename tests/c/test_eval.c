@@ -396,6 +396,63 @@ static void test_public_wrappers(culeace_ctx *ctx) {
             CULEACE_ERR_INVALID_ARG, "1 fold accepted");
 }
 
+/* AUROC against its definition, P(score of a positive > score of a
+ * negative) + P(tie) / 2 over every pair, on random scores with many ties,
+ * both signs, signed zeros and infinities, scores a few ulps apart, and a
+ * mask. */
+static void test_auroc_pairs(culeace_ctx *ctx) {
+  tu_rng r;
+  tu_seed(&r, 7);
+  const double levels[] = {-INFINITY, -3.5, -1e-300, -0.0, 0.0, 1e-300,
+                           0.25, 0.5, 0.75, 1.0, 1e300, INFINITY};
+  for (int trial = 0; trial < 40; trial++) {
+    int64_t n = tu_randint(&r, 2, 3000);
+    int32_t *y = malloc((size_t)n * sizeof *y);
+    double *sc = malloc((size_t)n * sizeof *sc);
+    uint8_t *mask = malloc((size_t)n);
+    int use_mask = trial % 2;
+    for (int64_t i = 0; i < n; i++) {
+      y[i] = (int32_t)tu_randint(&r, 0, 1);
+      if (trial % 8 == 3) y[i] = i % 7 == 0 ? -1 : y[i]; /* unused rows */
+      if (trial % 3 == 0) /* spread over magnitudes */
+        sc[i] = tu_normal(&r) * pow(10.0, tu_randint(&r, -5, 5));
+      else if (trial % 3 == 1) /* few values, special ones */
+        sc[i] = levels[tu_randint(&r, 0, 11)];
+      else /* a few ulps apart: only the low bytes differ */
+        sc[i] = 0.5 + ldexp((double)tu_randint(&r, 0, 600), -53);
+      mask[i] = tu_uniform(&r) < 0.7;
+    }
+    double gt = 0, eq = 0;
+    int64_t np = 0, nn = 0;
+    for (int64_t i = 0; i < n; i++) {
+      if (y[i] < 0 || (use_mask && !mask[i])) continue;
+      if (y[i] == 1) np++;
+      else nn++;
+      if (y[i] != 1) continue;
+      for (int64_t j = 0; j < n; j++) {
+        if (y[j] != 0 || (use_mask && !mask[j])) continue;
+        gt += sc[i] > sc[j];
+        eq += sc[i] == sc[j];
+      }
+    }
+    culeace_status st;
+    double got = culeace__auroc(ctx, n, y, sc, 1, use_mask ? mask : NULL,
+                                &st);
+    if (np == 0 || nn == 0) {
+      CHECK(st == CULEACE_OK && isnan(got), "AUROC one class, trial %d",
+            trial);
+    } else {
+      double want = (gt + 0.5 * eq) / ((double)np * (double)nn);
+      CHECK(st == CULEACE_OK && fabs(got - want) < 1e-12,
+            "AUROC trial %d (n %lld): %.17g, pairs say %.17g", trial,
+            (long long)n, got, want);
+    }
+    free(y);
+    free(sc);
+    free(mask);
+  }
+}
+
 int main(void) {
   culeace_ctx *ctx = new_ctx();
   CHECK(ctx != NULL, "context");
@@ -407,6 +464,7 @@ int main(void) {
   test_control(ctx);
   test_public_wrappers(ctx);
   test_metrics(ctx);
+  test_auroc_pairs(ctx);
   test_mdl_bounds();
   culeace_ctx_free(ctx);
   return tu_finish("test_eval");
