@@ -15,6 +15,12 @@
 
 /* per-block kernels (below), chosen for the CPU */
 enum { ROWS = 8 }; /* rows per kernel call */
+/* Blocks of ROWS rows whose losses are taken together, at most: the losses
+ * are long chains of dependent operations, and a block's few (ROWS x
+ * outputs) left the core waiting on their latency; a group holds as many
+ * blocks as fit 32 KiB of float32 rows (L1), so that the gradient kernel
+ * still finds them there. */
+enum { GROUP = 4, GROUP_BYTES = 32 << 10 };
 typedef void (*dots_fn)(const float *, const double *, int64_t, int64_t,
                         const float *const *, double *);
 typedef void (*axpy_fn)(void *, double *, const double *, int64_t, int64_t,
@@ -33,16 +39,19 @@ struct culeace__probe_pass {
   int64_t m;       /* outputs per problem */
   int64_t Mtot;    /* m P: the most outputs one evaluation stacks */
   int threads;
+  int group;       /* blocks per group (<= GROUP) */
   int f64;         /* accumulate in float64 (tight tolerances) */
   block_kernels kern; /* per-block kernels for this CPU and precision */
-  float *xb;       /* (threads, ROWS, d) a block of 2-byte rows, centred */
+  float *xb;       /* (threads, GROUP, ROWS, d) a group of 2-byte rows,
+                      centred */
   void *Gp;        /* (threads, Mtot, d) per-thread sum_i r_i xc_i, float or
                       double as f64 says */
   double *rsp;     /* (threads, Mtot) per-thread residual sums */
   double *lsp;     /* (threads, P) per-thread losses */
-  double *zp, *rp; /* (threads, ROWS, Mtot) a row block's logits, residuals */
-  double *bp;      /* (threads, 3, ROWS, Mtot) binary blocks: weights,
-                      labels and losses of each logit */
+  double *zp, *rp; /* (threads, GROUP, ROWS, Mtot) a group's logits,
+                      residuals */
+  double *bp;      /* (threads, 3, GROUP, ROWS, Mtot) binary groups:
+                      weights, labels and losses of each logit */
   const float *W;  /* the evaluation's (M, d) weights and (M) intercepts */
   const double *b;
 };
@@ -147,35 +156,38 @@ static block_kernels pick_kernels(int f64) {
 }
 
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
-                            int64_t nb, int64_t m,
+                            int64_t rows, int64_t nb, int64_t m,
                             const culeace__probe_problem *prs,
                             const int64_t *idx, int64_t cnt, double *ls,
                             double *bw, culeace__losses_fn losses);
 
 /* x[0..ROWS-1]: the rows i0 .. i0+nb-1 (past nb: the first again), centred:
  * pointers into the centred copy, or 2-byte rows converted and centred
- * into thread t's block buffer (L1-sized: the kernels then read them from
- * there, and the pass streams half the bytes of a float32 copy). */
-static void block_rows(const culeace__probe_pass *w, int t, int64_t i0,
+ * into slot k of thread t's group buffer (L1-sized: the kernels then read
+ * them from there, and the pass streams half the bytes of a float32
+ * copy). */
+static void block_rows(const culeace__probe_pass *w, int t, int k, int64_t i0,
                        int64_t nb, int64_t d, const float **x) {
   const culeace__probe_rows *r = w->rows;
   if (r->xc) {
     for (int q = 0; q < ROWS; q++) x[q] = r->xc + (i0 + (q < nb ? q : 0)) * d;
     return;
   }
-  float *buf = w->xb + (size_t)t * ROWS * (size_t)d;
+  float *buf = w->xb + ((size_t)t * GROUP + (size_t)k) * ROWS * (size_t)d;
   for (int q = 0; q < nb; q++)
     x[q] = culeace__probe_row(r, i0 + q, buf + (size_t)q * (size_t)d);
   for (int q = (int)nb; q < ROWS; q++) x[q] = x[0];
 }
 
 /* The pass over the rows for M stacked outputs: per-thread logits,
- * residuals, losses and gradient sums, rows in blocks of ROWS over the OpenMP
- * threads. */
+ * residuals, losses and gradient sums, rows in blocks of ROWS, blocks in
+ * groups of w->group over the OpenMP threads: a group's logits block by
+ * block, its residuals and losses together, then its gradient sums block
+ * by block. */
 #define DEFINE_ROW_PASS(SUFFIX, ACC)                                           \
   static void row_pass_##SUFFIX(culeace__probe_pass *w, int64_t M,           \
                                 const int64_t *idx, int64_t cnt) {             \
-    int64_t n = w->rows->n, d = w->rows->d;                                    \
+    int64_t n = w->rows->n, d = w->rows->d, GR = w->group;                     \
     int T = w->threads;                                                        \
     ACC *Gall = (ACC *)w->Gp;                                                  \
     memset(Gall, 0, (size_t)T * (size_t)M * (size_t)d * sizeof(ACC));         \
@@ -185,50 +197,63 @@ static void block_rows(const culeace__probe_pass *w, int t, int64_t i0,
       int t = omp_get_thread_num();                                            \
       ACC *G = Gall + (size_t)t * M * d;                                       \
       double *rs = w->rsp + (size_t)t * M, *ls = w->lsp + (size_t)t * cnt;     \
-      double *z = w->zp + (size_t)t * ROWS * M;                                \
-      double *r = w->rp + (size_t)t * ROWS * M;                                \
-      double *bw = w->bp + (size_t)t * 3 * ROWS * M;                           \
-      int64_t nblk = (n + ROWS - 1) / ROWS;                                    \
-      _Pragma("omp for schedule(static)") for (int64_t blk = 0; blk < nblk;    \
-                                               blk++) {                        \
-        int64_t i0 = blk * ROWS, nb = n - i0 < ROWS ? n - i0 : ROWS;           \
-        const float *x[ROWS]; /* rows past the end repeat the first */         \
-        block_rows(w, t, i0, nb, d, x);                                        \
-        w->kern.dots(w->W, w->b, M, d, x, z);                                  \
-        block_residuals(z, r, M, i0, nb, w->m, w->prs, idx, cnt, ls, bw,       \
-                        w->kern.losses);                                       \
-        w->kern.axpy(G, rs, r, M, d, x);                                       \
+      double *z = w->zp + (size_t)t * GROUP * ROWS * M;                        \
+      double *r = w->rp + (size_t)t * GROUP * ROWS * M;                        \
+      double *bw = w->bp + (size_t)t * 3 * GROUP * ROWS * M;                   \
+      int64_t nblk = (n + ROWS - 1) / ROWS, ngrp = (nblk + GR - 1) / GR;       \
+      _Pragma("omp for schedule(static)") for (int64_t g = 0; g < ngrp;        \
+                                               g++) {                          \
+        int64_t b0 = g * GR, gb = nblk - b0 < GR ? nblk - b0 : GR;             \
+        int64_t i0 = b0 * ROWS, nr = n - i0 < gb * ROWS ? n - i0 : gb * ROWS;  \
+        const float *x[GROUP][ROWS]; /* rows past the end repeat the first */ \
+        for (int k = 0; k < gb; k++) {                                         \
+          int64_t j0 = i0 + k * ROWS, nb = n - j0 < ROWS ? n - j0 : ROWS;      \
+          block_rows(w, t, k, j0, nb, d, x[k]);                                \
+          w->kern.dots(w->W, w->b, M, d, x[k], z + k * ROWS * M);              \
+        }                                                                      \
+        block_residuals(z, r, M, i0, gb * ROWS, nr, w->m, w->prs, idx, cnt,    \
+                        ls, bw, w->kern.losses);                               \
+        for (int k = 0; k < gb; k++)                                           \
+          w->kern.axpy(G, rs, r + k * ROWS * M, M, d, x[k]);                   \
       }                                                                        \
     }                                                                          \
   }
 
-/* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a block from
- * their logits z (ROWS, M); rows past nb or outside a problem's training set
- * get zero residuals. Binary problems (one output each) go through
- * losses (culeace__binary_losses) all at once, with bw (3, ROWS, M) as
- * scratch. */
+/* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a group of
+ * rows rows from their logits z (rows, M); rows past nb or outside a
+ * problem's training set get zero residuals. Binary problems (one output
+ * each) go through losses (culeace__binary_losses) all at once, with bw
+ * (3, rows, M) as scratch. */
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
-                            int64_t nb, int64_t m,
+                            int64_t rows, int64_t nb, int64_t m,
                             const culeace__probe_problem *prs,
                             const int64_t *idx, int64_t cnt, double *ls,
                             double *bw, culeace__losses_fn losses) {
   if (m == 1) { /* every problem of a batch has the same m */
-    double *s = bw, *y = bw + ROWS * M, *loss = bw + 2 * ROWS * M;
-    for (int64_t bi = 0; bi < ROWS; bi++)
-      for (int64_t q = 0; q < cnt; q++) {
-        const culeace__probe_problem *pr = &prs[idx[q]];
-        int64_t i = i0 + bi, e = bi * M + q;
-        int train = bi < nb && pr->train[i];
-        int32_t yi = train ? pr->y[i] : 0;
-        s[e] = train ? pr->class_w[yi] : 0.0;
-        y[e] = yi == 1;
+    double *s = bw, *y = bw + rows * M, *loss = bw + 2 * rows * M;
+    /* without branches: which rows train is as good as random (the folds
+     * are), and a branch on it mispredicted often enough to make this
+     * loop cost as much as the losses */
+    for (int64_t q = 0; q < cnt; q++) {
+      const culeace__probe_problem *pr = &prs[idx[q]];
+      const uint8_t *tr = pr->train;
+      const int32_t *yv = pr->y;
+      const double *cw = pr->class_w;
+      static const double as_double[2] = {0.0, 1.0};
+      for (int64_t bi = 0; bi < rows; bi++) {
+        int64_t in = bi < nb, i = in ? i0 + bi : i0, e = bi * M + q;
+        int32_t t = (int32_t)(in & (tr[i] != 0));
+        int32_t yi = yv[i] & -t; /* 0 outside the training rows */
+        s[e] = cw[yi] * as_double[t];
+        y[e] = as_double[yi == 1]; /* a load: GCC made (double) a branch */
       }
-    losses(z, s, y, ROWS * M, r, loss);
+    }
+    losses(z, s, y, rows * M, r, loss);
     for (int64_t bi = 0; bi < nb; bi++)
       for (int64_t q = 0; q < cnt; q++) ls[q] += loss[bi * M + q];
     return;
   }
-  for (int64_t bi = 0; bi < ROWS; bi++) {
+  for (int64_t bi = 0; bi < rows; bi++) {
     const double *zb = z + bi * M;
     double *rb = r + bi * M;
     int64_t i = i0 + bi, col = 0;
@@ -296,13 +321,14 @@ culeace_status culeace__probe_pass_open(culeace_ctx *ctx,
                          "probe gradients");
   p->rsp = culeace__alloc(ctx, (size_t)T * (size_t)Mt, 8, "residual sums");
   p->lsp = culeace__alloc(ctx, (size_t)T * (size_t)P, 8, "probe losses");
-  p->zp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mt, 8, "logits");
-  p->rp = culeace__alloc(ctx, (size_t)T * ROWS * (size_t)Mt, 8, "residuals");
-  p->bp = culeace__alloc(ctx, (size_t)T * 3 * ROWS * (size_t)Mt, 8,
-                         "binary losses");
+  int64_t fit = GROUP_BYTES / (ROWS * 4 * (d > 0 ? d : 1));
+  p->group = fit < 1 ? 1 : fit > GROUP ? GROUP : (int)fit;
+  size_t TR = (size_t)T * GROUP * ROWS; /* rows of every thread's group */
+  p->zp = culeace__alloc(ctx, TR * (size_t)Mt, 8, "logits");
+  p->rp = culeace__alloc(ctx, TR * (size_t)Mt, 8, "residuals");
+  p->bp = culeace__alloc(ctx, 3 * TR * (size_t)Mt, 8, "binary losses");
   p->xb = rows->xc ? NULL
-                   : culeace__alloc(ctx, (size_t)T * ROWS * (size_t)d, 4,
-                                    "row blocks");
+                   : culeace__alloc(ctx, TR * (size_t)d, 4, "row blocks");
   if (!p->Gp || !p->rsp || !p->lsp || !p->zp || !p->rp || !p->bp ||
       (!rows->xc && !p->xb)) {
     free_cpu(p);
