@@ -98,11 +98,11 @@ typedef struct {
   int64_t next_ex;
   int64_t end_ex;   /* examples [next_ex, end_ex) are left to read */
   /* current block */
-  void *raw;        /* (ex_per_block * t, d) as read */
-  int64_t raw_rows;
+  int64_t raw_rows; /* rows of the block as read, masked ones included */
   int64_t *row_ids; /* (rows) flat row index (example * t + token) */
   void *rows;       /* kept rows, contiguous (rows, d): rows_buf, or the
-                       caller's buffer (cli_rows_next_into) */
+                       caller's buffer (cli_rows_next_into); the block is
+                       read there and its kept rows compacted in place */
   void *rows_buf;   /* (ex_per_block * t, d) page-locked on a GPU context */
   int32_t *classes; /* (rows) or NULL */
   double *z;        /* (rows, k) or NULL */
@@ -119,10 +119,9 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
  * of it was masked or dropped), 0 at end, -1 on
  * error (message printed). */
 int cli_rows_next(cli_rows *s);
-/* cli_rows_next reading the block straight into dst (room for
- * s->ex_per_block * t rows of the file's type) and keeping the kept rows
- * there, compacted in place (s->rows = dst): a caller that holds every
- * row saves two copies of each. */
+/* cli_rows_next reading the block into dst (room for s->ex_per_block * t
+ * rows of the file's type) instead of s->rows_buf (s->rows = dst): a
+ * caller that holds every row saves a copy of each. */
 int cli_rows_next_into(cli_rows *s, void *dst);
 void cli_rows_close(cli_rows *s);
 /* Restricts the stream to examples [ex0, ex1) of the layer (a shard of

@@ -28,7 +28,6 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
   if (!culeace__mul_size(rows, (size_t)d * es, &bytes))
     return cli_error(c, "block of %zu rows x %lld is too large", rows,
                      (long long)d);
-  s->raw = malloc(bytes ? bytes : 1);
   /* The block handed to the library: page-locked on a GPU context. */
   s->rows = s->rows_buf = culeace_host_alloc(ctx, bytes ? bytes : 1);
   s->row_ids = malloc(rows * sizeof *s->row_ids);
@@ -36,7 +35,7 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
     s->classes = malloc(rows * sizeof *s->classes);
   if (labels && labels->continuous)
     s->z = malloc(rows * (size_t)labels->k * sizeof *s->z);
-  if (!s->raw || !s->rows_buf || !s->row_ids ||
+  if (!s->rows_buf || !s->row_ids ||
       (labels && !s->classes && !s->z)) {
     cli_rows_close(s);
     return cli_error(c, "out of memory for a block of %zu rows (lower "
@@ -46,12 +45,11 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
 }
 
 void cli_rows_close(cli_rows *s) {
-  free(s->raw);
   culeace_host_free(s->ctx, s->rows_buf);
   free(s->row_ids);
   free(s->classes);
   free(s->z);
-  s->raw = s->rows = s->rows_buf = NULL;
+  s->rows = s->rows_buf = NULL;
   s->row_ids = NULL;
   s->classes = NULL;
   s->z = NULL;
@@ -92,9 +90,9 @@ int cli_rows_range(cli_rows *s, int64_t ex0, int64_t ex1) {
   return 0;
 }
 
-/* The next block read into buf, its kept rows compacted into out (out may
- * be buf: rows only move towards its start). */
-static int next_block(cli_rows *s, void *buf, void *out) {
+/* The next block read into buf, its kept rows compacted in place (they
+ * only move towards its start). */
+static int next_block(cli_rows *s, void *buf) {
   culeace_act *a = s->act;
   int64_t n = s->end_ex, t = culeace__act_tokens(a),
           d = culeace__act_width(a);
@@ -105,7 +103,7 @@ static int next_block(cli_rows *s, void *buf, void *out) {
   if (s->next_ex >= n) return 0;
   int64_t nex = n - s->next_ex < s->ex_per_block ? n - s->next_ex
                                                   : s->ex_per_block;
-  s->rows = out;
+  s->rows = buf;
   if (culeace__act_read(a, s->layer, s->next_ex, nex, buf) != CULEACE_OK) {
     cli_error_ctx(s->c, s->ctx, "");
     return -1;
@@ -127,7 +125,7 @@ static int next_block(cli_rows *s, void *buf, void *out) {
       continue;
     }
     int64_t k = s->n_rows++;
-    char *dst = (char *)out + (size_t)k * rb;
+    char *dst = (char *)buf + (size_t)k * rb;
     if (dst != src) memmove(dst, src, rb);
     s->row_ids[k] = row;
     if (s->classes) s->classes[k] = s->labels->classes[row];
@@ -139,8 +137,6 @@ static int next_block(cli_rows *s, void *buf, void *out) {
   return 1;
 }
 
-int cli_rows_next(cli_rows *s) { return next_block(s, s->raw, s->rows_buf); }
+int cli_rows_next(cli_rows *s) { return next_block(s, s->rows_buf); }
 
-int cli_rows_next_into(cli_rows *s, void *dst) {
-  return next_block(s, dst, dst);
-}
+int cli_rows_next_into(cli_rows *s, void *dst) { return next_block(s, dst); }
