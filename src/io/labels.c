@@ -189,16 +189,30 @@ static culeace_status read_classes(lab_src *s, int64_t n, int64_t t,
     int64_t nr = n - r0 < rows_blk ? n - r0 : rows_blk;
     CULEACE_TRY(culeace__h5_read_int_rows(ctx, s->ds, s->ty, s->file, s->path,
                                           s->rank, s->dims, r0, nr, buf));
-    int64_t m = 0;
+    /* labels take few values: the block's first FEW distinct ones are
+     * kept in seen (sorted), and only values past those are sorted */
+    enum { FEW = 16 };
+    int64_t seen[FEW], ns = 0, m = 0;
     for (int64_t i = 0; i < nr; i++)
-      for (int64_t j = 0; j < cols; j++)
-        if (kept(mask, r0 + i, per_token ? j : -1, t))
-          tmp[m++] = buf[i * cols + j];
+      for (int64_t j = 0; j < cols; j++) {
+        if (!kept(mask, r0 + i, per_token ? j : -1, t)) continue;
+        int64_t v = buf[i * cols + j], at = 0;
+        while (at < ns && seen[at] < v) at++;
+        if (at < ns && seen[at] == v) continue;
+        if (ns == FEW) {
+          tmp[m++] = v;
+          continue;
+        }
+        memmove(seen + at + 1, seen + at, (size_t)(ns - at) * sizeof *seen);
+        seen[at] = v;
+        ns++;
+      }
     qsort(tmp, (size_t)m, sizeof *tmp, cmp_i64);
     int64_t u = 0;
     for (int64_t i = 0; i < m; i++)
       if (u == 0 || tmp[u - 1] != tmp[i]) tmp[u++] = tmp[i];
-    if (!merge_unique(&vals, &nv, &cap, tmp, u)) {
+    if (!merge_unique(&vals, &nv, &cap, seen, ns) ||
+        !merge_unique(&vals, &nv, &cap, tmp, u)) {
       st = culeace__error(ctx, CULEACE_ERR_OUT_OF_MEMORY,
                           "out of memory collecting label values");
       goto cleanup;

@@ -491,6 +491,49 @@ static void test_labels(void) {
   }
 }
 
+/* Labels with many distinct values (more than the few a block keeps
+ * aside while it looks for new ones), repeated and out of order, spread
+ * over several label blocks: sorted class values, each row's class and
+ * the counts. */
+static void test_many_label_values(void) {
+  const char *path = tu_tmp("io_labels_many.h5");
+  enum { n = 300000, V = 97 };
+  hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  int64_t *y = malloc(sizeof *y * n);
+  for (int64_t i = 0; i < n; i++) /* values 1000 - 13 v: descending in v */
+    y[i] = 1000 - 13 * ((i * 37 + i / 1000) % V);
+  hsize_t d1 = n;
+  write_ds(f, "y", H5T_STD_I64LE, 1, &d1, NULL, y);
+  hsize_t dx[2] = {n, 1};
+  float *x = calloc(n, sizeof *x);
+  write_ds(f, "x", H5T_IEEE_F32LE, 2, dx, NULL, x);
+  free(x);
+  H5Fclose(f);
+  culeace_labels lb;
+  CHECK_OK(ctx, culeace__labels_read(ctx, path, "y", n, 1, "/x", &lb));
+  CHECK(lb.n_classes == V, "many values: %lld classes",
+        (long long)lb.n_classes);
+  if (lb.n_classes == V) {
+    int ok = 1;
+    for (int c = 0; c < V; c++)
+      ok &= lb.class_values[c] == 1000 - 13 * (V - 1 - c);
+    CHECK(ok, "many values: sorted class values");
+    int64_t counts[V] = {0};
+    ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+      int32_t c = lb.classes[i];
+      ok &= c >= 0 && c < V && lb.class_values[c] == y[i];
+      if (c >= 0 && c < V) counts[c]++;
+    }
+    CHECK(ok, "many values: each row's class");
+    ok = 1;
+    for (int c = 0; c < V; c++) ok &= lb.class_counts[c] == counts[c];
+    CHECK(ok, "many values: class counts");
+  }
+  culeace__labels_free(&lb);
+  free(y);
+}
+
 static void test_natural(void) {
   CHECK(culeace__natural_cmp("layer_2", "layer_10") < 0, "2 < 10");
   CHECK(culeace__natural_cmp("layer_10", "layer_2") > 0, "10 > 2");
@@ -696,6 +739,7 @@ int main(void) {
   test_natural();
   test_layouts();
   test_labels();
+  test_many_label_values();
   test_fixture();
   tu_h5_ids_check(&ids);
   culeace_ctx_free(ctx);
