@@ -477,17 +477,6 @@ int cmd_apply(int argc, char **argv) {
     if (tmp) snprintf(shared_tmp, sizeof shared_tmp, "%s", tmp);
     target = tmp;
   }
-  if (!P) {
-    if (out)
-      src = act;
-    else
-      culeace__act_close(act);
-    act = NULL;
-  }
-  if (!P && culeace__act_open(ctx, target, &c.spec, 1, &act)) {
-    cli_error_ctx(&c, ctx, "");
-    goto done;
-  }
   identity = journal_identity(&c, erasers, items, m, z_path);
   if (P && share_identity(P, &c, &identity)) goto done;
   if (!identity) {
@@ -501,6 +490,9 @@ int cmd_apply(int argc, char **argv) {
       cli_error(&c, "cannot describe the arguments for the checkpoint");
       goto done;
     }
+    /* the checkpoint comes first: FILE is opened for writing (below) only
+     * once a checkpoint says how to resume, since the open itself marks
+     * the file's superblock */
     if (root) begun = in_place_begin(&c, &jr, act, items, m, file, &start);
   }
   /* Under MPI rank 0's block size deals the blocks (in place) and counts
@@ -523,6 +515,19 @@ int cmd_apply(int argc, char **argv) {
       print_results(&c, file, in_place, items, m, P ? mpi_job_size(P) : 1);
     rc = 0;
     goto done;
+  }
+  if (!P) { /* act (FILE, read-only) becomes src (-o) or the target's */
+    if (out)
+      src = act;
+    else
+      culeace__act_close(act);
+    act = NULL;
+    if (culeace__act_open(ctx, target, &c.spec, 1, &act)) {
+      cli_error_ctx(&c, ctx, "");
+      if (in_place && begun == 0) /* nothing edited: no checkpoint left */
+        apply_journal_finish(&jr);
+      goto done;
+    }
   }
   ed.c = &c;
   ed.ctx = ctx;

@@ -109,6 +109,48 @@ def test_in_place_killed_many_times(tmp_path, dtype, seed):
     assert kills >= 4, f"only {kills} kills landed (full run {full:.2f} s)"
 
 
+def test_in_place_killed_at_start_leaves_file_as_it_was(tmp_path):
+    """Kills around the moment an in-place apply writes its first
+    checkpoint, a fresh copy each time: when no checkpoint was written yet,
+    FILE is the input to the byte. (Opening an HDF5 file for writing sets
+    an "open for write" bit in its superblock, so culeace opens FILE for
+    writing only after the checkpoint exists; a kill in between used to
+    leave that bit set.) Doubling delays find when the checkpoint appears
+    (D), then 60 delays from D / 2 to 1.1 D sweep the time before it; some
+    kills must land on either side."""
+    dump, er, ref = make_case(tmp_path, "float32")
+    before = dump.read_bytes()
+    ip = tmp_path / "ip.h5"
+    ckpt = Path(str(ip) + ".culeace-apply")
+    cmd = [BIN, "apply", str(er), str(ip), "--x", "/hidden", "--in-place",
+           "--quiet", "--block-rows", "64"]
+    counts = {"early": 0, "late": 0}
+
+    def killed_late(delay):
+        ip.write_bytes(before)
+        for leftover in (ckpt, Path(str(ip) + ".culeace-journal")):
+            leftover.unlink(missing_ok=True)
+        if not kill_at(cmd, delay):
+            same_layers(ip, ref)  # finished: the whole edit
+            return True
+        if ckpt.exists():
+            counts["late"] += 1
+            return True
+        counts["early"] += 1
+        assert ip.read_bytes() == before, f"kill at {delay * 1e3:.1f} ms"
+        return False
+
+    D = 0.002
+    while not killed_late(D):
+        assert D < 30, "no checkpoint after 30 s"
+        D *= 2
+    for k in range(60):
+        killed_late(D * (0.5 + 0.6 * k / 59))
+    assert counts["early"] >= 1 and counts["late"] >= 1, (
+        f"{counts} kills before / after the checkpoint: the delays missed "
+        f"the window (D = {D * 1e3:.0f} ms)")
+
+
 def test_copy_killed_keeps_old_output(tmp_path):
     dump, er, ref = make_case(tmp_path, "float16")
     out = tmp_path / "out.h5"

@@ -123,3 +123,45 @@ def test_read_only_output_directory(setup, case):
         assert ".culeace-" in err  # the journal or checkpoint it needed
     else:
         assert "cannot create" in err and "NaN" not in err, err
+
+
+def test_in_place_on_a_read_only_file(tmp_path):
+    """apply --in-place on a FILE that cannot be written, in a directory
+    that can: the checkpoint is written before FILE is opened for writing,
+    and when that open fails the command stops with the file and the
+    system's reason named, removes the checkpoint, and leaves FILE as it
+    was. (As root the file is bind-mounted read-only over itself.)"""
+    shutil.copy(SAMPLE, tmp_path / "src.h5")
+    shutil.copy(SAMPLE, tmp_path / "in.h5")
+    p = run("fit", tmp_path / "src.h5", "--x", "/hidden", "--z", "/labels",
+            "-o", tmp_path / "e.h5")
+    assert p.returncode == 0, p.stderr
+    target = tmp_path / "in.h5"
+    mounted = False
+    if os.geteuid() == 0:
+        if not _mount("--bind", target, target):
+            pytest.skip("running as root, which ignores permission bits, "
+                        "and mount (for a read-only bind) is not permitted")
+        mounted = True
+        if not _mount("-o", "remount,ro,bind", target):
+            subprocess.run(["umount", str(target)], capture_output=True)
+            pytest.skip("cannot remount the bind read-only")
+        reason = "Read-only file system"
+    else:
+        target.chmod(0o444)
+        reason = "Permission denied"
+    try:
+        before = sha(target)
+        listing = sorted(q.name for q in tmp_path.iterdir())
+        p = run("apply", tmp_path / "e.h5", target, "--x", "/hidden",
+                "--in-place")
+        assert p.returncode == 1, (p.returncode, p.stderr)
+        assert reason in p.stderr and "in.h5" in p.stderr, p.stderr
+        assert "for writing" in p.stderr, p.stderr
+        assert sha(target) == before
+        assert sorted(q.name for q in tmp_path.iterdir()) == listing
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(target)], capture_output=True)
+        else:
+            target.chmod(0o644)
