@@ -516,7 +516,8 @@ int cmd_apply(int argc, char **argv) {
     rc = 0;
     goto done;
   }
-  if (!P) { /* act (FILE, read-only) becomes src (-o) or the target's */
+  if (!P) { /* act (FILE, read-only) becomes src (-o) or is closed; the
+             * target (the copy, or FILE) opens for writing */
     if (out)
       src = act;
     else

@@ -18,8 +18,8 @@
 #include "cli/probe.h"
 #include "core/convert.h"
 #include "core/ctx.h"
-#include "core/probe.h"
 #include "core/eval.h"
+#include "core/probe.h"
 
 probe_metric *probe_result_metric(probe_layer_result *r, int i) {
   probe_metric *ms[PROBE_N_METRICS] = {&r->acc,  &r->bal,  &r->auc,

@@ -219,9 +219,10 @@ static void block_rows(const culeace__probe_pass *w, int t, int k, int64_t i0,
     }                                                                          \
   }
 
-/* Residuals (and losses into ls) of the rows i0 .. i0+nb-1 of a group of
- * rows rows from their logits z (rows, M); rows past nb or outside a
- * problem's training set get zero residuals. Binary problems (one output
+/* Residuals (and losses into ls) of a group of `rows` rows from i0, of
+ * which the first nb are rows of the layer, from their logits z (rows,
+ * M); rows past nb or outside a problem's training set get zero
+ * residuals. Binary problems (one output
  * each) go through losses (culeace__binary_losses) all at once, with bw
  * (3, rows, M) as scratch. */
 static void block_residuals(const double *z, double *r, int64_t M, int64_t i0,
