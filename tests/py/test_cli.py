@@ -6,6 +6,8 @@ left behind)."""
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -636,3 +638,27 @@ def test_in_place_twice_is_a_no_op(tmp_path):
     assert dump.read_bytes() == done
     with h5py.File(dump, "r") as f:
         assert "culeace_applied" in f["hidden"]["0"].attrs
+
+
+def test_library_search_paths_have_no_empty_entry():
+    """The built binary and libraries look for their libraries only in the
+    directories named in their RUNPATH/RPATH: no entry may be empty (the
+    loader reads it as the current directory, so a libm.so.6 or
+    libcuda.so.1 where culeace was run would be loaded) or relative."""
+    if not shutil.which("readelf"):
+        pytest.skip("readelf (binutils) not installed")
+    here = Path(BIN).resolve().parent
+    files = [Path(BIN).resolve()] + [here / n for n in (
+        "libculeace.so", "libculeace_cuda.so") if (here / n).exists()]
+    seen = 0
+    for f in files:
+        out = subprocess.run(["readelf", "-d", str(f)], capture_output=True,
+                             text=True, check=True).stdout
+        for m in re.finditer(r"\((?:RUNPATH|RPATH)\)\s+Library r\w*path: "
+                             r"\[(.*)\]", out):
+            seen += 1
+            for entry in m.group(1).split(":"):
+                assert entry, f"{f.name}: empty entry in [{m.group(1)}]"
+                assert entry.startswith(("/", "$ORIGIN")), (
+                    f"{f.name}: relative entry {entry!r}")
+    assert seen >= 1, "no RUNPATH/RPATH found"
