@@ -119,10 +119,10 @@ int cli_rows_open(cli_rows *s, const cli_common *c, culeace_ctx *ctx,
  * of it was masked or dropped), 0 at end, -1 on
  * error (message printed). */
 int cli_rows_next(cli_rows *s);
-/* cli_rows_next reading the block into dst (room for s->ex_per_block * t
- * rows of the file's type) instead of s->rows_buf (s->rows = dst): a
- * caller that holds every row saves a copy of each. */
-int cli_rows_next_into(cli_rows *s, void *dst);
+/* cli_rows_next reading the block into dst (s->rows = dst) instead of
+ * s->rows_buf when the block's rows fit the room dst has (rows of the
+ * file's type): a caller that holds every row saves a copy of each. */
+int cli_rows_next_into(cli_rows *s, void *dst, int64_t room);
 void cli_rows_close(cli_rows *s);
 /* Restricts the stream to examples [ex0, ex1) of the layer (a shard of
  * the row axis, e.g. one MPI rank's); call after cli_rows_open, before the

@@ -110,23 +110,17 @@ int layer_rows_read_range(const cli_common *c, culeace_ctx *ctx,
     layer_rows_free(L);
     return 1;
   }
-  /* blocks go straight to L's end while the next one fits there and needs
-   * no conversion */
-  int64_t t = culeace__act_tokens(act);
+  /* blocks go straight to L's end when they fit there and need no
+   * conversion */
   size_t rb = (size_t)culeace__act_width(act) * culeace_dtype_size(L->xt);
   int same = L->xt == culeace__act_dtype(act), more;
-  for (;;) {
-    int64_t left = rs.end_ex - rs.next_ex;
-    int64_t next = (left < rs.ex_per_block ? left : rs.ex_per_block) * t;
-    char *end = (char *)L->x + (size_t)L->n * rb;
-    more = same && L->n + next <= L->cap ? cli_rows_next_into(&rs, end)
-                                         : cli_rows_next(&rs);
-    if (more != 1) break;
+  while ((more = same ? cli_rows_next_into(&rs, (char *)L->x + L->n * rb,
+                                           L->cap - L->n)
+                      : cli_rows_next(&rs)) == 1)
     if (rows_absorb(c, act, &rs, L)) {
       more = -1;
       break;
     }
-  }
   *dropped = rs.dropped;
   cli_rows_close(&rs);
   if (more < 0) {

@@ -139,4 +139,9 @@ static int next_block(cli_rows *s, void *buf) {
 
 int cli_rows_next(cli_rows *s) { return next_block(s, s->rows_buf); }
 
-int cli_rows_next_into(cli_rows *s, void *dst) { return next_block(s, dst); }
+int cli_rows_next_into(cli_rows *s, void *dst, int64_t room) {
+  int64_t left = s->end_ex - s->next_ex;
+  int64_t rows = (left < s->ex_per_block ? left : s->ex_per_block) *
+                 culeace__act_tokens(s->act);
+  return next_block(s, rows <= room ? dst : s->rows_buf);
+}
